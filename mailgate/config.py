@@ -1,0 +1,377 @@
+"""Configuration: one TOML file, parsed once into frozen dataclasses.
+
+Every value is checked and converted at load (sizes, durations, addresses,
+paths relative to the file), so a typo stops the daemon at start with one
+line naming the file, the key and what was expected, instead of failing on
+the first mail. Nothing here is global: callers pass the ``Config`` along.
+
+Sections read here: ``[mailgate]``, ``[smtp]``, ``[support]``, ``[spool]``,
+``[outbound]``, ``[[agents]]``, ``[[queues]]``. A module that owns another
+section parses it from ``Config.raw`` with :class:`Table`, the same checked
+reader, and reports errors the same way.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailgate.errors import ConfigError
+from mailgate.units import parse_duration, parse_size
+
+DEFAULT_CONFIG = "config.toml"
+EXAMPLE_CONFIG = "config.example.toml"
+
+
+class Table:
+    """A checked reader over one TOML table; remembers which keys were read.
+
+    ``finish()`` rejects keys nobody read, so a misspelt key is an error and
+    not a silently ignored setting.
+    """
+
+    def __init__(self, data: Any, file: Path | str, where: str) -> None:
+        self.file = str(file)
+        self.where = where
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise self.error("", f"expected a table, got {type(data).__name__}")
+        self.data: Mapping[str, Any] = data
+        self._seen: set[str] = set()
+
+    def error(self, key: str, message: str) -> ConfigError:
+        name = f"{self.where}.{key}" if key and self.where else (key or self.where)
+        return ConfigError(f"{self.file}: {name}: {message}")
+
+    def _get(self, key: str, default: Any) -> Any:
+        self._seen.add(key)
+        return self.data.get(key, default)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def str(self, key: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> str:
+        value = self._get(key, default)
+        if value is None:
+            raise self.error(key, "is required (a string)")
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {value!r}")
+        if choices and value not in choices:
+            raise self.error(key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def int(self, key: str, default: int, *, minimum: int | None = None) -> int:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"expected an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self.error(key, f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    def float(self, key: str, default: float) -> float:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"expected a number, got {value!r}")
+        return float(value)
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {value!r}")
+        return value
+
+    def size(self, key: str, default: str) -> int:
+        value = self._get(key, default)
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
+
+    def duration(self, key: str, default: str | float) -> float:
+        value = self._get(key, default)
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
+
+    def str_list(self, key: str, default: list[str] | None = None) -> tuple[str, ...]:
+        value = self._get(key, default if default is not None else [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+
+    def address(self, key: str, default: str | None = None) -> str:
+        value = self.str(key, default).strip().lower()
+        if value.count("@") != 1 or value.startswith("@") or value.endswith("@") or " " in value:
+            raise self.error(key, f"expected a mail address such as support@example.com, got {value!r}")
+        return value
+
+    def path(self, key: str, default: str, base: Path) -> Path:
+        value = self.str(key, default)
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base / path)
+
+    def listen(self, key: str, default: str) -> tuple[str, int]:
+        value = self.str(key, default)
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise self.error(key, f"expected host:port such as 127.0.0.1:2525, got {value!r}")
+        return host.strip("[]"), int(port)
+
+    def table(self, key: str) -> Table:
+        return Table(self._get(key, {}), self.file, f"{self.where}.{key}" if self.where else key)
+
+    def tables(self, key: str) -> Iterator[Table]:
+        value = self._get(key, [])
+        if not isinstance(value, list):
+            raise self.error(key, "expected an array of tables ([[...]])")
+        for index, item in enumerate(value):
+            yield Table(item, self.file, f"{key}[{index}]")
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self._seen)
+        if unknown:
+            raise self.error(unknown[0], "unknown key (misspelt?)")
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 2525
+    max_message_size: int = 25_000_000
+    line_length_limit: int = 10_000
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class SupportConfig:
+    name: str = "Support"
+    address: str = "support@example.com"
+    accept: tuple[str, ...] = ("support@example.com",)
+    token_prefix: str = ""
+    default_queue: str = "support"
+    locale: str = "en"
+
+    def accepts(self, recipient: str) -> bool:
+        """True when ``recipient`` is one of our addresses (plus-extensions included)."""
+        address = recipient.strip().strip("<>").lower()
+        local, _, domain = address.rpartition("@")
+        if not local:
+            return False
+        base_local = local.split("+", 1)[0]
+        for entry in self.accept:
+            if entry.startswith("@"):
+                if domain == entry[1:]:
+                    return True
+            elif address == entry or f"{base_local}@{domain}" == entry:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    max_attempts: int = 5
+    batch_size: int = 50
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    smarthost: str = ""
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    address: str
+    name: str
+    queues: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    name: str
+    agents: tuple[str, ...] = ()
+    locale: str = "en"
+    escalation_address: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    hostname: str
+    data_dir: Path
+    database_url: str
+    log_level: str
+    log_format: str
+    smtp: SmtpConfig
+    support: SupportConfig
+    spool: SpoolConfig
+    outbound: OutboundConfig
+    agents: tuple[AgentConfig, ...] = ()
+    queues: tuple[QueueConfig, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def sent_dir(self) -> Path:
+        return self.data_dir / "sent"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'mailgate.sqlite3'}"
+
+    def agent(self, address: str) -> AgentConfig | None:
+        address = address.strip().lower()
+        return next((a for a in self.agents if a.address == address), None)
+
+    def queue(self, name: str) -> QueueConfig | None:
+        return next((q for q in self.queues if q.name == name), None)
+
+
+# Sections owned by other modules; they parse them from Config.raw themselves.
+_FOREIGN_SECTIONS = {"imap", "rules", "spam", "metrics", "sla", "loop", "templates", "agent_auth",
+                     "lifecycle", "bounces", "logging", "scheduler"}
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and check the config file; raise ConfigError with file and key."""
+    path = Path(path).resolve()
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (run `mailgate init` to create one)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> Config:
+    base = path.parent
+    root = Table(data, path, "")
+    main = root.table("mailgate")
+    hostname = main.str("hostname", "localhost")
+    data_dir = main.path("data_dir", "storage", base)
+    database_url = main.str("database_url", "")
+    log_level = main.str("log_level", "info", choices=("debug", "info", "warning", "error"))
+    log_format = main.str("log_format", "logfmt", choices=("logfmt", "json"))
+    main.finish()
+
+    s = root.table("smtp")
+    host, port = s.listen("listen", "127.0.0.1:2525")
+    smtp = SmtpConfig(
+        enabled=s.bool("enabled", True),
+        host=host,
+        port=port,
+        max_message_size=s.size("max_message_size", "25MB"),
+        line_length_limit=s.int("line_length_limit", 10_000, minimum=1001),
+        timeout=s.duration("timeout", "5m"),
+    )
+    s.finish()
+
+    sup = root.table("support")
+    address = sup.address("address", "support@example.com")
+    accept = tuple(a.strip().lower() for a in sup.str_list("accept", [address]))
+    for entry in accept:
+        if "@" not in entry:
+            raise sup.error("accept", f"expected addresses or @domain entries, got {entry!r}")
+    support = SupportConfig(
+        name=sup.str("name", "Support"),
+        address=address,
+        accept=accept,
+        token_prefix=sup.str("token_prefix", ""),
+        default_queue=sup.str("default_queue", "support"),
+        locale=sup.str("locale", "en"),
+    )
+    sup.finish()
+
+    sp = root.table("spool")
+    spool = SpoolConfig(max_attempts=sp.int("max_attempts", 5, minimum=1),
+                        batch_size=sp.int("batch_size", 50, minimum=1))
+    sp.finish()
+
+    out = root.table("outbound")
+    smarthost = out.str("smarthost", "")
+    if smarthost and not smarthost.rpartition(":")[2].isdigit():
+        raise out.error("smarthost", f"expected host:port or empty, got {smarthost!r}")
+    password = out.str("password", "")
+    if out.has("password_file"):
+        password_path = out.path("password_file", "", base)
+        try:
+            password = password_path.read_text().strip()
+        except OSError as exc:
+            raise out.error("password_file", f"cannot read {password_path}: {exc.strerror}") from None
+    outbound = OutboundConfig(
+        smarthost=smarthost,
+        starttls=out.bool("starttls", False),
+        username=out.str("username", ""),
+        password=password,
+        timeout=out.duration("timeout", "60s"),
+    )
+    _ignore_foreign(out, _OUTBOUND_FOREIGN_KEYS)
+    out.finish()
+
+    agents = []
+    for t in root.tables("agents"):
+        agents.append(AgentConfig(address=t.address("address"), name=t.str("name", ""),
+                                  queues=t.str_list("queues", [])))
+        _ignore_foreign(t, _AGENT_FOREIGN_KEYS)
+        t.finish()
+    queues = []
+    for t in root.tables("queues"):
+        queues.append(QueueConfig(name=t.str("name"), agents=tuple(a.lower() for a in t.str_list("agents", [])),
+                                  locale=t.str("locale", support.locale),
+                                  escalation_address=t.str("escalation_address", "")))
+        _ignore_foreign(t, _QUEUE_FOREIGN_KEYS)
+        t.finish()
+    names = [q.name for q in queues]
+    if len(set(names)) != len(names):
+        raise root.error("queues", "two queues share a name")
+    for name in _FOREIGN_SECTIONS:
+        root._seen.add(name)
+    root.finish()
+    return Config(path=path, hostname=hostname, data_dir=data_dir, database_url=database_url,
+                  log_level=log_level, log_format=log_format, smtp=smtp, support=support,
+                  spool=spool, outbound=outbound, agents=tuple(agents), queues=tuple(queues),
+                  raw=data)
+
+
+# Keys inside core tables that other modules read from Config.raw.
+_OUTBOUND_FOREIGN_KEYS: frozenset[str] = frozenset()
+_AGENT_FOREIGN_KEYS: frozenset[str] = frozenset()
+_QUEUE_FOREIGN_KEYS: frozenset[str] = frozenset()
+
+
+def _ignore_foreign(table: Table, keys: frozenset[str]) -> None:
+    for key in keys:
+        table._seen.add(key)
+
+
+def find_config(explicit: str | None) -> Path:
+    """The config file to use: --config, else ./config.toml."""
+    return Path(explicit) if explicit else Path(DEFAULT_CONFIG)
