@@ -146,7 +146,7 @@ class SmtpConfig:
     host: str = "127.0.0.1"
     port: int = 2525
     max_message_size: int = 25_000_000
-    line_length_limit: int = 10_000
+    line_length_limit: int = 100_000
     timeout: float = 300.0
 
 
@@ -289,7 +289,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         host=host,
         port=port,
         max_message_size=s.size("max_message_size", "25MB"),
-        line_length_limit=s.int("line_length_limit", 10_000, minimum=1001),
+        line_length_limit=s.int("line_length_limit", 100_000, minimum=1001),
         timeout=s.duration("timeout", "5m"),
     )
     s.finish()

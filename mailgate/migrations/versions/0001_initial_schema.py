@@ -198,8 +198,7 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_status_next', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_ticket_id'), ['ticket_id'], unique=False)
-
-
+    op.execute("INSERT INTO counters (name, value) VALUES ('ticket', 0)")
 
 
 def downgrade() -> None:

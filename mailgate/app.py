@@ -1,0 +1,52 @@
+"""Build the long-lived parts of a process from a Config: database, spool, blobs, services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailgate import db
+from mailgate.blobs import BlobStore
+from mailgate.clock import Clock, SystemClock
+from mailgate.config import Config
+from mailgate.context import Services
+from mailgate.spool import Spool
+
+
+@dataclass
+class Runtime:
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    spool: Spool
+    services: Services
+    plugins: list[object] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+# Functions that add what their module needs to a fresh Runtime (reactors, thread
+# finders, rule sets …): ``install(runtime) -> None``. Each module that extends the
+# pipeline lists itself here, so every door (serve, ingest, tests) gets the same pipeline.
+PLUGINS: tuple[str, ...] = ()
+
+
+def build(config: Config, clock: Clock | None = None, *, create_schema: bool = True) -> Runtime:
+    engine = db.make_engine(config.db_url)
+    if create_schema:
+        db.ensure_schema(engine)
+    spool = Spool(config.spool_dir)
+    spool.ensure()
+    services = Services(config=config, clock=clock or SystemClock(), blobs=BlobStore(config.blob_dir))
+    runtime = Runtime(config=config, engine=engine, sessions=db.make_sessionmaker(engine), spool=spool,
+                      services=services)
+    import importlib
+
+    for name in PLUGINS:
+        module = importlib.import_module(name)
+        module.install(runtime)
+        runtime.plugins.append(module)
+    return runtime

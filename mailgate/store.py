@@ -1,0 +1,137 @@
+"""The store step: customer, ticket, message, attachments, raw blob, audit events.
+
+Blobs are written (and fsynced) before the rows that name them are flushed,
+so a committed row never points at a missing file.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import magic
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from mailgate import audit
+from mailgate.context import MessageContext
+from mailgate.followup import remember_message_id
+from mailgate.models import Attachment, Counter, Customer, Message, Ticket, Watcher
+
+log = logging.getLogger("mailgate.store")
+
+
+def next_ticket_number(session: Session) -> int:
+    """Take the next number; the row lock makes it safe with several daemons on PostgreSQL."""
+    return session.execute(
+        update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1).returning(Counter.value)
+    ).scalar_one()
+
+
+def get_or_create_customer(session: Session, address: str, name: str, now: datetime) -> Customer:
+    customer = session.scalar(select(Customer).where(Customer.address == address))
+    if customer is None:
+        customer = Customer(address=address, name=name, created_at=now)
+        session.add(customer)
+        session.flush()
+    elif name and not customer.name:
+        customer.name = name
+    return customer
+
+
+def sender_address(ctx: MessageContext) -> str:
+    """Who wrote: the From address, else the envelope sender, else a placeholder that says so."""
+    return ctx.mail.from_addr or ctx.envelope.mail_from.lower() or "unknown@invalid"
+
+
+def store(ctx: MessageContext) -> None:
+    """Pipeline step."""
+    session, mail, now = ctx.session, ctx.mail, ctx.services.clock.now()
+    blobs = ctx.services.blobs
+    ctx.raw_sha256 = ctx.raw_sha256 or blobs.put(ctx.raw)
+    if not blobs.exists(ctx.raw_sha256):
+        blobs.put(ctx.raw)
+    address = sender_address(ctx)
+
+    ticket = ctx.ticket
+    if ticket is None:
+        customer = get_or_create_customer(session, address, mail.from_name, now)
+        route = ctx.route
+        ticket = Ticket(
+            number=next_ticket_number(session),
+            subject=mail.subject,
+            status="new",
+            queue=route.queue or ctx.services.config.support.default_queue,
+            priority=route.priority,
+            tags=list(route.tags),
+            spam=route.spam,
+            assignee=route.assignee,
+            locale=ctx.services.config.support.locale,
+            customer_id=customer.id,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(ticket)
+        session.flush()
+        ctx.ticket, ctx.new_ticket = ticket, True
+        audit.record(session, now, "ticket.created", ticket=ticket, actor=address,
+                     queue=ticket.queue, priority=ticket.priority, rules=route.rules, source=ctx.envelope.source)
+    else:
+        ticket.updated_at = now
+
+    message = Message(
+        ticket_id=ticket.id,
+        direction=ctx.notes.get("direction", "in"),
+        dedupe_key=ctx.dedupe_key,
+        message_id=mail.message_id,
+        in_reply_to=" ".join(mail.in_reply_to),
+        references=" ".join(mail.references),
+        from_addr=address,
+        from_name=mail.from_name,
+        to_addrs=mail.to,
+        cc_addrs=mail.cc,
+        subject=mail.subject,
+        date=mail.date,
+        text=mail.text,
+        html=mail.html,
+        new_text=ctx.notes.get("new_text", mail.text),
+        raw_sha256=ctx.raw_sha256,
+        size=len(ctx.raw),
+        source=ctx.envelope.source,
+        author=ctx.notes.get("author", ""),
+        parse_defects=mail.defects[:50],
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    ctx.message = message
+    for item in mail.attachments:
+        sha = blobs.put(item.payload)
+        session.add(Attachment(message_pk=message.id, filename=item.filename, content_type=item.content_type,
+                               sniffed_type=sniff(item.payload), size=len(item.payload), sha256=sha,
+                               content_id=item.content_id, inline=item.inline))
+    remember_message_id(session, mail.message_id, ticket.id, message.id)
+    audit.record(session, now, "message.received", ticket=ticket, message=message, actor=address,
+                 message_id=mail.message_id, via=ctx.thread_reason or "new", source=ctx.envelope.source,
+                 defects=len(mail.defects))
+    if ctx.new_ticket:
+        _add_first_watchers(ctx, ticket)
+
+
+def _add_first_watchers(ctx: MessageContext, ticket: Ticket) -> None:
+    """People in Cc of a customer's first mail follow the ticket (not our own addresses)."""
+    support = ctx.services.config.support
+    seen = set()
+    for address in ctx.mail.cc:
+        if address in seen or support.accepts(address) or address == ticket.customer.address:
+            continue
+        seen.add(address)
+        ctx.session.add(Watcher(ticket_id=ticket.id, address=address))
+
+
+def sniff(payload: bytes) -> str:
+    """The type the bytes really are (libmagic), to show beside the declared one."""
+    try:
+        return str(magic.from_buffer(payload[:65536], mime=True))[:255]
+    except Exception:  # libmagic can fail on odd input; the declared type still stands
+        return ""

@@ -1,0 +1,160 @@
+"""Drain the spool through the pipeline, many messages per transaction.
+
+Group commit: a batch of spool entries is processed in one database
+transaction, each message inside its own SAVEPOINT, so one fsync of the
+database covers the whole batch while a message that fails rolls back alone.
+Only after the commit are the spool entries deleted: a crash before that
+leaves them in the spool, and the pipeline's dedupe makes the replay
+harmless (exactly once).
+
+A message the pipeline fails on (a bug, not bad input: bad input is stored as
+well as it can be read) goes back to the spool with its error and is retried
+with a growing delay; after ``[spool] max_attempts`` it is quarantined with
+its traceback for ``mailgate spool replay``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailgate import pipeline
+from mailgate.context import Envelope, MessageContext, Services
+from mailgate.spool import Spool, SpoolEntry, SpoolMeta
+
+log = logging.getLogger("mailgate.worker")
+
+
+@dataclass
+class Outcome:
+    """What became of one message of a batch."""
+
+    envelope: Envelope
+    ctx: MessageContext | None = None
+    error: BaseException | None = None
+    traceback: str = ""
+
+
+def process_batch(items: Sequence[tuple[bytes, Envelope]], sessions: sessionmaker[Session],
+                  services: Services) -> list[Outcome]:
+    """Run the pipeline on each message, one savepoint each, one commit for all.
+
+    Raises when the commit itself fails (database down): then nothing of the
+    batch is stored and the caller keeps every message for later.
+    """
+    outcomes = []
+    with sessions() as session, session.begin():
+        for raw, envelope in items:
+            outcome = Outcome(envelope)
+            try:
+                with session.begin_nested():
+                    outcome.ctx = pipeline.run(raw, envelope, session, services)
+            except Exception as exc:
+                outcome.error, outcome.traceback = exc, traceback.format_exc()
+                outcome.ctx = None
+            outcomes.append(outcome)
+    return outcomes
+
+
+def describe(outcome: Outcome) -> dict[str, object]:
+    """The fields of the one log line per message decision."""
+    ctx = outcome.ctx
+    fields: dict[str, object] = {"spool": outcome.envelope.spool_id, "source": outcome.envelope.source}
+    if ctx is not None:
+        fields.update(msgid=ctx.mail.message_id, verdict=ctx.verdict,
+                      ticket=ctx.ticket.number if ctx.ticket is not None else "",
+                      via=ctx.thread_reason, queue=ctx.ticket.queue if ctx.ticket is not None else "",
+                      rules=",".join(ctx.route.rules))
+    else:
+        fields.update(verdict="failed", error=f"{type(outcome.error).__name__}: {outcome.error}")
+    return fields
+
+
+class Worker:
+    """Takes spool entries, runs them through the pipeline, and settles the spool."""
+
+    def __init__(self, spool: Spool, sessions: sessionmaker[Session], services: Services,
+                 on_committed: Callable[[list[Outcome]], None] | None = None) -> None:
+        self.spool = spool
+        self.sessions = sessions
+        self.services = services
+        self.max_attempts = services.config.spool.max_attempts
+        self.batch_size = services.config.spool.batch_size
+        self.on_committed = on_committed
+
+    def waiting(self) -> list[SpoolEntry]:
+        return self.spool.entries("incoming")
+
+    def process_available(self) -> int:
+        """Process up to one batch of waiting entries; return how many were settled."""
+        now = time.time()
+        claimed: list[tuple[SpoolEntry, SpoolMeta]] = []
+        for entry in self.waiting():
+            if len(claimed) >= self.batch_size:
+                break
+            meta = entry.read_meta()
+            if float(meta.extra.get("not_before", 0)) > now:
+                continue
+            taken = self.spool.claim(entry)
+            if taken is not None:
+                claimed.append((taken, meta))
+        if not claimed:
+            return 0
+        return self.process_claimed(claimed)
+
+    def process_claimed(self, claimed: Iterable[tuple[SpoolEntry, SpoolMeta]]) -> int:
+        items, kept = [], []
+        for entry, meta in claimed:
+            try:
+                raw = entry.read_raw()
+            except OSError as exc:
+                log.error("spool entry unreadable", extra={"spool": entry.id, "error": str(exc)})
+                continue
+            envelope = Envelope(mail_from=meta.mail_from, rcpt_tos=list(meta.rcpt_tos), source=meta.source,
+                                spool_id=entry.id, peer=meta.peer)
+            items.append((raw, envelope))
+            kept.append((entry, meta))
+        try:
+            outcomes = process_batch(items, self.sessions, self.services)
+        except Exception as exc:
+            log.error("database commit failed; the batch stays in the spool",
+                      extra={"error": f"{type(exc).__name__}: {exc}", "count": len(kept)})
+            for entry, meta in kept:
+                self.spool.release(entry, meta)
+            raise
+        for (entry, meta), outcome in zip(kept, outcomes, strict=True):
+            if outcome.error is None:
+                self.spool.done(entry)
+                log.info("message", extra=describe(outcome))
+            else:
+                self._failed(entry, meta, outcome)
+        if self.on_committed is not None:
+            self.on_committed(outcomes)
+        return len(kept)
+
+    def _failed(self, entry: SpoolEntry, meta: SpoolMeta, outcome: Outcome) -> None:
+        meta.attempts += 1
+        meta.last_error = f"{type(outcome.error).__name__}: {outcome.error}"[:2000]
+        meta.traceback = outcome.traceback[-20000:]
+        if meta.attempts >= self.max_attempts:
+            self.spool.quarantine(entry, meta)
+            log.error("message quarantined", extra={**describe(outcome), "attempts": meta.attempts})
+        else:
+            meta.extra["not_before"] = time.time() + min(300, 2 ** meta.attempts)
+            self.spool.release(entry, meta)
+            log.warning("message failed; will retry", extra={**describe(outcome), "attempts": meta.attempts})
+
+    def drain(self, deadline: float | None = None) -> int:
+        """Process until nothing is ready (tests, ingest, start-up recovery)."""
+        total = 0
+        while deadline is None or time.monotonic() < deadline:
+            done = self.process_available()
+            if not done:
+                break
+            total += done
+        return total
