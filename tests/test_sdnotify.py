@@ -103,7 +103,7 @@ class TestNotify:
             sdnotify.notify("")
 
 
-class TestHelpers:
+class TestStandardNotifications:
     def test_ready(self, manager: Manager) -> None:
         assert sdnotify.ready() is True
         assert manager.receive() == "READY=1"
