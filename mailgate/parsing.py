@@ -119,7 +119,7 @@ def _parse_with_mailparser(raw: bytes) -> ParsedMail:
     mail.reply_to = [a for _, a in _addresses(parsed.reply_to)]
     mail.date = _aware(parsed.date, parsed.timezone)
     mail.html = sanitize_html("\n".join(parsed.text_html))
-    mail.text = _limit("\n".join(parsed.text_plain), MAX_TEXT) or html_to_text(mail.html)
+    mail.text = _newlines(_limit("\n".join(parsed.text_plain), MAX_TEXT)) or html_to_text(mail.html)
     for index, item in enumerate(parsed.attachments):
         if index >= MAX_ATTACHMENTS:
             mail.defects.append(f"TooManyAttachments: only the first {MAX_ATTACHMENTS} are stored apart; "
@@ -145,7 +145,7 @@ def _parse_fallback(raw: bytes) -> ParsedMail:
         mail.references = message_ids(str(message.get("references", "")))
     except Exception as exc:
         mail.defects.append(f"FallbackHeaderError: {type(exc).__name__}")
-    mail.text = _limit(raw.decode("utf-8", "replace"), MAX_TEXT)
+    mail.text = _newlines(_limit(raw.decode("utf-8", "replace"), MAX_TEXT))
     return mail
 
 
@@ -253,3 +253,7 @@ def html_to_text(html: str) -> str:
 
 def _limit(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit]
+
+
+def _newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -115,6 +115,12 @@ class Spool:
             handle.write(raw)
         return written_meta
 
+    def put_quarantined(self, raw: bytes, meta: SpoolMeta) -> SpoolEntry:
+        """Keep a mail that failed outside the spool (a bulk import) where an admin can replay it."""
+        written = self.put(raw, meta)
+        entry = self._entry("incoming", written.id)
+        return self._move(entry, "quarantine")
+
     def writer(self, meta: SpoolMeta | None = None) -> _SpoolWriter:
         """A context manager to stream a big message to disk chunk by chunk."""
         meta = meta or SpoolMeta(id=new_id())

@@ -1,0 +1,5 @@
+import sys
+
+from mailgate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""Helpers shared by the command modules: config loading, logging, runtime, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mailgate.config import DEFAULT_CONFIG, EXAMPLE_CONFIG, Config, load_config
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    """--config, else ./config.toml, else ./config.example.toml (a checkout runs as-is)."""
+    if args.config:
+        return Path(args.config)
+    default = Path(DEFAULT_CONFIG)
+    if not default.exists() and Path(EXAMPLE_CONFIG).exists():
+        return Path(EXAMPLE_CONFIG)
+    return default
+
+
+def load(args: argparse.Namespace, *, log: bool = True) -> Config:
+    config = load_config(config_path(args))
+    if log:
+        from mailgate import logs
+
+        logs.setup(args.log_level or config.log_level, config.log_format)
+    return config
+
+
+def runtime(args: argparse.Namespace, config: Config | None = None) -> Any:
+    from mailgate.app import build
+
+    return build(config or load(args))
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    widths = {c: max(len(c), *(len(_cell(r.get(c))) for r in rows)) for c in columns}
+    widths = {c: min(w, 60) for c, w in widths.items()}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        print("  ".join(_cell(row.get(c))[: widths[c]].ljust(widths[c]) for c in columns).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return str(value).replace("\n", " ")

@@ -1,0 +1,62 @@
+"""``mailgate tickets list|show``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mailgate.cli.common import print_json, print_table, runtime
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tickets", help="read tickets")
+    tsub = p.add_subparsers(dest="tickets_command", metavar="ACTION")
+    tsub.required = True
+    lst = tsub.add_parser("list", help="list tickets")
+    lst.add_argument("--status", choices=("new", "open", "pending", "resolved", "closed"))
+    lst.add_argument("--queue")
+    lst.add_argument("--limit", type=int)
+    lst.add_argument("--format", choices=("table", "json"), default="table")
+    lst.set_defaults(func=cmd_list)
+    show = tsub.add_parser("show", help="show one ticket with its messages")
+    show.add_argument("number", type=int)
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    show.set_defaults(func=cmd_show)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from mailgate.views import list_tickets
+
+    rt = runtime(args)
+    with rt.sessions() as session:
+        rows = list_tickets(session, args.status, args.queue, args.limit)
+    if args.format == "json":
+        print_json(rows)
+    else:
+        print_table(rows, ["number", "status", "queue", "priority", "customer", "messages", "updated_at", "subject"])
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from mailgate.views import show_ticket
+
+    rt = runtime(args)
+    with rt.sessions() as session:
+        data = show_ticket(session, args.number)
+    if data is None:
+        print(f"mailgate: no ticket #{args.number}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print_json(data)
+        return 0
+    print(f"#{data['number']} {data['subject']}")
+    print(f"status: {data['status']}  queue: {data['queue']}  priority: {data['priority']}  "
+          f"customer: {data['customer']}  assignee: {data['assignee'] or '-'}")
+    for message in data["messages"]:
+        print(f"\n--- {message['direction']} {message['date']} from {message['from']}")
+        print(f"Subject: {message['subject']}")
+        for att in message["attachments"]:
+            print(f"[attachment] {att['filename']} ({att['content_type']}, sniffed {att['sniffed_type']}, "
+                  f"{att['size']} bytes, sha256 {att['sha256'][:12]}…)")
+        print(message["text"].rstrip())
+    return 0
