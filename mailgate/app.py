@@ -31,7 +31,9 @@ class Runtime:
 # Functions that add what their module needs to a fresh Runtime (reactors, thread
 # finders, rule sets …): ``install(runtime) -> None``. Each module that extends the
 # pipeline lists itself here, so every door (serve, ingest, tests) gets the same pipeline.
-PLUGINS: tuple[str, ...] = ()
+PLUGINS: tuple[str, ...] = (
+    "mailgate.scheduler",
+)
 
 
 def build(config: Config, clock: Clock | None = None, *, create_schema: bool = True) -> Runtime:

@@ -280,6 +280,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     database_url = main.str("database_url", "")
     log_level = main.str("log_level", "info", choices=("debug", "info", "warning", "error"))
     log_format = main.str("log_format", "logfmt", choices=("logfmt", "json"))
+    main.str("secret_file", "")  # read by mailgate.signing
     main.finish()
 
     s = root.table("smtp")
