@@ -20,17 +20,19 @@ The stream, message by message:
   that the stream is delivered in order into an empty helpdesk. The same
   number is in ``Message.thread``, so a benchmark can check the threading
   without relying on the assumption.
-* senders come from a pool of 300 customers (a few colleagues share a
-  company); envelope sender = the customer's address; envelope recipient =
-  the support address.
+* senders come from a pool of 300 customers (colleagues share a company
+  host, and one in ten mails copies a colleague); a follow-up comes from the
+  customer who opened the conversation. Envelope sender = the customer's
+  address; envelope recipient = the support address. Dates move forward
+  through the stream, in each sender's time zone.
 * every host name in an address or a Message-ID ends in ``domain``, so that
   whatever a helpdesk answers to this corpus stays inside a domain the
   benchmark controls.
 * about 10 % carry a 50-500 KB attachment (PDF, PNG or ZIP bytes with the
   right magic numbers) unless ``small``. The attachment bytes come from a
-  per-message random source, so ``small`` drops the attachments but leaves
-  every other byte of the stream the same (Message-IDs included: load two
-  streams into one helpdesk with two different seeds).
+  per-message random source, so with ``small`` every mail without an
+  attachment stays byte-identical and every Message-ID stays the same (to load
+  two streams into one helpdesk, use two seeds).
 
 Command line::
 
@@ -455,14 +457,17 @@ def generate(
         if with_attachment and not small:
             part_rng = random.Random(f"{seed}:{i}:attachment")
             body = MIMEMultipart("mixed", _subparts=[body, _attachment(part_rng, lang.code)])
-        message_id = f"<{when:%Y%m%d%H%M%S}.{seed:x}.{i:x}.{rng.getrandbits(32):08x}@{customer.host}>"
+        unique = f"{when:%Y%m%d%H%M%S}.{seed:x}.{i:x}.{rng.getrandbits(32):08x}"
+        message_id = f"<{unique}@{customer.host}>"
         headers: list[tuple[str, str | Header]] = [
             ("From", formataddr((customer.name, customer.address), charset="utf-8")),
             ("To", support),
         ]
         if rng.random() < 0.1:
-            colleague = rng.choice(customers)
-            headers.append(("Cc", formataddr((colleague.name, colleague.address), "utf-8")))
+            colleagues = [c for c in customers if c.host == customer.host and c != customer]
+            if colleagues:
+                cc = rng.choice(colleagues)
+                headers.append(("Cc", formataddr((cc.name, cc.address), "utf-8")))
         headers += [
             ("Subject", _encoded(subject, lang.charsets, rng)),
             ("Date", format_datetime(when.astimezone(customer.tz))),

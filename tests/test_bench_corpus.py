@@ -182,6 +182,18 @@ def test_senders_come_from_a_pool_of_a_few_hundred_customers(
         assert header_address == m.mail_from
 
 
+def test_some_mails_copy_a_colleague_from_the_same_company(stream: list, parsed: list) -> None:
+    copied = 0
+    for m, msg in zip(stream, parsed, strict=True):
+        if msg["Cc"]:
+            ((_, cc),) = getaddresses([str(msg["Cc"])])
+            assert cc != m.mail_from
+            assert cc.split("@")[1] == m.mail_from.split("@")[1]
+            assert m.rcpt_to == ["support@example.com"]  # a copy is not an envelope recipient
+            copied += 1
+    assert 0.04 <= copied / len(stream) <= 0.12
+
+
 def test_envelope_goes_to_support_and_every_host_is_under_the_domain() -> None:
     for m in corpus.generate(200, seed=2, support="help@desk.test", domain="corp.test"):
         assert m.rcpt_to == ["help@desk.test"]
