@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from tests.helpers import make_mail, mailgate, wait_for
+from tests.helpers import mailgate, make_mail, wait_for
 
 
 def tickets_json(config):
@@ -48,7 +48,7 @@ def test_recipients_outside_accept_are_refused_and_never_relayed(daemon):
         code, _ = client.ehlo()
         assert code == 250
         client.mail("someone@elsewhere.example")
-        code, reply = client.rcpt("victim@other.example")
+        code, _reply = client.rcpt("victim@other.example")
         assert code == 550
         code, _ = client.rcpt("support+anything@example.com")
         assert code == 250

@@ -81,7 +81,8 @@ def test_people_in_cc_of_the_first_mail_become_watchers(harness):
 
 
 def test_html_is_sanitized_and_attachments_are_stored_by_hash(harness):
-    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwAD"
+                           "hgGAWjR9awAAAABJRU5ErkJggg==")
     exe = b"MZ\x90\x00" + b"\x00" * 200
     harness.deliver(make_mail(html="<p>Hi <script>alert(1)</script><a href='javascript:x()'>x</a></p>",
                               attachments=[("../../etc/passwd", "image/png", png), ("photo.png", "image/png", exe)]))
