@@ -114,12 +114,11 @@ class _Lang:
     code: str
     weight: int
     charsets: tuple[str, ...]  # the usual one first
+    topics: tuple[tuple[str, str], ...]  # (subject, first sentence) of a new conversation
     greetings: tuple[str, ...]
-    problems: tuple[str, ...]  # opens a new conversation
     details: tuple[str, ...]
     asks: tuple[str, ...]
     closings: tuple[str, ...]
-    subjects: tuple[str, ...]
     nudges: tuple[str, ...]  # opens a follow-up
     reply_prefixes: tuple[str, ...]
     quote_intro: str
@@ -131,10 +130,10 @@ class _Lang:
 def _load_languages(path: Path = PHRASES) -> tuple[_Lang, ...]:
     with path.open("rb") as f:
         tables = tomllib.load(f)["language"]
-    return tuple(
-        _Lang(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
-        for table in tables
-    )
+    def frozen(value: object) -> object:
+        return tuple(frozen(v) for v in value) if isinstance(value, list) else value
+
+    return tuple(_Lang(**{k: frozen(v) for k, v in table.items()}) for table in tables)
 
 
 _LANGS = _load_languages()
@@ -268,12 +267,11 @@ def _log_lines(rng: random.Random, when: datetime, slots: dict[str, object]) -> 
 
 
 def _paragraphs(
-    rng: random.Random, customer: _Customer, when: datetime, target: int,
-    opener: str, quote: list[str],
+    rng: random.Random, customer: _Customer, when: datetime, slots: dict[str, object],
+    target: int, opener: str, quote: list[str],
 ) -> list[list[str]]:
     """Paragraphs (lists of lines) of about ``target`` bytes: prose, then pasted details."""
     lang = customer.lang
-    slots = _slots(rng, when)
     head = [[rng.choice(lang.greetings)], _wrap(opener.format(**slots))]
     tail = [
         _wrap(rng.choice(lang.asks)),
@@ -432,6 +430,7 @@ def generate(
         with_html = rng.random() < HTML_RATIO
         with_attachment = rng.random() < ATTACHMENT_RATIO
         thread: _Thread | None = None
+        slots = _slots(rng, when)
         if threads and rng.random() < FOLLOWUP_RATIO:
             thread = rng.choice(threads[-50:] if rng.random() < 0.8 else threads)
             customer, lang = thread.customer, thread.customer.lang
@@ -444,10 +443,10 @@ def generate(
         else:
             customer = rng.choice(customers)
             lang = customer.lang
-            subject = rng.choice(lang.subjects).format(**_slots(rng, when))
-            opener = rng.choice(lang.problems)
+            subject, opener = rng.choice(lang.topics)
+            subject = subject.format(**slots)
             quote = []
-        paras = _paragraphs(rng, customer, when, rng.randrange(1024, 4700), opener, quote)
+        paras = _paragraphs(rng, customer, when, slots, rng.randrange(1024, 4700), opener, quote)
         plain = _text_part(rng, "\n\n".join("\n".join(p) for p in paras) + "\n", "plain",
                            lang.charsets)
         body: MimeMessage = plain
