@@ -92,7 +92,7 @@ class Worker:
 
     def process_available(self) -> int:
         """Process up to one batch of waiting entries; return how many were settled."""
-        now = time.time()
+        now = self.services.clock.now().timestamp()
         claimed: list[tuple[SpoolEntry, SpoolMeta]] = []
         for entry in self.waiting():
             if len(claimed) >= self.batch_size:
@@ -145,7 +145,7 @@ class Worker:
             self.spool.quarantine(entry, meta)
             log.error("message quarantined", extra={**describe(outcome), "attempts": meta.attempts})
         else:
-            meta.extra["not_before"] = time.time() + min(300, 2 ** meta.attempts)
+            meta.extra["not_before"] = self.services.clock.now().timestamp() + min(300, 2 ** meta.attempts)
             self.spool.release(entry, meta)
             log.warning("message failed; will retry", extra={**describe(outcome), "attempts": meta.attempts})
 

@@ -1,0 +1,80 @@
+"""Config: checked once at load, units resolved, errors that name file, key and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailgate.config import load_config
+from mailgate.errors import ConfigError
+from mailgate.units import parse_duration, parse_size
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_example_config_loads_as_is():
+    config = load_config(ROOT / "config.example.toml")
+    assert config.smtp.port == 2525 and config.smtp.host == "127.0.0.1"
+    assert config.smtp.max_message_size == 25_000_000
+    assert config.data_dir == ROOT / "storage"
+    assert config.db_url.startswith("sqlite:///") and config.db_url.endswith("storage/mailgate.sqlite3")
+    assert config.support.address == "support@example.com"
+    assert config.outbound.smarthost == ""
+
+
+@pytest.mark.parametrize(("text", "expected"), [("25MB", 25_000_000), ("512KiB", 524_288), ("1000", 1000),
+                                                ("1.5 GB", 1_500_000_000), (42, 42)])
+def test_sizes(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("30s", 30), ("5m", 300), ("2h", 7200), ("1d12h", 129600),
+                                                ("500ms", 0.5), (90, 90)])
+def test_durations(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "12 parsecs", "m5", "-3s"])
+def test_bad_durations_raise(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(("toml", "key", "expected"), [
+    ('[smtp]\nlisten = "nowhere"', "smtp.listen", "host:port"),
+    ('[smtp]\nmax_message_size = "big"', "smtp.max_message_size", "size"),
+    ('[support]\naddress = "not-an-address"', "support.address", "mail address"),
+    ('[support]\naccept = ["nodomain"]', "support.accept", "@domain"),
+    ('[spool]\nmax_attempts = 0', "spool.max_attempts", ">= 1"),
+    ('[mailgate]\nlog_level = "loud"', "mailgate.log_level", "one of"),
+    ('[mailgate]\nhostnme = "x"', "mailgate.hostnme", "unknown key"),
+    ('[outbound]\nsmarthost = "mail.example.com"', "outbound.smarthost", "host:port"),
+    ('[[agents]]\nname = "Bob"', "agents[0].address", "required"),
+    ('[smtp\nlisten = 1', "", "not valid TOML"),
+])
+def test_errors_name_the_file_the_key_and_what_was_expected(tmp_path, toml, key, expected):
+    path = tmp_path / "config.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(str(path))
+    assert key in message and expected in message
+
+
+def test_paths_are_relative_to_the_config_file(tmp_path):
+    path = tmp_path / "etc" / "config.toml"
+    path.parent.mkdir()
+    path.write_text('[mailgate]\ndata_dir = "../var"\n')
+    assert load_config(path).data_dir == tmp_path / "etc" / ".." / "var"
+
+
+def test_accept_takes_addresses_domains_and_plus_extensions(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[support]\naddress = "support@example.com"\naccept = ["support@example.com", "@help.example"]\n')
+    support = load_config(path).support
+    assert support.accepts("support@example.com") and support.accepts("<SUPPORT@Example.COM>")
+    assert support.accepts("support+12.abc@example.com")
+    assert support.accepts("anyone@help.example")
+    assert not support.accepts("sales@example.com") and not support.accepts("support@example.com.evil")
