@@ -13,7 +13,8 @@ What counts as quoted history
 * Lines starting with ">" (after optional blanks), wherever they are. With
   the quote first and the answer below (bottom-posting), the answer is the new
   text; when answers are written between quoted lines (interleaving), every
-  line not starting with ">" is kept, in order.
+  line not starting with ">" is kept, in order. (A line the writer meant to
+  start with ">", such as a pasted shell prompt, is taken for a quote too.)
 * The line that introduces a ">" block, also when the client wrapped it over
   two lines: "On … wrote:", "Am … schrieb …:", "Le … a écrit :", "Il … ha
   scritto:", "El … escribió:", "Em … escreveu:", "Op … schreef …:", "Den …
@@ -94,7 +95,7 @@ class Reply:
     new_text: str  # the new part, stripped of quote, quote header, separators, trailing blank lines
     quoted: str  # what was removed as quoted history ("" if none)
     signature: str  # the signature block removed ("" if none)
-    forwarded: str  # for forwards: the forwarded part below the "Forwarded message" marker
+    forwarded: str  # for forwards: the part below the "Forwarded message" marker ("" if none)
 
 
 def _either(patterns: Iterable[str]) -> re.Pattern[str]:
