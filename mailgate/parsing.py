@@ -127,7 +127,7 @@ def _parse_with_mailparser(raw: bytes) -> ParsedMail:
             break
         mail.attachments.append(_attachment(item))
     for defect in parsed.defects:
-        mail.defects.append(str(defect)[:500])
+        mail.defects.append(clean_header(defect)[:500])
     return mail
 
 
@@ -237,7 +237,7 @@ def safe_filename(name: str) -> str:
 def sanitize_html(html: str) -> str:
     if not html.strip():
         return ""
-    html = _limit(html, MAX_HTML)
+    html = _limit(html, MAX_HTML).replace("\x00", "\ufffd")
     return bleach.clean(html, tags=SAFE_TAGS, attributes=SAFE_ATTRIBUTES, protocols=SAFE_PROTOCOLS,
                         strip=True, strip_comments=True)
 
@@ -256,4 +256,5 @@ def _limit(text: str, limit: int) -> str:
 
 
 def _newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    """LF line ends, and no NUL (PostgreSQL text cannot hold one; it means nothing in a mail)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd")
