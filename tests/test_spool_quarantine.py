@@ -8,7 +8,7 @@ import json
 from sqlalchemy import func, select
 
 from mailgate.models import Message
-from tests.helpers import make_mail, mailgate
+from tests.helpers import mailgate, make_mail
 
 
 def _buggy_reactor(ctx):
