@@ -25,9 +25,18 @@ log = logging.getLogger("mailgate.daemon")
 
 
 class _CountingHandler(IntakeHandler):
-    """Tracks DATA commands in hand, so shutdown can wait for their answers."""
+    """Tracks DATA commands in hand, so shutdown can wait for their answers; refuses new ones when stopping."""
 
     in_flight = 0
+    stopping = False
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        if self.stopping:
+            return "421 4.3.2 Service shutting down, try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.in_flight += 1
@@ -95,7 +104,8 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
             protocols[:] = [p for p in protocols if p.transport is not None and not p.transport.is_closing()]
         return protocol
 
-    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(_worker_loop(worker, wake, stop), name="worker")]
+    worker_stop = asyncio.Event()  # set only once the mails in hand are spooled, so the worker stores them too
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(_worker_loop(worker, wake, worker_stop), name="worker")]
     for module in runtime.plugins:
         start: Callable[[Runtime, asyncio.Event], Awaitable[None]] | None = getattr(module, "start", None)
         if start is not None:
@@ -118,15 +128,17 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
     await stop.wait()
     sdnotify.stopping()
     log.info("stopping: no new connections; finishing the messages in hand")
+    handler.stopping = True
     if server is not None:
         server.close()
-    for _ in range(300):
-        if handler.in_flight == 0:
+    for _ in range(int(SHUTDOWN_GRACE * 10)):
+        if handler.in_flight == 0 and not any(_in_transaction(p) for p in protocols):
             break
         await asyncio.sleep(0.1)
     for protocol in protocols:
         if protocol.transport is not None:
             protocol.transport.close()
+    worker_stop.set()
     wake.set()
     done, pending = await asyncio.wait(tasks, timeout=30)
     for task in pending:
@@ -135,6 +147,17 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
         if not task.cancelled() and task.exception() is not None:
             log.error("task ended with an error", extra={"task": task.get_name(), "error": repr(task.exception())})
     log.info("stopped")
+
+
+SHUTDOWN_GRACE = 30.0  # seconds a mail already being transmitted may take to finish
+
+
+def _in_transaction(protocol: Any) -> bool:
+    """A session between MAIL FROM and the answer to its DATA: a mail in hand."""
+    transport = getattr(protocol, "transport", None)
+    envelope = getattr(protocol, "envelope", None)
+    return bool(transport is not None and not transport.is_closing() and envelope is not None
+                and envelope.mail_from)
 
 
 async def _watchdog(interval: float, stop: asyncio.Event) -> None:

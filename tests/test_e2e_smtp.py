@@ -103,3 +103,30 @@ def test_a_wrong_config_stops_serve_with_one_clear_line(tmp_path):
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1
     assert str(bad) in lines[0] and "smtp.listen" in lines[0] and "host:port" in lines[0]
+
+
+def test_sigterm_finishes_the_mail_in_hand_and_refuses_new_ones(daemon, config_file):
+    """A mail whose transmission started before SIGTERM is answered 250 and stored."""
+    import signal
+    import time
+
+    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    reader = sock.makefile("rb")
+    reader.readline()
+    for line in (b"HELO test\r\n", b"MAIL FROM:<alice@customer.example>\r\n", b"RCPT TO:<support@example.com>\r\n",
+                 b"DATA\r\n"):
+        sock.sendall(line)
+        reader.readline()
+    raw = make_mail(subject="in hand", msgid="<inhand@customer.example>")
+    sock.sendall(raw[: len(raw) // 2])
+    daemon.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "msg=\"stopping" in daemon.log(), message="daemon stopping")
+    with pytest.raises(OSError):
+        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=5) as late:
+            late.sendmail("a@customer.example", ["support@example.com"], make_mail())
+    time.sleep(0.3)
+    sock.sendall(raw[len(raw) // 2:] + b"\r\n.\r\n")
+    assert reader.readline().startswith(b"250")
+    sock.close()
+    assert daemon.proc.wait(30) == 0
+    assert "verdict=new" in daemon.log() and "<inhand@customer.example>" in daemon.log()
