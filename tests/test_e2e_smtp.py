@@ -121,9 +121,8 @@ def test_sigterm_finishes_the_mail_in_hand_and_refuses_new_ones(daemon, config_f
     sock.sendall(raw[: len(raw) // 2])
     daemon.proc.send_signal(signal.SIGTERM)
     wait_for(lambda: "msg=\"stopping" in daemon.log(), message="daemon stopping")
-    with pytest.raises(OSError):
-        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=5) as late:
-            late.sendmail("a@customer.example", ["support@example.com"], make_mail())
+    with pytest.raises(OSError), smtplib.SMTP("127.0.0.1", daemon.port, timeout=5) as late:
+        late.sendmail("a@customer.example", ["support@example.com"], make_mail())
     time.sleep(0.3)
     sock.sendall(raw[len(raw) // 2:] + b"\r\n.\r\n")
     assert reader.readline().startswith(b"250")
