@@ -78,3 +78,14 @@ def test_accept_takes_addresses_domains_and_plus_extensions(tmp_path):
     assert support.accepts("support+12.abc@example.com")
     assert support.accepts("anyone@help.example")
     assert not support.accepts("sales@example.com") and not support.accepts("support@example.com.evil")
+
+
+def test_init_copies_the_example_config_and_refuses_to_overwrite(tmp_path):
+    from tests.helpers import mailgate
+
+    target = tmp_path / "etc" / "config.toml"
+    first = mailgate(target, "init")
+    assert first.returncode == 0, first.stderr
+    assert target.read_text() == (ROOT / "config.example.toml").read_text()
+    assert mailgate(target, "init").returncode == 1
+    assert mailgate(target, "init", "--force").returncode == 0
