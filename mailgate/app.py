@@ -33,6 +33,7 @@ class Runtime:
 # pipeline lists itself here, so every door (serve, ingest, tests) gets the same pipeline.
 PLUGINS: tuple[str, ...] = (
     "mailgate.scheduler",
+    "mailgate.rules_plugin",
 )
 
 

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailgate.cli.ingest",
     "mailgate.cli.spool",
     "mailgate.cli.tickets",
+    "mailgate.cli.rules",
 )
 
 
