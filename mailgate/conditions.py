@@ -17,7 +17,7 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mailgate.rulefacts import BOOL_FIELDS, NUMBER_FIELDS, TEXT_FIELDS, MailFacts
 from mailgate.units import parse_size
@@ -224,29 +224,33 @@ class FlagCondition:
 
 
 class All:
-    def __init__(self, children: tuple[Any, ...], label: str = "all") -> None:
-        self.children, self.label = children, label
+    def __init__(self, children: tuple[Condition, ...]) -> None:
+        self.children = children
 
     def test(self, facts: MailFacts) -> bool:
-        return all(child.test(facts) for child in self.children)
+        for child in self.children:
+            if not child.test(facts):
+                return False
+        return True
 
     def explain(self, facts: MailFacts) -> Check:
         checks = tuple(child.explain(facts) for child in self.children)
         if not checks:
             return Check(True, "always (empty match)")
-        if len(checks) == 1 and self.label == "all":
-            return checks[0]
         ok = all(c.matched for c in checks)
         failed = sum(not c.matched for c in checks)
-        return Check(ok, f"{self.label} of {len(checks)}: " + ("yes" if ok else f"no ({failed} failed)"), checks)
+        return Check(ok, f"all of {len(checks)}: " + ("yes" if ok else f"no ({failed} failed)"), checks)
 
 
 class Any_:
-    def __init__(self, children: tuple[Any, ...]) -> None:
+    def __init__(self, children: tuple[Condition, ...]) -> None:
         self.children = children
 
     def test(self, facts: MailFacts) -> bool:
-        return any(child.test(facts) for child in self.children)
+        for child in self.children:
+            if child.test(facts):
+                return True
+        return False
 
     def explain(self, facts: MailFacts) -> Check:
         checks = tuple(child.explain(facts) for child in self.children)
@@ -255,7 +259,7 @@ class Any_:
 
 
 class Not:
-    def __init__(self, child: Any) -> None:
+    def __init__(self, child: Condition) -> None:
         self.child = child
 
     def test(self, facts: MailFacts) -> bool:
@@ -267,8 +271,14 @@ class Not:
                                                    else "no (inner matched)"), (inner,))
 
 
-def compile_match(table: Any, where: str = "match") -> All:
-    """Compile one match table (keys combined with ``all``); raises MatchError."""
+class Condition(Protocol):
+    def test(self, facts: MailFacts) -> bool: ...
+
+    def explain(self, facts: MailFacts) -> Check: ...
+
+
+def compile_match(table: Any, where: str = "match") -> Condition:
+    """Compile one match table (its keys combined with ``all``); raises MatchError."""
     if not isinstance(table, Mapping):
         raise MatchError(f"{where}: expected a table, got {_type(table)}", where.rsplit(".", 1)[-1])
     children = []
@@ -298,7 +308,7 @@ def compile_match(table: Any, where: str = "match") -> All:
         else:
             raise MatchError(f"{where}: unknown match field {key!r} (known: {', '.join(FIELDS)}, "
                              f"{', '.join(COMBINATORS)})", key)
-    return All(tuple(children))
+    return children[0] if len(children) == 1 else All(tuple(children))
 
 
 def _text(key: str, label: str, spec: Any, where: str, needle: str) -> TextCondition:

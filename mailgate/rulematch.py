@@ -73,7 +73,7 @@ def evaluate(ruleset: RuleSet, facts: MailFacts, *, explain: bool = False) -> Ou
                 out.trace.append(RuleTrace(rule, "disabled"))
             continue
         actions = rule.actions
-        pairs = actions.decisions()
+        pairs = actions.pairs
         check = None
         if explain:
             check = rule.condition.explain(facts)
@@ -81,7 +81,7 @@ def evaluate(ruleset: RuleSet, facts: MailFacts, *, explain: bool = False) -> Ou
                 out.trace.append(RuleTrace(rule, "not matched", check))
                 continue
         else:
-            if not actions.tags and not actions.stop and all(key in decided for key, _ in pairs):
+            if not actions.tags and not actions.stop and decided.keys() >= actions.keys:
                 continue  # whatever it says was decided by an earlier rule
             if not rule.condition.test(facts):
                 continue

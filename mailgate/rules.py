@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mailgate.conditions import All, MatchError, compile_match
+from mailgate.conditions import All, Condition, MatchError, compile_match
 from mailgate.config import Config
 from mailgate.errors import ConfigError
 
@@ -61,10 +61,14 @@ class Actions:
     template: str | None = None
     drop: bool | None = None
     stop: bool = False
+    # The first-wins actions set, as (action, value) pairs, and their names: computed once for routing.
+    pairs: tuple[tuple[str, Any], ...] = field(init=False, repr=False, compare=False, default=())
+    keys: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
 
-    def decisions(self) -> tuple[tuple[str, Any], ...]:
-        """The first-wins actions this rule sets, as (action, value) pairs (tags and stop aside)."""
-        return tuple((key, getattr(self, key)) for key in _FIRST_WINS if getattr(self, key) is not None)
+    def __post_init__(self) -> None:
+        pairs = tuple((key, getattr(self, key)) for key in _FIRST_WINS if getattr(self, key) is not None)
+        object.__setattr__(self, "pairs", pairs)
+        object.__setattr__(self, "keys", frozenset(key for key, _ in pairs))
 
 
 _FIRST_WINS = ("queue", "priority", "assign", "spam", "auto_reply", "template", "drop")
@@ -75,7 +79,7 @@ class Rule:
     name: str
     file: str
     line: int
-    condition: All
+    condition: Condition
     actions: Actions
     description: str = ""
     enabled: bool = True
@@ -207,7 +211,7 @@ def _compile_rule(item: Any, index: int, file: str, source: _Source, vocab: Voca
     enabled = item.get("enabled", True)
     if not isinstance(enabled, bool):
         problem("enabled: expected true or false", "enabled")
-    condition = All(())
+    condition: Condition = All(())
     if "match" not in item:
         problem("needs a match table (match = {} matches every mail)")
     else:
@@ -216,7 +220,7 @@ def _compile_rule(item: Any, index: int, file: str, source: _Source, vocab: Voca
         except MatchError as exc:
             problem(str(exc), exc.needle, "match")
     actions = _actions(item, vocab, problem)
-    if actions == Actions():
+    if not problems and not any(key in item for key in ACTIONS):
         problem(f"has no action (one of {', '.join(ACTIONS)})")
     if problems:
         return None, problems
