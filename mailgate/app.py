@@ -34,6 +34,8 @@ class Runtime:
 PLUGINS: tuple[str, ...] = (
     "mailgate.scheduler",
     "mailgate.rules_plugin",
+    "mailgate.sweeps",
+    "mailgate.metrics",
 )
 
 

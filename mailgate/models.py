@@ -106,6 +106,8 @@ class Ticket(Base):
     resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     sla_warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     sla_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolution_warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolution_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     time_spent: Mapped[int] = mapped_column(Integer, default=0)
     csat: Mapped[str | None] = mapped_column(String(20), nullable=True)
 

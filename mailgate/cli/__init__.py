@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailgate.cli.spool",
     "mailgate.cli.tickets",
     "mailgate.cli.rules",
+    "mailgate.cli.report",
+    "mailgate.cli.search",
 )
 
 

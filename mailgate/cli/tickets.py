@@ -22,6 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("number", type=int)
     show.add_argument("--format", choices=("text", "json"), default="text")
     show.set_defaults(func=cmd_show)
+    export = tsub.add_parser("export", help="one ticket's whole conversation as an mbox, or as JSON")
+    export.add_argument("number", type=int)
+    target = export.add_mutually_exclusive_group(required=True)
+    target.add_argument("--mbox", metavar="FILE", help="write every mail of the ticket to this mbox file")
+    target.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write JSON (default: stdout)")
+    export.set_defaults(func=cmd_export)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -59,4 +65,31 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"[attachment] {att['filename']} ({att['content_type']}, sniffed {att['sniffed_type']}, "
                   f"{att['size']} bytes, sha256 {att['sha256'][:12]}…)")
         print(message["text"].rstrip())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mailgate.export import export_json, export_mbox
+
+    rt = runtime(args)
+    with rt.sessions() as session:
+        if args.mbox:
+            count = export_mbox(session, rt.services.blobs, args.number, Path(args.mbox))
+            data = None
+        else:
+            data = export_json(session, args.number)
+            count = None if data is None else 1
+    if count is None:
+        print(f"mailgate: no ticket #{args.number}", file=sys.stderr)
+        return 1
+    if args.mbox:
+        print(f"#{args.number}: {count} mails written to {args.mbox}", file=sys.stderr)
+    elif args.json == "-":
+        print_json(data)
+    else:
+        import json
+
+        Path(args.json).write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
     return 0
