@@ -1,4 +1,4 @@
-"""``mailgate report [--since 30d] [--queue Q] [--format table|csv|json] [--chart FILE.svg|png]``."""
+"""``mailgate report [--since 30d] [--until DATE] [--queue Q] [--format table|csv|json] [--chart FILE.svg|png]``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mailgate.cli.common import print_json, print_table, runtime
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="per-queue volume, response and resolution times, SLA, CSAT")
     p.add_argument("--since", default="30d", help="a duration back from now (30d, 12h) or a date (2026-01-01)")
+    p.add_argument("--until", help="end of the window (default now): a duration back from now or a date")
     p.add_argument("--queue", help="only this queue")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--chart", metavar="FILE", help="also draw daily volume and response times (.svg or .png)")
@@ -43,6 +44,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     now = rt.services.clock.now()
     try:
         since = parse_since(args.since, now)
+        now = parse_since(args.until, now) if args.until else now
     except argparse.ArgumentTypeError as exc:
         print(f"mailgate: --since: {exc}", file=sys.stderr)
         return 2
