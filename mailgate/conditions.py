@@ -228,7 +228,7 @@ class All:
         self.children = children
 
     def test(self, facts: MailFacts) -> bool:
-        for child in self.children:
+        for child in self.children:  # noqa: SIM110 - a plain loop: no generator per call on the hot path
             if not child.test(facts):
                 return False
         return True
@@ -247,7 +247,7 @@ class Any_:
         self.children = children
 
     def test(self, facts: MailFacts) -> bool:
-        for child in self.children:
+        for child in self.children:  # noqa: SIM110 - a plain loop: no generator per call on the hot path
             if child.test(facts):
                 return True
         return False
@@ -336,7 +336,10 @@ def _text(key: str, label: str, spec: Any, where: str, needle: str) -> TextCondi
     patterns = (value,) if isinstance(value, str) else value
     if not isinstance(patterns, list | tuple) or not patterns or not all(isinstance(p, str) for p in patterns):
         raise MatchError(f"{where}.{op}: expected a string or a non-empty list of strings, got {_type(value)}", op)
-    return _TEXT_CLASSES[op](key, label, tuple(patterns), case_sensitive)
+    try:
+        return _TEXT_CLASSES[op](key, label, tuple(patterns), case_sensitive)
+    except MatchError as exc:
+        raise MatchError(f"{where}.{op}: {exc}", exc.needle) from None
 
 
 def _number(key: str, spec: Any, where: str) -> NumberCondition:

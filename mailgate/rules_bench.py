@@ -60,16 +60,17 @@ def sample_mails(n_messages: int) -> list[tuple[ParsedMail, Envelope]]:
     mails = []
     for i in range(n_messages):
         msg = EmailMessage()
-        msg["From"] = f"Customer {i} <user{i}@domain{i % 37}.example>"
+        domain = f"customer{i}.example" if i % 3 == 0 else f"domain{i % 37}.example"
+        msg["From"] = f"Customer {i} <user{i}@{domain}>"
         msg["To"] = "support@example.com"
-        msg["Subject"] = f"Problem with my {_WORDS[i % len(_WORDS)]} number {i}"
+        msg["Subject"] = f"Problem with my {_WORDS[i % len(_WORDS)]} (ticket-{i * 7})"
         msg["Message-ID"] = f"<bench-{i}@domain.example>"
         if i % 5 == 0:
             msg["X-Spam-Status"] = f"No, score={i % 7}.5 required=5.0"
-        body = "\n".join(f"Line {n}: my {_WORDS[(i + n) % len(_WORDS)]} does not work since yesterday, order "
-                         f"{i * 13 + n}." for n in range(25))
+        body = "\n".join(f"Line {n}: my {_WORDS[(i + n) % len(_WORDS)]} does not work since yesterday, order-"
+                         f"{i * 11 + n}-{n}." for n in range(25))
         msg.set_content(body)
-        mails.append((parse(msg.as_bytes()), Envelope(mail_from=f"user{i}@domain{i % 37}.example",
+        mails.append((parse(msg.as_bytes()), Envelope(mail_from=f"user{i}@{domain}",
                                                       rcpt_tos=["support@example.com"])))
     return mails
 
