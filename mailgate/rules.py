@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mailgate.conditions import All, Condition, MatchError, compile_match
+from mailgate.conditions import All, Condition, MatchError
 from mailgate.config import Config
 from mailgate.errors import ConfigError
+from mailgate.matchtable import compile_match
+from mailgate.rulesource import RuleSource
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 ACTIONS = ("queue", "priority", "tags", "assign", "spam", "auto_reply", "template", "drop", "stop")
 RULE_KEYS = ("name", "description", "enabled", "match", *ACTIONS)
 _TAG = re.compile(r"^[^\s,]{1,100}$")
 _TEMPLATE = re.compile(r"^[\w][\w.-]{0,99}$")
-_RULE_HEADER = re.compile(r"^\s*\[\[\s*rule\s*\]\]")
 _TOML_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 
 
@@ -167,7 +168,7 @@ def compile_file(path: Path, vocab: Vocabulary, names: dict[str, str]) -> tuple[
         line = int(match.group(1)) if match else 0
         detail = _TOML_LINE.sub("", message) + (f" (column {match.group(2)})" if match else "")
         return [], [Problem(shown, line, f"syntax error: {detail}")]
-    source = _Source(text)
+    source = RuleSource(text)
     problems = [Problem(shown, source.find_key(None, key), f"unknown top-level key {key!r}; "
                         "rules are [[rule]] tables") for key in data if key != "rule"]
     items = data.get("rule", [])
@@ -182,7 +183,7 @@ def compile_file(path: Path, vocab: Vocabulary, names: dict[str, str]) -> tuple[
     return rules, problems
 
 
-def _compile_rule(item: Any, index: int, file: str, source: _Source, vocab: Vocabulary,
+def _compile_rule(item: Any, index: int, file: str, source: RuleSource, vocab: Vocabulary,
                   names: dict[str, str]) -> tuple[Rule | None, list[Problem]]:
     line = source.rule_line(index, item.get("name") if isinstance(item, Mapping) else None)
     label = f"rule #{index + 1}"
@@ -265,51 +266,3 @@ def _actions(item: Mapping[str, Any], vocab: Vocabulary, problem: Any) -> Action
         else:
             values["tags"] = tuple(dict.fromkeys(tags))
     return Actions(**values)
-
-
-@dataclass
-class _Source:
-    """The text of a rule file, to find the line of a rule or of a key inside it."""
-
-    text: str
-    lines: list[str] = field(init=False)
-    starts: list[int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.lines = self.text.splitlines()
-        self.starts = [i for i, line in enumerate(self.lines) if _RULE_HEADER.match(line)]
-
-    def rule_line(self, index: int, name: Any) -> int:
-        if index < len(self.starts):
-            return self.starts[index] + 1
-        if isinstance(name, str) and name:
-            for i, line in enumerate(self.lines):
-                if name in line and "name" in line:
-                    return i + 1
-        return 1
-
-    def _span(self, index: int | None, line: int) -> range:
-        if index is None:
-            return range(len(self.lines))
-        if index < len(self.starts):
-            end = self.starts[index + 1] if index + 1 < len(self.starts) else len(self.lines)
-            return range(self.starts[index], end)
-        return range(max(0, line - 1), len(self.lines))
-
-    def find(self, index: int | None, line: int, *needles: str) -> int:
-        """The first line of the rule holding a needle (a key name or a value), else the rule's line."""
-        span = self._span(index, line)
-        for needle in needles:
-            if not needle:
-                continue
-            key = re.compile(rf"(^|[\s{{,.\[\"']){re.escape(needle)}[\"']?\s*[=\]]")
-            for i in span:
-                if key.search(self.lines[i]):
-                    return i + 1
-            for i in span:
-                if needle in self.lines[i] or needle.replace("\\", "\\\\") in self.lines[i]:
-                    return i + 1
-        return line
-
-    def find_key(self, index: int | None, key: str) -> int:
-        return self.find(index, 1, key)
