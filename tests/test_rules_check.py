@@ -150,3 +150,9 @@ def test_the_shipped_example_rules_pass_against_the_example_config(tmp_path):
     result = mailgate(path, "rules", "check")
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert result.stdout.decode().startswith("ok: ")
+
+
+def test_a_rule_file_holds_only_rule_tables(tmp_path, make_config):
+    name, line, message = only(problems(tmp_path, make_config, x='# rules\nqueue = "billing"\n\n' + GOOD))
+    assert (name, line) == ("x.toml", 2)
+    assert "unknown top-level key 'queue'" in message

@@ -137,3 +137,22 @@ def test_explain_as_a_command_and_with_broken_rules(example_config, tmp_path):
     result = mailgate(example_config, "rules", "explain", str(tmp_path / "mail.eml"))
     assert result.returncode == 1
     assert "x.toml:3:" in result.stderr.decode()
+
+
+def test_explain_reads_the_sender_lists_the_pipeline_uses(example_config, harness_factory, tmp_path, capsys,
+                                                          clock):
+    from mailgate.models import SenderList
+
+    h = harness_factory(example_config)
+    with h.session() as s, s.begin():
+        s.add(SenderList(entry="pest@nuisance.example", verdict="block", actor="bob@example.com",
+                         created_at=clock.now()))
+    raw = make_mail(sender="pest@nuisance.example", subject="invoice")
+    (tmp_path / "mail.eml").write_bytes(raw)
+    assert explain(example_config, tmp_path / "mail.eml", "--format", "json") == 0
+    said = json.loads(capsys.readouterr().out)
+    assert (said["decision"]["queue"], said["decision"]["spam"]) == ("spam", True)
+    assert said["spam"] == {"spam": True, "source": "list", "reason": "pest@nuisance.example is on the block list",
+                            "routed_queue": "billing"}
+    h.deliver(raw)
+    assert (last_ticket(h)["queue"], last_ticket(h)["spam"]) == ("spam", True)
