@@ -34,6 +34,7 @@ class Runtime:
 PLUGINS: tuple[str, ...] = (
     "mailgate.scheduler",
     "mailgate.rules_plugin",
+    "mailgate.imap_intake",
     "mailgate.sweeps",
     "mailgate.metrics",
 )

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailgate.cli.spool",
     "mailgate.cli.tickets",
     "mailgate.cli.rules",
+    "mailgate.cli.imap",
     "mailgate.cli.report",
     "mailgate.cli.search",
 )
