@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,7 +11,9 @@ import pytest
 from mailgate.app import build
 from mailgate.config import load_config
 from mailgate.errors import ConfigError
+from mailgate.metrics import parse_listen
 from mailgate.sla import parse_sla
+from tests.helpers import ROOT
 
 PARIS = ZoneInfo("Europe/Paris")
 OFFICE = {"timezone": "Europe/Paris", "hours": {d: "09:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")},
@@ -93,3 +96,17 @@ def test_a_target_for_an_unknown_queue_is_an_error_when_queues_are_listed(make_c
     config = load_config(make_config(queues=[{"name": "support"}], sla={"queues": {"suport": {"resolution": "1d"}}}))
     with pytest.raises(ConfigError, match=r"sla\.queues\.suport: no such queue"):
         parse_sla(config)
+
+
+def test_the_commented_examples_in_config_example_toml_are_valid(tmp_path):
+    """Uncommenting the [sla] and [metrics] examples gives a config the daemon accepts."""
+    example = (ROOT / "config.example.toml").read_text()
+    head, _, tail = example.partition("\n# [sla]\n")
+    assert tail, "config.example.toml has no commented [sla] example"
+    lines = [line[2:] for line in ("# [sla]\n" + tail).splitlines() if re.match(r"# (\[|\w+ = )", line)]
+    config = tmp_path / "config.toml"
+    config.write_text(head.replace('data_dir = "storage"', 'data_dir = "data"') + "\n" + "\n".join(lines) + "\n")
+    loaded = load_config(config)
+    sla = parse_sla(loaded)
+    assert sla.queues["support"].business_hours and sla.digest_at == time(8, 0)
+    assert parse_listen(loaded) == ("127.0.0.1", 9425)
