@@ -5,7 +5,8 @@
     [metrics]
     listen = "127.0.0.1:9425"   # host:port; leave the section out to serve nothing
 
-Counters are fed by hooks the core calls (the SMTP door's verdicts, the
+Prometheus' client library is imported only when metrics are on. Counters
+are fed by hooks the core calls (the SMTP door's verdicts, the
 worker's committed outcomes, the SLA sweep's escalations); gauges that
 describe shared state (spool depth, outbox backlog and failures) are read
 when Prometheus scrapes, so every daemon reports the truth and not its own
@@ -26,9 +27,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from mailgate import health
@@ -45,6 +43,8 @@ class Metrics:
     """The instruments of one process."""
 
     def __init__(self, runtime: Any) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
         self.registry = CollectorRegistry()
         r = self.registry
         self.received = Counter("mailgate_messages_received", "Messages through the pipeline, by door and verdict",
@@ -77,6 +77,8 @@ class Metrics:
         self.breaches.labels(queue, target).inc()
 
     def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
 
@@ -86,13 +88,15 @@ def spooled_at(spool_id: str) -> float | None:
     return int(head) / 1e9 if head.isdigit() and len(head) >= 19 else None
 
 
-class StateCollector(Collector):
-    """Gauges read at scrape time from the spool and the database."""
+class StateCollector:
+    """Gauges read at scrape time from the spool and the database (a prometheus_client collector)."""
 
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
         depth = GaugeMetricFamily("mailgate_spool_depth", "Spool entries by state", labels=["state"])
         for state, count in self.runtime.spool.depth().items():
             depth.add_metric([state], count)
@@ -122,9 +126,15 @@ def parse_listen(config: Any) -> tuple[str, int] | None:
 
 
 def install(runtime: Any) -> None:
-    """Validate ``[metrics]``; hook the counters into the door, the worker and the SLA sweep."""
+    """Validate ``[metrics]``; when it is on, hook the counters into the door, the worker and the SLA sweep.
+
+    Off (the default), nothing is counted and prometheus_client is not even
+    imported, so a ``mailgate ingest`` run by an MTA pays nothing for it.
+    """
     extras = runtime.services.extras
     extras["metrics_listen"] = parse_listen(runtime.config)
+    if extras["metrics_listen"] is None:
+        return
     metrics = extras["metrics"] = Metrics(runtime)
     extras["count_smtp"] = _both(extras.get("count_smtp"), metrics.count_smtp)
     extras["on_committed"] = _both(extras.get("on_committed"), metrics.committed)
