@@ -1,10 +1,11 @@
-"""Mail commands: read only from the top of the new text, checked all-or-nothing (pure functions)."""
+"""Mail commands: read only from the top of the new text, checked all or nothing (pure functions)."""
 
 from __future__ import annotations
 
 import pytest
 
-from mailgate.commands import Command, Directory, Draft, TicketInfo, parse_commands, plan
+from mailgate.command_plan import plan
+from mailgate.commands import Command, Directory, Draft, TicketInfo, parse_commands
 from mailgate.config import AgentConfig
 
 BOB = AgentConfig(address="bob@example.com", name="Bob Smith")
@@ -84,6 +85,13 @@ class TestCommands:
         env = Directory(agents=(BOB,), queues=("support",), forwarded_sender="eve@customer.example")
         fwd = plan(parse_commands("#fwd")[0], draft(), env, BOB)
         assert fwd.ok and fwd.forward and "eve@customer.example" in fwd.results[0].text
+
+    def test_spam_may_block_the_sender_and_notspam_may_allow_them(self):
+        assert run("#spam block").list_sender and not run("#spam").list_sender
+        back = run("#notspam allow", spam=True)
+        assert back.ok and back.notspam and back.list_sender and not back.after.spam and back.sends_to_customer
+        assert not run("#spam\n#notspam").ok
+        assert not run("#spam everyone").ok
 
     def test_merge_closes_this_ticket_and_names_the_target(self):
         result = run("#merge 7", status="open")
