@@ -1,0 +1,309 @@
+"""The conversation step: what a stored mail does to its ticket (after the store, before the reactions).
+
+What :mod:`mailgate.agents` decided before the store is carried out here, in
+the message's transaction:
+
+- a customer's mail: a new ticket that follows up an old one is linked to it;
+  a stranger's mail held per ``stranger_policy = "hold"`` goes to the hold
+  queue without an acknowledgment; a rating is recorded (no reopen); a close
+  request resolves the ticket; a reply to a pending or recently resolved
+  ticket reopens it;
+- an agent's mail: its commands are checked all or nothing and applied, its
+  answer is relayed to the customer and the watchers from the support
+  address, the first response is timed, the resolved notice goes out after
+  ``#close``, and the agent gets the transcript of the commands.
+
+The agent's mail itself is stored once: with direction ``out`` when it was
+relayed (its ``new_text`` is what the customer read), ``note`` otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from mailgate import agents, audit, command_plan, commands, lifecycle, templating
+from mailgate.commands import Plan, Result
+from mailgate.config import AgentConfig
+from mailgate.context import MessageContext
+from mailgate.models import Message, Ticket, Watcher
+
+log = logging.getLogger("mailgate.conversation")
+
+MANUAL = Path(__file__).resolve().parent.parent / "docs" / "agents.md"  # mailed back on #help, up to:
+MANUAL_END = "<!-- end of the agents' manual"
+
+templating.register_kind("transcript", {
+    "agent": {"name": "Bob", "address": "bob@example.com"},
+    "transcript": {"ok": True, "results": [{"command": "#take", "ok": True, "result": "assigned to Bob"}],
+                   "relayed_to": ["alice@customer.example"], "note": False, "manual": ""},
+})
+
+
+def _enqueue(ctx: MessageContext, **kwargs: Any) -> Any:
+    """outbox.enqueue; imported here because the outbox imports the pipeline, which imports this step."""
+    from mailgate import outbox
+
+    return outbox.enqueue(ctx.session, ctx.services, **kwargs)
+
+
+def converse(ctx: MessageContext) -> None:
+    """Pipeline step."""
+    ticket, message = ctx.ticket, ctx.message
+    if ticket is None or message is None:
+        return
+    notes, now, session = ctx.notes, ctx.services.clock.now(), ctx.session
+    sender = message.from_addr
+    if notes.get("unproven_agent"):
+        audit.record(session, now, "agent.unproven", ticket=ticket, message=message, actor=sender,
+                     reason=notes.get("unproven_reason", ""), commands_ignored=len(agents.reading(ctx).commands))
+    if ctx.new_ticket:
+        _opened(ctx, ticket)
+    agent = agents.agent_of(ctx)
+    if agent is not None:
+        _agent_mail(ctx, ticket, message, agent)
+        return
+    rating = notes.get("rating")
+    if isinstance(rating, lifecycle.Rating):
+        ticket.csat = rating.value
+        audit.record(session, now, "ticket.rated", ticket=ticket, message=message, actor=sender,
+                     rating=rating.value, comment=rating.comment[:2000])
+    elif notes.get("customer_close"):
+        if lifecycle.transition_error(ticket.status, "resolved") is None and ticket.status != "resolved":
+            _set_status(ctx, ticket, "resolved", sender, reason="closed by the customer")
+            send_resolved_notice(ctx, ticket)
+    elif notes.get("reopen"):
+        _set_status(ctx, ticket, "open", sender, reason="the customer replied")
+        audit.record(session, now, "ticket.reopened", ticket=ticket, message=message, actor=sender)
+
+
+def _opened(ctx: MessageContext, ticket: Ticket) -> None:
+    notes, session, now = ctx.notes, ctx.session, ctx.services.clock.now()
+    follows = notes.get("follows")
+    if follows:
+        ticket.follows_id = follows["id"]
+        old = session.get(Ticket, follows["id"])
+        audit.record(session, now, "ticket.follows", ticket=ticket, actor=ticket.customer.address,
+                     follows=follows["number"], status=follows["status"])
+        audit.record(session, now, "ticket.followed_up", ticket=old, actor=ticket.customer.address,
+                     by=ticket.number)
+    stranger = notes.get("stranger")
+    if stranger:
+        audit.record(session, now, "mail.stranger", ticket=ticket, message=ctx.message, actor=ticket.customer.address,
+                     reason="the sender may not write to the ticket the mail names", **stranger)
+        if stranger["policy"] == "hold":
+            ticket.queue = agents.state(ctx.services).lifecycle.hold_queue
+            ctx.route.auto_reply = False
+    if notes.get("forwarded_by"):
+        audit.record(session, now, "ticket.forwarded", ticket=ticket, actor=notes["forwarded_by"],
+                     customer=ticket.customer.address)
+
+
+def _set_status(ctx: MessageContext, ticket: Ticket, target: str, actor: str, reason: str = "") -> None:
+    before = ticket.status
+    if lifecycle.set_status(ticket, target, ctx.services.clock.now()):
+        audit.record(ctx.session, ctx.services.clock.now(), "ticket.status", ticket=ticket, actor=actor,
+                     status_from=before, status_to=target, reason=reason)
+
+
+# --- an agent's mail ----------------------------------------------------------------------------
+
+def _agent_mail(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig) -> None:
+    now, session = ctx.services.clock.now(), ctx.session
+    read = agents.reading(ctx)
+    automatic = ctx.notes.get("automatic_agent_mail")
+    if automatic:
+        audit.record(session, now, "agent.automatic_mail", ticket=ticket, message=message, actor=agent.address,
+                     reason=automatic)
+        return
+    if ctx.notes.get("forwarded_by"):
+        message.direction = "in"  # the forwarded request is the customer's first mail
+    plan = None
+    texts: list[str] = []
+    if read.commands:
+        plan = command_plan.plan(read.commands, draft_of(session, ticket), directory(ctx), agent)
+        if plan.ok and plan.canned:
+            texts = _render_canned(ctx, ticket, agent, plan)
+        if not plan.ok:
+            audit.record(session, now, "commands.failed", ticket=ticket, message=message, actor=agent.address,
+                         results=[_result(r) for r in plan.results])
+            send_transcript(ctx, ticket, agent, plan, relayed_to=[])
+            return
+        apply_plan(ctx, ticket, plan, agent)
+    relayed_to: list[str] = []
+    answer = "\n\n".join(t for t in (read.answer.strip(), *texts) if t)
+    if answer and not ctx.new_ticket and (plan is None or plan.sends_to_customer):
+        relayed_to = relay(ctx, ticket, message, agent, answer)
+    if plan is not None and plan.resolved_notice:
+        send_resolved_notice(ctx, ticket)
+    if plan is not None:
+        send_transcript(ctx, ticket, agent, plan, relayed_to=relayed_to)
+
+
+def _result(result: Result) -> dict[str, Any]:
+    return {"command": result.line, "ok": result.ok, "result": result.text}
+
+
+def draft_of(session: Any, ticket: Ticket) -> commands.Draft:
+    watchers = session.scalars(select(Watcher.address).where(Watcher.ticket_id == ticket.id)
+                               .order_by(Watcher.id)).all()
+    return commands.Draft(number=ticket.number, status=ticket.status, queue=ticket.queue,
+                          priority=ticket.priority, assignee=ticket.assignee, tags=tuple(ticket.tags or ()),
+                          watchers=tuple(watchers), customer=ticket.customer.address,
+                          time_spent=ticket.time_spent or 0, spam=ticket.spam)
+
+
+def directory(ctx: MessageContext) -> commands.Directory:
+    config, session = ctx.services.config, ctx.session
+
+    def find(number: int) -> commands.TicketInfo | None:
+        found = session.scalar(select(Ticket).where(Ticket.number == number))
+        if found is None:
+            return None
+        merged = session.get(Ticket, found.merged_into_id).number if found.merged_into_id else None
+        return commands.TicketInfo(found.number, found.status, merged)
+
+    from mailgate import canned
+
+    queues = tuple(dict.fromkeys([q.name for q in config.queues] + [config.support.default_queue]))
+    return commands.Directory(agents=config.agents, queues=queues,
+                              canned=canned.names(ctx.services, ctx.ticket.locale if ctx.ticket else ""),
+                              is_ours=config.support.accepts, find_ticket=find,
+                              forwarded_sender=ctx.notes.get("forwarded_sender", ""))
+
+
+def _render_canned(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, plan: Plan) -> list[str]:
+    from mailgate import canned
+
+    texts = []
+    for name in plan.canned:
+        try:
+            texts.append(canned.render(ctx.services, ticket, name, agent).strip())
+        except Exception as exc:  # a broken canned answer fails the mail like a bad command
+            plan.results.append(Result(f"#template {name}", False, f"the canned answer failed: {exc}"))
+    return texts
+
+
+def apply_plan(ctx: MessageContext, ticket: Ticket, plan: Plan, agent: AgentConfig) -> None:
+    """Write the draft back and carry out the effects; every command has succeeded."""
+    session, now, after = ctx.session, ctx.services.clock.now(), plan.after
+    if after.status != ticket.status:
+        _set_status(ctx, ticket, after.status, agent.address, reason="command")
+    ticket.queue, ticket.priority, ticket.assignee = after.queue, after.priority, after.assignee
+    ticket.tags, ticket.time_spent, ticket.updated_at = list(after.tags), after.time_spent, now
+    before = set(plan.before.watchers)
+    for address in after.watchers:
+        if address not in before:
+            session.add(Watcher(ticket_id=ticket.id, address=address))
+    gone = before - set(after.watchers)
+    if gone:
+        session.execute(delete(Watcher).where(Watcher.ticket_id == ticket.id, Watcher.address.in_(gone)))
+    if plan.spam or plan.notspam:
+        from mailgate import spam
+
+        if plan.spam:
+            spam.mark_spam(session, ctx.services, ticket, agent.address, add_to_blocklist=plan.list_sender)
+        else:
+            spam.mark_not_spam(session, ctx.services, ticket, agent.address, add_to_allowlist=plan.list_sender)
+    if plan.merge_into is not None:
+        merge(ctx, ticket, plan.merge_into, agent.address)
+    if plan.note or plan.spam:
+        ctx.message.direction = "note"  # type: ignore[union-attr]
+    audit.record(session, now, "commands.applied", ticket=ticket, message=ctx.message, actor=agent.address,
+                 results=[_result(r) for r in plan.results])
+
+
+def merge(ctx: MessageContext, ticket: Ticket, number: int, actor: str) -> None:
+    """``ticket`` into ticket ``number``: its people follow the target, its future mail goes there."""
+    session, now = ctx.session, ctx.services.clock.now()
+    target = session.scalar(select(Ticket).where(Ticket.number == number))
+    assert target is not None  # checked by the plan
+    ticket.merged_into_id = target.id
+    known = set(session.scalars(select(Watcher.address).where(Watcher.ticket_id == target.id)).all())
+    people = [ticket.customer.address, *session.scalars(select(Watcher.address)
+                                                         .where(Watcher.ticket_id == ticket.id)).all()]
+    for address in dict.fromkeys(people):
+        if address != target.customer.address and address not in known:
+            session.add(Watcher(ticket_id=target.id, address=address))
+    audit.record(session, now, "ticket.merged", ticket=ticket, actor=actor, into=number)
+    audit.record(session, now, "ticket.merged_in", ticket=target, actor=actor, merged=ticket.number)
+
+
+# --- mail to the customer and to the agent ------------------------------------------------------
+
+def customer_reply_address(ctx: MessageContext, ticket: Ticket) -> str:
+    from mailgate import outbox
+
+    return outbox.reply_address(ctx.services, ticket)
+
+
+def agent_reply_address(ctx: MessageContext, ticket: Ticket, agent: AgentConfig) -> str:
+    from mailgate import outbox
+
+    return outbox.reply_address(ctx.services, ticket, agent.address)
+
+
+def _last_of_conversation(ctx: MessageContext, ticket: Ticket, skip: int | None) -> Message | None:
+    return ctx.session.scalar(select(Message).where(Message.ticket_id == ticket.id, Message.id != skip,
+                                                    Message.direction.in_(("in", "out")))
+                              .order_by(Message.id.desc()).limit(1))
+
+
+def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig, text: str) -> list[str]:
+    """Send the agent's answer to the customer and the watchers, From the support address."""
+    config, session, now = ctx.services.config, ctx.session, ctx.services.clock.now()
+    watchers = session.scalars(select(Watcher.address).where(Watcher.ticket_id == ticket.id)
+                               .order_by(Watcher.id)).all()
+    recipients = [(ticket.customer.name, ticket.customer.address)] + [("", w) for w in watchers]
+    recipients = [(n, a) for n, a in recipients if a != agent.address and not config.support.accepts(a)]
+    if not recipients:
+        return []
+    name = agent.name or config.support.name
+    row = _enqueue(
+        ctx, ticket=ticket, kind="agent_reply", recipients=recipients,
+        context={"reply": {"text": text, "html": "", "author_name": name, "author_address": ""},
+                 "agent": {"name": name, "address": ""}},
+        in_reply_to=_last_of_conversation(ctx, ticket, message.id), automatic=False,
+        reply_to=customer_reply_address(ctx, ticket), sender_name=f"{name} via {config.support.name}",
+        store_message=False, author=agent.address)
+    if row is None:
+        return []
+    row.message_pk = message.id
+    message.direction, message.new_text = "out", text
+    if ticket.status == "new":
+        _set_status(ctx, ticket, "open", agent.address, reason="first answer")
+    if lifecycle.record_first_response(ticket, now):
+        audit.record(session, now, "ticket.first_response", ticket=ticket, message=message, actor=agent.address,
+                     seconds=int((now - ticket.created_at).total_seconds()))
+    addresses = [a for _, a in recipients]
+    audit.record(session, now, "reply.relayed", ticket=ticket, message=message, actor=agent.address, to=addresses,
+                 outbox=row.id)
+    return addresses
+
+
+def send_resolved_notice(ctx: MessageContext, ticket: Ticket) -> None:
+    customer = ticket.customer
+    _enqueue(ctx, ticket=ticket, kind="resolved",
+                   recipients=[(customer.name, customer.address)],
+                   in_reply_to=_last_of_conversation(ctx, ticket, None), automatic=True,
+                   reply_to=customer_reply_address(ctx, ticket))
+
+
+def send_transcript(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, plan: Plan,
+                    relayed_to: list[str]) -> None:
+    """The agent's receipt: what each command did, or why the mail changed nothing."""
+    manual = ""
+    if plan.help:
+        try:
+            manual = MANUAL.read_text(encoding="utf-8").split(MANUAL_END, 1)[0].strip()
+        except OSError:
+            manual = "Commands: " + ", ".join(f"#{word}" for word in command_plan.HANDLERS)
+    _enqueue(
+        ctx, ticket=ticket, kind="transcript", recipients=[(agent.name, agent.address)],
+        context={"agent": {"name": agent.name, "address": agent.address},
+                 "transcript": {"ok": plan.ok, "results": [_result(r) for r in plan.results],
+                                "relayed_to": relayed_to, "note": plan.note and plan.ok, "manual": manual}},
+        in_reply_to=ctx.message, automatic=True, reply_to=agent_reply_address(ctx, ticket, agent))
