@@ -1,4 +1,4 @@
-"""Helpers for the routing-rule tests: rule directories, configs with queues and agents, ticket views."""
+"""Shared pieces of the routing-rule tests: rule directories, configs with queues and agents, ticket views."""
 
 from __future__ import annotations
 
