@@ -33,6 +33,8 @@ class Runtime:
 # pipeline lists itself here, so every door (serve, ingest, tests) gets the same pipeline.
 PLUGINS: tuple[str, ...] = (
     "mailgate.scheduler",
+    "mailgate.outbound",
+
     "mailgate.rules_plugin",
     "mailgate.imap_intake",
     "mailgate.sweeps",

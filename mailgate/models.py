@@ -209,8 +209,11 @@ class Outbox(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False)  # counted by the loop limits (0002)
+    recipient: Mapped[str] = mapped_column(String(320), default="", index=True)  # first recipient (0002)
+
 
 
 class Suppression(Base):

@@ -70,7 +70,10 @@ def thread(ctx: MessageContext) -> None:
     """Find the ticket; finders registered in ``extras["thread_finders"]`` (signed addresses) go first."""
     for reason, finder in (*ctx.services.extras.get("thread_finders", ()), *THREAD_FINDERS):
         ticket = finder(ctx)
+        if ctx.stopped:  # a finder may end the pipeline (a bounce that matches nothing we sent)
+            return
         if ticket is not None:
+
             ctx.ticket, ctx.thread_reason, ctx.verdict = ticket, reason, "reply"
             return
     ctx.new_ticket, ctx.thread_reason, ctx.verdict = True, "new", "new"

@@ -1,0 +1,189 @@
+"""The outbound plugin: acknowledgments, agent notifications, bounces and the sender.
+
+``install(runtime)`` checks the settings and every template (a problem stops
+``serve`` with a ConfigError naming file and line), then registers:
+
+- the ``verp`` thread finder (:func:`mailgate.bounces.find_ticket`), first of all
+  finders, so a bounce joins the ticket of the mail that bounced;
+- the reactor :func:`react`, run after the store step in the message's
+  transaction: it acknowledges a new ticket to its customer, notifies the
+  queue's agents of a new ticket, notifies the assignee (else the queue) of a
+  customer's reply, and settles bounces;
+- the delivery sweep (``[outbound] sweep_interval``) with the scheduler, and an
+  ``on_committed`` hook that wakes the sender right after each commit.
+
+``start(runtime, stop)`` is the task that delivers as soon as it is woken.
+``reload(runtime)`` (SIGHUP) re-reads the templates; a broken one keeps the old set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mailgate import audit, bounces, outbound_settings, scheduler, sender, signing, templating
+from mailgate.config import Config
+from mailgate.context import MessageContext, Services
+from mailgate.loopguard import Incoming
+from mailgate.models import Message, Ticket
+from mailgate.outbox import OutboundState, enqueue, reply_address, state
+from mailgate.store import sender_address
+
+log = logging.getLogger("mailgate.outbound")
+
+
+def install(runtime: Any) -> None:
+    config: Config = runtime.config
+    settings = outbound_settings.parse(config, templating.SHIPPED_DIR)
+    templates = templating.load(settings.template_dirs)
+    extras = runtime.services.extras
+    extras["outbound"] = OutboundState(settings=settings, templates=templates, key=signing.load_key(config))
+    extras["sender"] = sender.default_sender(config)
+    extras.setdefault("thread_finders", []).insert(0, ("verp", bounces.find_ticket))
+    extras.setdefault("reactors", []).append(react)
+    _chain(extras, "on_committed", lambda outcomes: wake(runtime.services))
+    scheduler.register(runtime, scheduler.Sweep("outbox", settings.outbound.sweep_interval, sender.sweep))
+
+
+def reload(runtime: Any) -> None:
+    current = state(runtime.services)
+    current.templates = templating.load(current.settings.template_dirs)
+    log.info("templates reloaded", extra={"files": len(current.templates.files())})
+
+
+def wake(services: Services) -> None:
+    """Ask the delivery task to run now (a no-op outside the daemon)."""
+    waker = services.extras.get("wake_sender")
+    if waker is not None:
+        waker()
+
+
+async def start(runtime: Any, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+    woken.set()  # deliver what a previous run left behind, at once
+    runtime.services.extras["wake_sender"] = lambda: loop.call_soon_threadsafe(woken.set)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), timeout=0.5)
+        if not woken.is_set():
+            continue
+        woken.clear()
+        try:
+            await asyncio.to_thread(sender.sweep, runtime)
+        except Exception:
+            log.exception("delivery round failed; the sweep tries again")
+
+
+def _chain(extras: dict[str, Any], name: str, hook: Callable[[Any], None]) -> None:
+    previous = extras.get(name)
+
+    def chained(value: Any) -> None:
+        if previous is not None:
+            previous(value)
+        hook(value)
+
+    extras[name] = chained
+
+
+def incoming_from(ctx: MessageContext) -> Incoming:
+    """The loop guard's view of the mail: the envelope sender is the return path when the door had one."""
+    envelope, mail = ctx.envelope, ctx.mail
+    return_path: str | None
+    if envelope.source == "smtp":
+        return_path = envelope.mail_from
+    elif "return-path" in mail.headers:
+        return_path = mail.header("return-path")
+    else:
+        return_path = envelope.mail_from or None
+    return Incoming(sender=sender_address(ctx), return_path=return_path, subject=mail.subject,
+                    headers=mail.headers)
+
+
+def queue_agents(config: Config, queue: str) -> list[str]:
+    """The agents a queue notifies: its ``agents`` list and every agent that lists the queue."""
+    configured = config.queue(queue)
+    listed = list(configured.agents) if configured else []
+    listed += [a.address for a in config.agents if queue in a.queues]
+    return list(dict.fromkeys(listed))
+
+
+def react(ctx: MessageContext) -> None:
+    """Reactor: the mail an incoming message causes, queued in its transaction."""
+    ticket, message = ctx.ticket, ctx.message
+    if ticket is None or message is None:
+        return
+    note = ctx.notes.get("bounce")
+    if note is not None:
+        bounces.settle(ctx.session, ctx, note, ticket)
+        return
+    if message.direction != "in":
+        return
+    incoming = incoming_from(ctx)
+    if ticket.spam:  # the spam queue is reviewed, not answered and not notified
+        if ctx.new_ticket:
+            acknowledge(ctx, ticket, message, incoming)  # records why it is held back
+        return
+    if ctx.new_ticket:
+        acknowledge(ctx, ticket, message, incoming)
+        notify(ctx, ticket, message, "notify_new_ticket", queue_agents(ctx.services.config, ticket.queue), incoming)
+    else:
+        targets = [ticket.assignee] if ticket.assignee else queue_agents(ctx.services.config, ticket.queue)
+        notify(ctx, ticket, message, "notify_reply", targets, incoming)
+
+
+def acknowledge(ctx: MessageContext, ticket: Ticket, message: Message, incoming: Incoming) -> None:
+    """Tell the customer the ticket number, unless routing or the loop guard says no."""
+    customer = ticket.customer
+    held = ""
+    if ticket.spam or ctx.route.spam:
+        held = "ticket is spam"
+    elif not ctx.route.auto_reply:
+        held = "rules: no auto-reply" + (f" ({', '.join(ctx.route.rules)})" if ctx.route.rules else "")
+    if held:
+        audit.record(ctx.session, ctx.services.clock.now(), "mail.held", ticket=ticket, actor="mailgate",
+                     mail_kind="acknowledgment", to=[customer.address], reason=held, outbox=None)
+        return
+    _safely(ctx, ticket, "acknowledgment", lambda: enqueue(
+        ctx.session, ctx.services, ticket=ticket, kind=ctx.route.template or "acknowledgment",
+        recipients=[(customer.name, customer.address)], in_reply_to=message, automatic=True, incoming=incoming,
+        reply_to=reply_address(ctx.services, ticket)))
+
+
+def notify(ctx: MessageContext, ticket: Ticket, message: Message, kind: str, addresses: list[str],
+           incoming: Incoming) -> None:
+    """One notification per agent (never to the person who wrote the mail)."""
+    config = ctx.services.config
+    for address in addresses:
+        if address == incoming.sender:
+            continue
+        agent = config.agent(address)
+        name = agent.name if agent else ""
+        _safely(ctx, ticket, kind, lambda a=address, n=name: enqueue(
+            ctx.session, ctx.services, ticket=ticket, kind=kind, recipients=[(n, a)], in_reply_to=message,
+            automatic=True, incoming=incoming, reply_to=reply_address(ctx.services, ticket, a),
+            context={"agent": {"name": n, "address": a}}))
+
+
+def notify_resolved(session: Session, services: Services, ticket: Ticket) -> object:
+    """Queue the resolved notice to the customer (for the code that resolves tickets)."""
+    last = next((m for m in reversed(ticket.messages) if m.direction == "in" and m.message_id), None)
+    return enqueue(session, services, ticket=ticket, kind="resolved",
+                   recipients=[(ticket.customer.name, ticket.customer.address)], in_reply_to=last, automatic=True)
+
+
+def _safely(ctx: MessageContext, ticket: Ticket, kind: str, action: Callable[[], object]) -> None:
+    """A mail that cannot be written must not cost the customer's message its place in the ticket."""
+    try:
+        with ctx.session.begin_nested():
+            action()
+    except Exception as exc:
+        log.exception("automatic mail failed; the message is stored without it",
+                      extra={"kind": kind, "ticket": ticket.number})
+        audit.record(ctx.session, ctx.services.clock.now(), "mail.held", ticket=ticket, actor="mailgate",
+                     mail_kind=kind, to=[], reason=f"error: {type(exc).__name__}: {exc}"[:500], outbox=None)
