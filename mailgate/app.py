@@ -34,7 +34,6 @@ class Runtime:
 PLUGINS: tuple[str, ...] = (
     "mailgate.scheduler",
     "mailgate.outbound",
-
     "mailgate.rules_plugin",
     "mailgate.imap_intake",
     "mailgate.sweeps",

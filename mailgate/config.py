@@ -365,7 +365,6 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 # Keys inside core tables that other modules read from Config.raw.
 _OUTBOUND_FOREIGN_KEYS: frozenset[str] = frozenset({"admin_address", "max_age", "retry_base", "retry_max",
                                                      "sweep_interval", "batch_size"})  # mailgate.outbound_settings
-
 _AGENT_FOREIGN_KEYS: frozenset[str] = frozenset()
 _QUEUE_FOREIGN_KEYS: frozenset[str] = frozenset()
 

@@ -215,7 +215,6 @@ class Outbox(Base):
     recipient: Mapped[str] = mapped_column(String(320), default="", index=True)  # first recipient (0002)
 
 
-
 class Suppression(Base):
     """Addresses that get no automatic mail until ``until`` (hard bounces, blocklist)."""
 

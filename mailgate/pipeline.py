@@ -73,7 +73,6 @@ def thread(ctx: MessageContext) -> None:
         if ctx.stopped:  # a finder may end the pipeline (a bounce that matches nothing we sent)
             return
         if ticket is not None:
-
             ctx.ticket, ctx.thread_reason, ctx.verdict = ticket, reason, "reply"
             return
     ctx.new_ticket, ctx.thread_reason, ctx.verdict = True, "new", "new"
