@@ -163,10 +163,12 @@ def follow_up(ctx: MessageContext) -> None:
     agent = agent_of(ctx)
     if agent is not None:
         ctx.notes["author"] = agent.address
-        ctx.notes["direction"] = "note"  # becomes "out" when the conversation step relays it
         ctx.notes["new_text"] = read.answer
         if any(c.word == "fwd" for c in read.commands) and not ctx.notes.get("automatic_agent_mail"):
             _forwarded(ctx, read)
+        # In a ticket: "note" until the conversation step relays it ("out"). A mail that opens a
+        # ticket (an agent writing to support, or #fwd) is that ticket's request: "in".
+        ctx.notes["direction"] = "in" if ctx.new_ticket else "note"
         if ctx.ticket is not None:
             ctx.ticket = _merged_target(ctx, ctx.ticket)
         return

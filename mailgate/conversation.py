@@ -119,8 +119,6 @@ def _agent_mail(ctx: MessageContext, ticket: Ticket, message: Message, agent: Ag
         audit.record(session, now, "agent.automatic_mail", ticket=ticket, message=message, actor=agent.address,
                      reason=automatic)
         return
-    if ctx.notes.get("forwarded_by"):
-        message.direction = "in"  # the forwarded request is the customer's first mail
     plan = None
     texts: list[str] = []
     if read.commands:
@@ -246,9 +244,9 @@ def agent_reply_address(ctx: MessageContext, ticket: Ticket, agent: AgentConfig)
     return outbox.reply_address(ctx.services, ticket, agent.address)
 
 
-def _last_of_conversation(ctx: MessageContext, ticket: Ticket, skip: int | None) -> Message | None:
-    return ctx.session.scalar(select(Message).where(Message.ticket_id == ticket.id, Message.id != skip,
-                                                    Message.direction.in_(("in", "out")))
+def _last_from_customer(ctx: MessageContext, ticket: Ticket) -> Message | None:
+    """The mail ours answers: the customer's latest, whose Message-ID their client knows."""
+    return ctx.session.scalar(select(Message).where(Message.ticket_id == ticket.id, Message.direction == "in")
                               .order_by(Message.id.desc()).limit(1))
 
 
@@ -266,7 +264,7 @@ def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentCon
         ctx, ticket=ticket, kind="agent_reply", recipients=recipients,
         context={"reply": {"text": text, "html": "", "author_name": name, "author_address": ""},
                  "agent": {"name": name, "address": ""}},
-        in_reply_to=_last_of_conversation(ctx, ticket, message.id), automatic=False,
+        in_reply_to=_last_from_customer(ctx, ticket), automatic=False,
         reply_to=customer_reply_address(ctx, ticket), sender_name=f"{name} via {config.support.name}",
         store_message=False, author=agent.address)
     if row is None:
@@ -288,7 +286,7 @@ def send_resolved_notice(ctx: MessageContext, ticket: Ticket) -> None:
     customer = ticket.customer
     _enqueue(ctx, ticket=ticket, kind="resolved",
                    recipients=[(customer.name, customer.address)],
-                   in_reply_to=_last_of_conversation(ctx, ticket, None), automatic=True,
+                   in_reply_to=_last_from_customer(ctx, ticket), automatic=True,
                    reply_to=customer_reply_address(ctx, ticket))
 
 

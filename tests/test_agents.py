@@ -257,6 +257,18 @@ class TestCommands:
         assert "on behalf of eve@customer.example" in body(only(h, "transcript", "bob@example.com"))
 
 
+    def test_an_agent_writing_a_new_mail_opens_a_ticket_like_anyone(self, make_config, harness_factory):
+        h = harness_factory(make_config(agents=AGENTS, queues=QUEUES,
+                                        agent_auth={"trusted_authserv_ids": ["mx.example.com"]}))
+        h.deliver(make_mail(subject="VPN down", sender="Bob <bob@example.com>", body="#priority high\nVPN is down.",
+                            headers={"Authentication-Results": "mx.example.com; dkim=pass header.d=example.com"}),
+                  mail_from="bob@example.com")
+        t = ticket(h)
+        assert (t.customer.address, t.priority) == ("bob@example.com", "high")
+        assert only(h, "acknowledgment", "bob@example.com") and only(h, "notify_new_ticket", "carol@example.com")
+        assert not outbox(h, "agent_reply")
+
+
 class TestProof:
     FORGED = "#close\n#assign carol\nClosing."
 
