@@ -34,6 +34,7 @@ class Runtime:
 PLUGINS: tuple[str, ...] = (
     "mailgate.scheduler",
     "mailgate.outbound",
+    "mailgate.agents",
     "mailgate.rules_plugin",
     "mailgate.imap_intake",
     "mailgate.sweeps",

@@ -2,7 +2,7 @@
 
 The steps, in order, in one place::
 
-    parse → dedupe → thread → route → store → react
+    parse → dedupe → thread → authenticate → followup → route → drop → store → converse → react
 
 Each step is a small function ``step(ctx) -> None`` that reads what the
 earlier ones wrote on the :class:`~mailgate.context.MessageContext`; a step
@@ -21,7 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailgate import followup, parsing
+from mailgate.agents import authenticate, follow_up
 from mailgate.context import Envelope, MessageContext, Services
+from mailgate.conversation import converse
 from mailgate.models import Message, Ticket
 from mailgate.react import react
 from mailgate.routing import route
@@ -88,9 +90,12 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("parse", parse),
     ("dedupe", dedupe),
     ("thread", thread),
+    ("authenticate", authenticate),
+    ("followup", follow_up),
     ("route", route),
     ("drop", drop_check),
     ("store", store),
+    ("converse", converse),
     ("react", react),
 )
 
