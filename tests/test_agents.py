@@ -405,3 +405,16 @@ class TestStrangers:
                      rcpt_tos=(answer["Reply-To"],))
         with desk.session() as s:
             assert s.scalar(select(Message).order_by(Message.id.desc())).ticket.number == 1
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ({"lifecycle": {"stranger_policy": "drop"}}, "lifecycle.stranger_policy"),
+    ({"lifecycle": {"reopen_days": -1}}, "lifecycle.reopen_days"),
+    ({"agent_auth": {"trusted_authserv_id": ["mx"]}}, "agent_auth.trusted_authserv_id"),
+])
+def test_a_bad_lifecycle_or_agent_auth_section_stops_the_start(make_config, harness_factory, section, key):
+    from mailgate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        harness_factory(make_config(**section))
+
