@@ -10,9 +10,9 @@ import pytest
 
 from mailgate.config import load_config
 from mailgate.errors import ConfigError
-from mailgate.imap_client import decode_folder, encode_folder, parse_fetch, parse_list, uid_set
 from mailgate.imap_config import ImapAccount, parse_accounts
 from mailgate.imap_intake import IDLE_RENEW_MAX, idle_renew, next_backoff, plan_batches
+from mailgate.imap_wire import decode_folder, encode_folder, parse_fetch, parse_list, uid_set
 from tests.helpers import mailgate
 
 MINIMAL = {"host": "imap.example.com", "username": "support@example.com", "password": "secret"}
