@@ -16,12 +16,30 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from mailgate import templating
 from mailgate.models import Ticket
 
 log = logging.getLogger("mailgate.notices")
 
-# The kinds of mail the timers write; each has a template templates/<locale>/<kind>.j2.
-KINDS = ("sla_warning", "sla_escalation", "pending_reminder", "pending_resolved", "auto_closed", "digest")
+_DUE = {"iso": "2026-01-12T11:00:00+00:00", "local": "Mon 2026-01-12 12:00", "timezone": "Europe/Paris"}
+_SLA = {"sla": {"target": "first_response", "due": _DUE, "priority_from": "normal", "priority_to": "high"}}
+_TIMERS = {"timers": {"pending_reminder_days": 3, "pending_resolve_days": 4, "reopen_days": 7}}
+_DIGEST = {"digest": {"queue": "support", "date": "2026-01-12", "open": 7, "overdue": 2, "unassigned": 3,
+                      "oldest": [{"number": 42, "subject": "Printer on fire", "status": "open", "assignee": "",
+                                  "customer": "alice@customer.example", "created": _DUE, "age_days": 9}]}}
+
+# The kinds of mail the timers write, each with the names its template may use besides the base ones
+# (sample values: `mailgate templates check` renders every template with them).
+KINDS: dict[str, dict[str, Any]] = {
+    "sla_warning": _SLA,          # to the assignee, else the queue's agents: a target is about to be missed
+    "sla_escalation": _SLA,       # to the queue's escalation address: a target was missed
+    "pending_reminder": _TIMERS,  # to the customer: we are waiting for your answer
+    "pending_resolved": _TIMERS,  # to the customer: resolved, as no answer came
+    "auto_closed": _TIMERS,       # to the customer (close_notice = true): the ticket is closed
+    "digest": _DIGEST,            # to each queue's escalation address, daily
+}
+for _kind, _sample in KINDS.items():
+    templating.register_kind(_kind, _sample)
 
 
 def send(session: Session, services: Any, *, ticket: Ticket | None, kind: str, recipients: Iterable[str],
