@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,7 @@ log = logging.getLogger("mailgate.outbound")
 def install(runtime: Any) -> None:
     config: Config = runtime.config
     settings = outbound_settings.parse(config, templating.SHIPPED_DIR)
+    import_kind_registrations()
     templates = templating.load(settings.template_dirs)
     extras = runtime.services.extras
     extras["outbound"] = OutboundState(settings=settings, templates=templates, key=signing.load_key(config))
@@ -48,6 +50,15 @@ def install(runtime: Any) -> None:
     extras.setdefault("reactors", []).append(react)
     _chain(extras, "on_committed", lambda outcomes: wake(runtime.services))
     scheduler.register(runtime, scheduler.Sweep("outbox", settings.outbound.sweep_interval, sender.sweep))
+
+
+def import_kind_registrations() -> None:
+    """Import every plugin module, so the kinds of mail they declare (templating.register_kind) are known
+    before the templates are checked, whatever the order of installation."""
+    from mailgate.app import PLUGINS
+
+    for name in PLUGINS:
+        importlib.import_module(name)
 
 
 def reload(runtime: Any) -> None:

@@ -28,6 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailgate.cli.imap",
     "mailgate.cli.report",
     "mailgate.cli.search",
+    "mailgate.cli.outbox",
+    "mailgate.cli.templates",
 )
 
 
