@@ -91,7 +91,8 @@ def compose(mail: Outgoing) -> bytes:
     recipients = [address(name, addr) for name, addr in mail.to]
     sender = address(mail.from_name, mail.from_addr)
     utf8 = needs_smtputf8(mail.from_addr, mail.reply_to, *(addr for _, addr in mail.to))
-    msg = EmailMessage(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
+    # 7-bit clean unless the addresses need SMTPUTF8 anyway: no smarthost has to convert 8-bit bodies.
+    msg = EmailMessage(policy=policy.SMTPUTF8 if utf8 else policy.SMTP.clone(cte_type="7bit"))
     msg["From"] = sender
     msg["To"] = recipients
     msg["Subject"] = clean_header(mail.subject)[:900]

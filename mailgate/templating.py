@@ -212,8 +212,8 @@ def _check_one(templates: Templates, path: Path, name: str) -> list[Problem]:
         if problems:
             return problems
     for env, parts in ((templates.text_env, ("subject", "text")), (templates.html_env, ("html",))):
+        template = env.from_string(source)
         try:
-            template = env.from_string(source)
             for part in parts:
                 if part == "text":
                     _text_part(template, data)
@@ -222,7 +222,7 @@ def _check_one(templates: Templates, path: Path, name: str) -> list[Problem]:
         except Exception as exc:  # a template may raise anything a filter raises
             if known is None and not isinstance(exc, TemplateError):
                 continue  # the lenient sample values of an unregistered kind do not do arithmetic
-            return [Problem(file, _line_of(exc, file, name), f"{type(exc).__name__}: {exc}")]
+            return [Problem(file, _line_of(exc, template), f"{type(exc).__name__}: {exc}")]
     return []
 
 
@@ -247,14 +247,14 @@ class _Anything:
         return "sample"
 
 
-def _line_of(exc: BaseException, file: str, name: str) -> int:
-    """The template line an error was raised at: Jinja rewrites tracebacks to point there."""
+def _line_of(exc: BaseException, template: Any) -> int:
+    """The template line an error was raised at: map the compiled code's line back to the source."""
     line = getattr(exc, "lineno", None)
     if line:
         return int(line)
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if frame.filename in (file, name, "<template>"):
-            return frame.lineno or 0
+        if frame.filename in ("<template>", template.filename) and frame.lineno:
+            return int(template.get_corresponding_lineno(frame.lineno))
     return 0
 
 
