@@ -159,6 +159,8 @@ def agent_of(ctx: MessageContext) -> AgentConfig | None:
 
 def follow_up(ctx: MessageContext) -> None:
     """Pipeline step: decide which ticket the mail belongs to and what it does there (before the store)."""
+    if ctx.notes.get("bounce") is not None:  # a bounce only joins the ticket of the mail that bounced (bounces.py)
+        return
     read = reading(ctx)
     agent = agent_of(ctx)
     if agent is not None:
@@ -207,7 +209,7 @@ def _new_ticket(ctx: MessageContext) -> None:
 
 def may_write(ctx: MessageContext, ticket: Ticket) -> bool:
     """The customer, a watcher, a signed reply address, or someone who knows one of its Message-IDs."""
-    if ctx.notes.get("signed") or ctx.thread_reason == "reference":
+    if ctx.notes.get("signed") or ctx.thread_reason in ("reference", "verp"):  # verp: our signed return path
         return True
     sender = ctx.mail.from_addr
     if sender and sender == ticket.customer.address:
