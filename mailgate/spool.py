@@ -15,6 +15,14 @@ The ``.eml`` rename into ``incoming/`` is the commit point: the sidecar is
 renamed first, so an ``.eml`` in incoming/ always has its sidecar. An adapter
 answers "accepted" only after :meth:`Spool.put` returned, which is after the
 file data and the directory entry are fsynced.
+
+Group commit: when several sessions commit at once, one fsync of incoming/
+covers every rename made before it started (:class:`DirSync`), so each
+caller still returns only once its own entry is durable, but sixteen
+concurrent sessions do not pay for sixteen directory fsyncs. A message being
+received is a :class:`PendingEntry`: small mail stays in memory until its one
+commit; big mail is spilled to spool/tmp as it arrives, so it is never held
+whole in memory.
 """
 
 from __future__ import annotations
@@ -25,17 +33,19 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from mailgate.errors import SpoolError
 from mailgate.fsutil import fsync_dir
 
 _counter = itertools.count()
 _STATES = ("incoming", "work", "quarantine")
+SPILL_BYTES = 1 << 20  # a message past this size is written to spool/tmp while it arrives
+HEAD_BYTES = 4096  # what a door checks before storing (intake.looks_like_mail)
 
 
 @dataclass
@@ -97,8 +107,7 @@ class Spool:
         self.root = root
         self.tmp = root / "tmp"
         self.dirs = {state: root / state for state in _STATES}
-        self._lock = threading.Lock()
-        self._dir_sync_pending = False
+        self._incoming_sync = DirSync(self.dirs["incoming"])
 
     def ensure(self) -> None:
         """Create the folders; raise SpoolError if the spool cannot be used."""
@@ -111,9 +120,9 @@ class Spool:
     # -- writing ---------------------------------------------------------
     def put(self, raw: bytes, meta: SpoolMeta | None = None) -> SpoolMeta:
         """Store one message durably. Returns its sidecar; raises SpoolError."""
-        with self.writer(meta) as (handle, written_meta):
-            handle.write(raw)
-        return written_meta
+        entry = self.open_entry(meta)
+        entry.add(raw)
+        return entry.commit()
 
     def put_quarantined(self, raw: bytes, meta: SpoolMeta) -> SpoolEntry:
         """Keep a mail that failed outside the spool (a bulk import) where an admin can replay it."""
@@ -121,14 +130,23 @@ class Spool:
         entry = self._entry("incoming", written.id)
         return self._move(entry, "quarantine")
 
-    def writer(self, meta: SpoolMeta | None = None) -> _SpoolWriter:
-        """A context manager to stream a big message to disk chunk by chunk."""
+    def open_entry(self, meta: SpoolMeta | None = None) -> PendingEntry:
+        """A message to receive piece by piece; nothing is visible until :meth:`PendingEntry.commit`."""
         meta = meta or SpoolMeta(id=new_id())
         if not meta.id:
             meta.id = new_id()
         if not meta.received_at:
             meta.received_at = datetime.now(UTC).isoformat(timespec="seconds")
-        return _SpoolWriter(self, meta)
+        return PendingEntry(self, meta)
+
+    def writer(self, meta: SpoolMeta | None = None) -> _SpoolWriter:
+        """A context manager to stream a big message to disk chunk by chunk."""
+        return _SpoolWriter(self.open_entry(meta))
+
+    @property
+    def dir_syncs(self) -> int:
+        """How many fsyncs of incoming/ commits have cost so far (group commit makes it fewer than commits)."""
+        return self._incoming_sync.done
 
     def _commit(self, tmp_eml: Path, meta: SpoolMeta) -> None:
         tmp_json = self.tmp / f"{meta.id}.json"
@@ -136,16 +154,22 @@ class Spool:
         incoming = self.dirs["incoming"]
         os.replace(tmp_json, incoming / f"{meta.id}.json")
         os.replace(tmp_eml, incoming / f"{meta.id}.eml")
-        fsync_dir(incoming)
+        self._incoming_sync.sync()
 
     # -- reading ---------------------------------------------------------
     def entries(self, state: str = "incoming") -> list[SpoolEntry]:
+        return list(self.iter_entries(state))
+
+    def iter_entries(self, state: str = "incoming") -> Iterator[SpoolEntry]:
+        """Entries in arrival order, built one at a time: a worker that wants fifty of a
+        backlog of thousands pays for fifty."""
         folder = self.dirs[state]
         try:
             names = sorted(n for n in os.listdir(folder) if n.endswith(".eml"))
         except FileNotFoundError:
-            return []
-        return [self._entry(state, n[:-4]) for n in names]
+            return
+        for name in names:
+            yield self._entry(state, name[:-4])
 
     def _entry(self, state: str, entry_id: str) -> SpoolEntry:
         folder = self.dirs[state]
@@ -159,7 +183,13 @@ class Spool:
         return None
 
     def depth(self) -> dict[str, int]:
-        return {state: len(self.entries(state)) for state in _STATES}
+        counts = {}
+        for state in _STATES:
+            try:
+                counts[state] = sum(1 for n in os.listdir(self.dirs[state]) if n.endswith(".eml"))
+            except FileNotFoundError:
+                counts[state] = 0
+        return counts
 
     # -- moving ----------------------------------------------------------
     def _move(self, entry: SpoolEntry, state: str, meta: SpoolMeta | None = None) -> SpoolEntry:
@@ -223,39 +253,160 @@ class Spool:
             yield from self.entries(state)
 
 
-class _SpoolWriter:
-    """Streams one message into spool/tmp, then commits it on a clean exit."""
+class PendingEntry:
+    """One message on its way into the spool: in memory while small, in spool/tmp once big.
+
+    The door calls :meth:`add` as bytes arrive (cheap, no I/O), :meth:`spill`
+    from a thread when :meth:`add` says the buffer is full, then :meth:`commit`
+    (from a thread: it fsyncs) or :meth:`discard`. Only ``head`` (the first
+    4 KB) is kept for the door's checks once the rest is on disk.
+    """
 
     def __init__(self, spool: Spool, meta: SpoolMeta) -> None:
         self.spool = spool
         self.meta = meta
         self.path = spool.tmp / f"{meta.id}.eml"
-        self.handle: BinaryIO | None = None
+        self.size = 0
+        self.head = b""
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._fd: int | None = None
+        self._lock = threading.Lock()  # a spill in a thread and a discard on a lost connection
+        self._discarded = False
 
-    def __enter__(self) -> tuple[BinaryIO, SpoolMeta]:
+    def add(self, data: bytes) -> bool:
+        """Take the next bytes; True when it is time to :meth:`spill`."""
+        if not data:
+            return False
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[:HEAD_BYTES - len(self.head)]
+        self._chunks.append(data)
+        self._buffered += len(data)
+        self.size += len(data)
+        return self._buffered >= SPILL_BYTES
+
+    def spill(self) -> None:
+        """Write what is buffered to spool/tmp (blocking I/O, no fsync); raises SpoolError."""
+        with self._lock:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._discarded:
+            raise SpoolError("cannot write to spool: the message was discarded")
+        if not self._chunks and self._fd is not None:
+            return
+        chunks, self._chunks, self._buffered = self._chunks, [], 0
         try:
-            self.handle = open(self.path, "wb")
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            _write_all(self._fd, chunks)
         except OSError as exc:
+            self._discard()
             raise SpoolError(f"cannot write to spool: {exc.strerror or exc}") from exc
-        return self.handle, self.meta
+
+    def commit(self) -> SpoolMeta:
+        """Make the entry durable and visible in incoming/; raises SpoolError (and leaves nothing)."""
+        with self._lock:
+            self._spill()
+            assert self._fd is not None
+            try:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
+                self.spool._commit(self.path, self.meta)
+            except OSError as exc:
+                self._discard()
+                raise SpoolError(f"cannot write to spool: {exc.strerror or exc}") from exc
+        return self.meta
+
+    def discard(self) -> None:
+        """Forget the message: nothing of it stays in the spool (waits for a spill in progress)."""
+        with self._lock:
+            self._discard()
+
+    def _discard(self) -> None:
+        self._discarded = True
+        self._chunks, self._buffered = [], 0
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+
+class _SpoolWriter:
+    """``with spool.writer() as (handle, meta)``: a file-like handle, committed on a clean exit."""
+
+    def __init__(self, entry: PendingEntry) -> None:
+        self.entry = entry
+
+    def __enter__(self) -> tuple[_PendingHandle, SpoolMeta]:
+        return _PendingHandle(self.entry), self.entry.meta
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        assert self.handle is not None
-        try:
-            if exc_type is None:
-                self.handle.flush()
-                os.fsync(self.handle.fileno())
-            self.handle.close()
-            if exc_type is None:
-                self.spool._commit(self.path, self.meta)
-        except OSError as err:
-            self.path.unlink(missing_ok=True)
-            raise SpoolError(f"cannot write to spool: {err.strerror or err}") from err
-        finally:
-            if exc_type is not None:
-                self.path.unlink(missing_ok=True)
-        if exc_type is not None and issubclass(exc_type, OSError) and not isinstance(exc, SpoolError):
-            raise SpoolError(f"cannot write to spool: {exc}") from exc
+        if exc_type is not None:
+            self.entry.discard()
+            if issubclass(exc_type, OSError) and not isinstance(exc, SpoolError):
+                raise SpoolError(f"cannot write to spool: {exc}") from exc
+            return
+        self.entry.commit()
+
+
+class _PendingHandle:
+    def __init__(self, entry: PendingEntry) -> None:
+        self.entry = entry
+
+    def write(self, data: bytes) -> int:
+        if self.entry.add(bytes(data)):
+            self.entry.spill()
+        return len(data)
+
+
+class DirSync:
+    """fsync of one directory, shared by every thread that needs it at the same moment.
+
+    A caller asks after its rename; it returns once an fsync that *started
+    after* its request has finished. Whoever finds no fsync running does one
+    for everybody who asked so far; the others wait for it. So the guarantee
+    per caller is the same as its own fsync, and the cost is one fsync per
+    burst instead of one per message.
+    """
+
+    def __init__(self, path: Path, fsync: Callable[[Path], None] = fsync_dir) -> None:
+        self.path = path
+        self.fsync = fsync
+        self.done = 0  # fsyncs made
+        self._cond = threading.Condition()
+        self._asked = 0
+        self._covered = 0
+        self._running = False
+
+    def sync(self) -> None:
+        with self._cond:
+            self._asked += 1
+            ticket = self._asked
+            while self._covered < ticket:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._running, target = True, self._asked
+                self._cond.release()
+                try:
+                    self.fsync(self.path)
+                finally:
+                    self._cond.acquire()
+                    self._running = False
+                    self._cond.notify_all()
+                self.done += 1
+                self._covered = max(self._covered, target)
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def _write_synced(path: Path, data: bytes) -> None:

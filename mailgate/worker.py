@@ -11,6 +11,10 @@ A message the pipeline fails on (a bug, not bad input: bad input is stored as
 well as it can be read) goes back to the spool with its error and is retried
 with a growing delay; after ``[spool] max_attempts`` it is quarantined with
 its traceback for ``mailgate spool replay``.
+
+A batch is bounded by count (``[spool] batch_size``) and by bytes
+(:data:`BATCH_BYTES`): fifty small mails share a commit, but ten 20 MB mails
+arriving at once are parsed one after the other, never all held in memory.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +32,8 @@ from mailgate.context import Envelope, MessageContext, Services
 from mailgate.spool import Spool, SpoolEntry, SpoolMeta
 
 log = logging.getLogger("mailgate.worker")
+
+BATCH_BYTES = 8_000_000  # a batch takes entries until it holds this many bytes (always at least one)
 
 
 @dataclass
@@ -85,17 +91,19 @@ class Worker:
         self.services = services
         self.max_attempts = services.config.spool.max_attempts
         self.batch_size = services.config.spool.batch_size
+        self.batch_bytes = BATCH_BYTES
         self.on_committed = on_committed
 
-    def waiting(self) -> list[SpoolEntry]:
-        return self.spool.entries("incoming")
+    def waiting(self) -> Iterator[SpoolEntry]:
+        return self.spool.iter_entries("incoming")
 
     def process_available(self) -> int:
         """Process up to one batch of waiting entries; return how many were settled."""
         now = self.services.clock.now().timestamp()
         claimed: list[tuple[SpoolEntry, SpoolMeta]] = []
+        size = 0
         for entry in self.waiting():
-            if len(claimed) >= self.batch_size:
+            if len(claimed) >= self.batch_size or (claimed and size >= self.batch_bytes):
                 break
             meta = entry.read_meta()
             if float(meta.extra.get("not_before", 0)) > now:
@@ -103,6 +111,7 @@ class Worker:
             taken = self.spool.claim(entry)
             if taken is not None:
                 claimed.append((taken, meta))
+                size += taken.size
         if not claimed:
             return 0
         return self.process_claimed(claimed)
