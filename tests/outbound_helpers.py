@@ -54,9 +54,9 @@ class _PortZeroController(Controller):
 class Sink:
     """A real SMTP server on 127.0.0.1 (port 0 unless told), run in a thread."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, **smtp: Any) -> None:
         self.handler = SinkHandler()
-        self.controller = _PortZeroController(self.handler, hostname="127.0.0.1", port=port)
+        self.controller = _PortZeroController(self.handler, hostname="127.0.0.1", port=port, **smtp)
 
     def __enter__(self) -> Sink:
         self.controller.start()
