@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session
 from mailgate.models import Customer, Message, Ticket
 
 _WORD = re.compile(r"[\w*]+", re.UNICODE)
+# Exactly the expression of the GIN index of migration 0002, so that PostgreSQL uses the index.
+PG_DOCUMENT = "to_tsvector('simple', coalesce(messages.subject, '') || ' ' || coalesce(messages.text, ''))"
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,8 @@ def matching_messages(session: Session, terms: list[str]) -> Select[Any]:
         return select(literal_column("rowid").label("id")).select_from(text("messages_fts")).where(
             text("messages_fts MATCH :fts").bindparams(fts=fts5_query(terms)))
     if dialect == "postgresql":
-        document = func.to_tsvector(text("'simple'"),
-                                    func.coalesce(Message.subject, "") + " " + func.coalesce(Message.text, ""))
-        return select(Message.id).where(document.op("@@")(func.to_tsquery(text("'simple'"), tsquery(terms))))
+        return select(Message.id).where(
+            text(f"{PG_DOCUMENT} @@ to_tsquery('simple', :tsq)").bindparams(tsq=tsquery(terms)))
     raise NotImplementedError(f"search is not available on {dialect}")
 
 

@@ -7,10 +7,10 @@ import mailbox
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from mailgate.models import Message, Ticket
-from mailgate.search import Filters, search, words
+from mailgate.search import Filters, matching_messages, search, words
 from tests.helpers import mailgate, make_mail
 
 
@@ -135,3 +135,14 @@ def test_export_json_has_the_ticket_its_messages_and_its_audit_trail(mails, conf
     assert json.loads(to_file.read_text())["number"] == 1
     missing = mailgate(config_file, "tickets", "export", "99", "--json")
     assert missing.returncode == 1 and b"no ticket #99" in missing.stderr
+
+
+def test_postgresql_answers_from_the_full_text_index(mails):
+    with mails.session() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("PostgreSQL only (SQLite searches its FTS5 table, which is the index)")
+        session.execute(text("SET enable_seqscan = off"))
+        query = matching_messages(session, words("принтер"))
+        plan = "\n".join(session.execute(text("EXPLAIN " + str(query.compile(
+            session.get_bind(), compile_kwargs={"literal_binds": True})))).scalars())
+    assert "ix_messages_fts" in plan, plan

@@ -223,3 +223,14 @@ def test_two_daemons_sweeping_at_the_same_instant_escalate_each_ticket_once(desk
         assert len(per_ticket) == 12 and {count for _, count in per_ticket} == {1}
         assert set(session.scalars(select(Ticket.priority))) == {"high"}
     assert len(mails(desk, "sla_escalation")) == 12
+
+
+def test_each_escalation_counts_as_an_sla_breach_in_the_metrics(harness_factory, make_config, clock):
+    clock.set(FRIDAY_4PM)
+    desk = harness_factory(make_config(**SECTIONS, metrics={"listen": "127.0.0.1:0"}))
+    desk.deliver(make_mail())
+    clock.set(MONDAY_NOON)
+    run_all_once(desk.runtime)
+    run_all_once(desk.runtime)
+    text = desk.runtime.services.extras["metrics"].render().decode()
+    assert 'mailgate_sla_breaches_total{queue="support",target="first_response"} 1.0' in text
