@@ -111,8 +111,9 @@ class Dovecot:
                       f"default_internal_user = {_user_or('dovecot', mail_user)}"]
         else:
             me = pwd.getpwuid(os.geteuid()).pw_name
+            group = grp.getgrgid(os.getegid()).gr_name
             lines += [f"default_login_user = {me}", f"default_internal_user = {me}",
-                      "service anvil {", "  chroot =", "}"]
+                      f"default_internal_group = {group}", "service anvil {", "  chroot =", "}"]
         login = ["service imap-login {", "  inet_listener imap {", "    address = 127.0.0.1",
                  f"    port = {self.port}", "  }", "  inet_listener imaps {"]
         if self.tls:
