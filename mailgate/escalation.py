@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailgate import audit, notices
@@ -80,12 +80,18 @@ def sla_of_services(services: Any) -> SlaConfig:
 def fill_deadlines(runtime: Any) -> int:
     """Tickets created before their queue had an SLA (or by another door) get their due times."""
     sla = sla_of(runtime)
-    if not sla.queues:
+    scope = []  # only tickets that will get a due time, so none is looked at again and again
+    for name, queue in sla.queues.items():
+        if queue.targets.first_response or queue.targets.resolution:
+            scope.append(Ticket.queue == name)
+        elif levels := [p for p, t in queue.by_priority.items() if t.first_response or t.resolution]:
+            scope.append(and_(Ticket.queue == name, Ticket.priority.in_(levels)))
+    if not scope:
         return 0
     done = 0
     with runtime.sessions() as session, session.begin():
         tickets = session.scalars(
-            select(Ticket).where(Ticket.queue.in_(list(sla.queues)), Ticket.status.in_(LIVE_STATUSES),
+            select(Ticket).where(or_(*scope), Ticket.status.in_(LIVE_STATUSES),
                                  Ticket.first_response_due_at.is_(None), Ticket.resolution_due_at.is_(None),
                                  Ticket.first_response_at.is_(None), Ticket.resolved_at.is_(None))
             .order_by(Ticket.id).limit(BATCH)).all()

@@ -234,3 +234,19 @@ def test_each_escalation_counts_as_an_sla_breach_in_the_metrics(harness_factory,
     run_all_once(desk.runtime)
     text = desk.runtime.services.extras["metrics"].render().decode()
     assert 'mailgate_sla_breaches_total{queue="support",target="first_response"} 1.0' in text
+
+
+def test_tickets_that_will_never_have_a_target_do_not_starve_the_others(harness_factory, make_config, clock,
+                                                                        monkeypatch):
+    clock.set(FRIDAY_4PM)
+    before = harness_factory(make_config(queues=[{"name": "support"}]))
+    before.deliver(make_mail(subject="normal", msgid="<n@customer.example>"))
+    before.deliver(make_mail(subject="urgent", msgid="<u@customer.example>"))
+    with before.session() as session, session.begin():
+        session.scalar(select(Ticket).where(Ticket.number == 2)).priority = "urgent"
+    after = harness_factory(make_config(queues=[{"name": "support"}], sla={"queues": {"support": {
+        "priority": {"urgent": {"first_response": "1h"}}}}}))  # only urgent tickets have a target
+    monkeypatch.setattr(escalation, "BATCH", 1)  # one ticket per pass: the normal one must not take the slot
+    assert escalation.fill_deadlines(after.runtime) == 1
+    assert ticket(after, 1).first_response_due_at is None
+    assert ticket(after, 2).first_response_due_at == FRIDAY_4PM + timedelta(hours=1)
