@@ -198,6 +198,8 @@ class AccountPoller:
         if old_validity != uidvalidity:
             log.warning("UIDVALIDITY changed: reading the whole folder again (duplicates are dropped)",
                         extra={**self._fields, "old": old_validity, "new": uidvalidity})
+            await asyncio.to_thread(save_state, self.sessions, self.now(), self.account.name, self.account.folder,
+                                    uidvalidity, 0)
             return 0
         return last_uid
 
