@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import mailbox
+import os
 import socket
 import threading
+import uuid
 from collections import deque
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from mailgate import sender
 from mailgate.models import Event, Outbox
@@ -122,3 +126,22 @@ def text_of(message: EmailMessage) -> str:
 def html_of(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("html",))
     return part.get_content() if part is not None else ""
+
+
+@contextlib.contextmanager
+def other_database(tmp_path: Path, name: str) -> Iterator[str]:
+    """Another empty database (a second helpdesk), on the same backend as the tests' own."""
+    pg = os.environ.get("MAILGATE_TEST_DATABASE_URL", "")
+    if not pg:
+        yield f"sqlite:///{tmp_path / name / 'data' / 'mailgate.sqlite3'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

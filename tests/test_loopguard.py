@@ -11,7 +11,7 @@ from sqlalchemy import select
 from mailgate.loopguard import Counts, Incoming, Limits, automatic_reason, may_auto_reply
 from mailgate.models import Message, Ticket
 from tests.helpers import make_mail
-from tests.outbound_helpers import events, flush, outbox_rows, sent_mails
+from tests.outbound_helpers import events, flush, other_database, outbox_rows, sent_mails
 
 
 def incoming(headers=None, subject="Printer on fire", sender="alice@customer.example",
@@ -236,21 +236,5 @@ def test_two_helpdesks_whose_relay_strips_every_loop_header_still_stop(make_conf
 
 @pytest.fixture
 def second_db_url(tmp_path):
-    """Another empty database (a second helpdesk), on the same backend as the first."""
-    import os
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    pg = os.environ.get("MAILGATE_TEST_DATABASE_URL", "")
-    if not pg:
-        yield f"sqlite:///{tmp_path / 'b' / 'data' / 'mailgate.sqlite3'}"
-        return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with other_database(tmp_path, "b") as url:
+        yield url
