@@ -80,9 +80,9 @@ class Incoming:
 @dataclass(frozen=True)
 class Limits:
     per_sender_per_hour: int = 3
-    per_ticket_limit: int = 10
+    per_ticket_limit: int = 30
     per_ticket_window: float = 3600.0
-    system_limit: int = 200
+    system_limit: int = 500
     system_window: float = 600.0
 
 

@@ -25,8 +25,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from mailgate import audit, bounces, outbound_settings, scheduler, sender, signing, templating
 from mailgate.config import Config
 from mailgate.context import MessageContext, Services
@@ -179,13 +177,6 @@ def notify(ctx: MessageContext, ticket: Ticket, message: Message, kind: str, add
             ctx.session, ctx.services, ticket=ticket, kind=kind, recipients=[(n, a)], in_reply_to=message,
             automatic=True, incoming=incoming, reply_to=reply_address(ctx.services, ticket, a),
             context={"agent": {"name": n, "address": a}}))
-
-
-def notify_resolved(session: Session, services: Services, ticket: Ticket) -> object:
-    """Queue the resolved notice to the customer (for the code that resolves tickets)."""
-    last = next((m for m in reversed(ticket.messages) if m.direction == "in" and m.message_id), None)
-    return enqueue(session, services, ticket=ticket, kind="resolved",
-                   recipients=[(ticket.customer.name, ticket.customer.address)], in_reply_to=last, automatic=True)
 
 
 def _safely(ctx: MessageContext, ticket: Ticket, kind: str, action: Callable[[], object]) -> None:

@@ -37,7 +37,7 @@ class Settings:
     outbound: OutboundSettings
     loop: Limits
     bounces: BounceSettings
-    template_dirs: tuple[Path, ...]  # the admin's directory first, then the shipped templates
+    template_dirs: tuple[Path, ...]  # the admin's directory first, then the shipped templates (may not exist)
 
 
 def parse(config: Config, shipped: Path) -> Settings:
@@ -61,9 +61,9 @@ def parse(config: Config, shipped: Path) -> Settings:
     lp = Table(config.raw.get("loop"), config.path, "loop")
     loop = Limits(
         per_sender_per_hour=lp.int("max_autoreplies_per_sender_per_hour", 3, minimum=0),
-        per_ticket_limit=lp.int("per_ticket_limit", 10, minimum=0),
+        per_ticket_limit=lp.int("per_ticket_limit", 30, minimum=0),
         per_ticket_window=lp.duration("per_ticket_window", "1h"),
-        system_limit=lp.int("system_limit", 200, minimum=0),
+        system_limit=lp.int("system_limit", 500, minimum=0),
         system_window=lp.duration("system_window", "10m"),
     )
     lp.finish()
@@ -78,5 +78,6 @@ def parse(config: Config, shipped: Path) -> Settings:
     tp.finish()
     if explicit and not directory.is_dir():
         raise tp.error("dir", f"no such directory: {directory}")
-    dirs = tuple(dict.fromkeys(d.resolve() for d in (directory, shipped) if d.is_dir()))
+    # Kept even when missing: a directory created later is picked up by the next reload (SIGHUP).
+    dirs = tuple(dict.fromkeys(d.resolve() for d in (directory, shipped)))
     return Settings(outbound=outbound, loop=loop, bounces=bounces, template_dirs=dirs)

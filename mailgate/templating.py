@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2 import DictLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailgate.errors import ConfigError
@@ -124,12 +124,28 @@ class Problem:
 
 
 class Templates:
-    """The templates of one process: two sandboxed environments over the same search path."""
+    """The templates of one process, read once: two sandboxed environments over the same snapshot.
+
+    The files are read when the object is built, so what runs is exactly what
+    was checked, and a file edited later changes nothing until a reload builds
+    (and checks) a new set.
+    """
 
     def __init__(self, directories: Iterable[Path]) -> None:
         self.directories = [d for d in directories if d.is_dir()]
-        loader = FileSystemLoader([str(d) for d in self.directories])
-        common = {"loader": loader, "undefined": StrictUndefined, "keep_trailing_newline": True,
+        self.sources: list[tuple[Path, str, str | None]] = []  # (path, name, text; None when unreadable)
+        visible: dict[str, str] = {}
+        for directory in self.directories:
+            for path in sorted(directory.rglob(f"*{SUFFIX}")):
+                name = path.relative_to(directory).as_posix()
+                try:
+                    text: str | None = path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    text = None
+                self.sources.append((path, name, text))
+                if text is not None:
+                    visible.setdefault(name, text)  # the first directory wins
+        common = {"loader": DictLoader(visible), "undefined": StrictUndefined, "keep_trailing_newline": True,
                   "trim_blocks": True, "lstrip_blocks": True}
         self.text_env = SandboxedEnvironment(autoescape=False, **common)
         self.html_env = SandboxedEnvironment(autoescape=True, **common)
@@ -156,17 +172,13 @@ class Templates:
 
     def files(self) -> list[tuple[Path, str]]:
         """Every template file in the search path, as (path, template name)."""
-        found = []
-        for directory in self.directories:
-            for path in sorted(directory.rglob(f"*{SUFFIX}")):
-                found.append((path, path.relative_to(directory).as_posix()))
-        return found
+        return [(path, name) for path, name, _ in self.sources]
 
     def check(self) -> list[Problem]:
         """Compile and render every template once; every kind must exist in English."""
         problems = []
-        for path, name in self.files():
-            problems += _check_one(self, path, name)
+        for path, name, source in self.sources:
+            problems += _check_one(self, path, name, source)
         for kind in KINDS:
             if not any(n == f"{DEFAULT_LOCALE}/{kind}{SUFFIX}" for _, n in self.files()):
                 problems.append(Problem(f"{DEFAULT_LOCALE}/{kind}{SUFFIX}", 0,
@@ -188,12 +200,10 @@ def _text_part(template: Any, data: Mapping[str, Any]) -> str:
     return "".join(template.root_render_func(context))
 
 
-def _check_one(templates: Templates, path: Path, name: str) -> list[Problem]:
+def _check_one(templates: Templates, path: Path, name: str, source: str | None) -> list[Problem]:
     file = str(path)
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [Problem(file, 0, f"cannot read: {exc}")]
+    if source is None:
+        return [Problem(file, 0, "cannot read it as UTF-8 text")]
     try:
         tree = templates.text_env.parse(source, name, file)
     except TemplateSyntaxError as exc:

@@ -20,10 +20,8 @@ def dsn(to: str, original_msgid: str, *, recipient="alice@customer.example", sta
         original_as="text/rfc822-headers", number=1) -> bytes:
     original_headers = (f"From: Example Support <support@example.com>\r\nTo: {recipient}\r\n"
                         f"Subject: [#1] Printer on fire\r\nMessage-ID: {original_msgid}\r\n")
-    if original_as == "message/rfc822":
-        original = original_headers + "\r\nthe original text\r\n"
-    else:
-        original = original_headers
+    body = "\r\nthe original text\r\n" if original_as == "message/rfc822" else ""
+    original = original_headers + body
     return (
         f"From: Mail Delivery System <MAILER-DAEMON@mx.customer.example>\r\nTo: {to}\r\n"
         f"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn-{number}@mx.customer.example>\r\n"
