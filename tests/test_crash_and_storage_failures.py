@@ -52,14 +52,14 @@ def test_kill_9_during_a_batch_of_200_loses_and_duplicates_nothing(daemon_factor
     threads = [threading.Thread(target=_sender, args=(daemon.port, i * 50, 50, accepted, lock)) for i in range(4)]
     for thread in threads:
         thread.start()
-    wait_for(lambda: len(accepted) >= 60, timeout=60, message="60 mails accepted")
+    wait_for(lambda: len(accepted) >= 60, timeout=180, message="60 mails accepted")
     daemon.kill()
     for thread in threads:
         thread.join(30)
     assert 60 <= len(accepted) < 200 or len(accepted) == 200
 
     restarted = daemon_factory(config_file)
-    wait_for(lambda: set(accepted) <= set(stored_message_ids(config_file)), timeout=60,
+    wait_for(lambda: set(accepted) <= set(stored_message_ids(config_file)), timeout=180, interval=0.5,
              message="every accepted mail stored after restart")
     restarted.stop()
     ids = stored_message_ids(config_file)
