@@ -56,7 +56,7 @@ def test_kill_9_during_a_batch_of_200_loses_and_duplicates_nothing(daemon_factor
     daemon.kill()
     for thread in threads:
         thread.join(30)
-    assert 60 <= len(accepted) < 200 or len(accepted) == 200
+    assert len(accepted) >= 60
 
     restarted = daemon_factory(config_file)
     wait_for(lambda: set(accepted) <= set(stored_message_ids(config_file)), timeout=180, interval=0.5,
