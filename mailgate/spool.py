@@ -1,8 +1,14 @@
 """The durable disk queue between the doors (SMTP, IMAP, pipe) and the pipeline.
 
-An entry is two files with one id: ``<id>.eml`` (the raw RFC 5322 bytes, exactly
-as received) and ``<id>.json`` (the sidecar: envelope, source, attempts, last
-error). Never pickle: an admin can read, copy and replay both by hand.
+An entry is one file, ``<id>.eml``: a first line ``X-Mailgate-Envelope: {json}``
+(the envelope: source, sender, recipients, peer, time of arrival), then the raw
+RFC 5322 bytes exactly as received. When an entry's state changes (a retry
+with its error, quarantine, replay) a sidecar ``<id>.json`` is written beside
+it and takes precedence over the first line. Never pickle: an admin can read,
+copy and replay both by hand. One file and not two at intake because creating,
+fsyncing and renaming a second file per mail cost the SMTP door about 40 % of
+its throughput (see bench/README.md); entries written as two files (the
+envelope only in the sidecar) are still read.
 
 ::
 
@@ -11,8 +17,8 @@ error). Never pickle: an admin can read, copy and replay both by hand.
     spool/work/        claimed by a worker; put back in incoming/ at start
     spool/quarantine/  failed max_attempts times; ``mailgate spool replay`` puts it back
 
-The ``.eml`` rename into ``incoming/`` is the commit point: the sidecar is
-renamed first, so an ``.eml`` in incoming/ always has its sidecar. An adapter
+The ``.eml`` rename into ``incoming/`` is the commit point (a sidecar is
+always renamed before its ``.eml``). An adapter
 answers "accepted" only after :meth:`Spool.put` returned, which is after the
 file data and the directory entry are fsynced.
 
@@ -46,6 +52,7 @@ _counter = itertools.count()
 _STATES = ("incoming", "work", "quarantine")
 SPILL_BYTES = 1 << 20  # a message past this size is written to spool/tmp while it arrives
 HEAD_BYTES = 4096  # what a door checks before storing (intake.looks_like_mail)
+ENVELOPE_PREFIX = b"X-Mailgate-Envelope: "
 
 
 @dataclass
@@ -66,6 +73,10 @@ class SpoolMeta:
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode()
 
+    def envelope_line(self) -> bytes:
+        """The first line of the entry's file: ASCII JSON on one line (control characters escaped)."""
+        return ENVELOPE_PREFIX + json.dumps(asdict(self), separators=(",", ":")).encode() + b"\r\n"
+
     @classmethod
     def from_json(cls, data: bytes) -> SpoolMeta:
         raw = json.loads(data)
@@ -81,13 +92,28 @@ class SpoolEntry:
     sidecar: Path
 
     def read_meta(self) -> SpoolMeta:
+        """The sidecar if there is one, else the envelope line the entry was written with."""
         try:
             return SpoolMeta.from_json(self.sidecar.read_bytes())
+        except FileNotFoundError:
+            pass
         except (OSError, ValueError):
-            return SpoolMeta(id=self.id, last_error="sidecar missing or unreadable")
+            return SpoolMeta(id=self.id, last_error="sidecar unreadable")
+        try:
+            with open(self.eml, "rb") as handle:
+                line = handle.readline()
+            if line.startswith(ENVELOPE_PREFIX):
+                return SpoolMeta.from_json(line[len(ENVELOPE_PREFIX):])
+        except (OSError, ValueError):
+            pass
+        return SpoolMeta(id=self.id, last_error="envelope missing or unreadable")
 
     def read_raw(self) -> bytes:
-        return self.eml.read_bytes()
+        """The message exactly as received (without the envelope line)."""
+        data = self.eml.read_bytes()
+        if data.startswith(ENVELOPE_PREFIX):
+            return data[data.index(b"\n") + 1:]
+        return data
 
     @property
     def size(self) -> int:
@@ -149,11 +175,7 @@ class Spool:
         return self._incoming_sync.done
 
     def _commit(self, tmp_eml: Path, meta: SpoolMeta) -> None:
-        tmp_json = self.tmp / f"{meta.id}.json"
-        _write_synced(tmp_json, meta.to_json())
-        incoming = self.dirs["incoming"]
-        os.replace(tmp_json, incoming / f"{meta.id}.json")
-        os.replace(tmp_eml, incoming / f"{meta.id}.eml")
+        os.replace(tmp_eml, self.dirs["incoming"] / f"{meta.id}.eml")
         self._incoming_sync.sync()
 
     # -- reading ---------------------------------------------------------
@@ -294,11 +316,12 @@ class PendingEntry:
         if self._discarded:
             raise SpoolError("cannot write to spool: the message was discarded")
         if not self._chunks and self._fd is not None:
-            return
+            return  # nothing new (an empty message still gets its file and envelope line)
         chunks, self._chunks, self._buffered = self._chunks, [], 0
         try:
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+                chunks.insert(0, self.meta.envelope_line())
             _write_all(self._fd, chunks)
         except OSError as exc:
             self._discard()

@@ -61,7 +61,7 @@ def _receive(spool: Spool, pieces: list[bytes], line_limit: int = 1000, size_lim
         stored = b""
         if not problem:
             meta = entry.commit()
-            stored = (spool.dirs["incoming"] / f"{meta.id}.eml").read_bytes()
+            stored = spool.find(meta.id).read_raw()
         else:
             entry.discard()
         return problem, stored, left
@@ -163,7 +163,7 @@ def test_a_big_message_is_written_to_spool_tmp_while_it_arrives(spool):
         await feeder
         in_memory = sum(len(c) for c in entry._chunks)
         meta = entry.commit()
-        return on_disk_before_end, in_memory, (spool.dirs["incoming"] / f"{meta.id}.eml").read_bytes()
+        return on_disk_before_end, in_memory, spool.find(meta.id).read_raw()
 
     on_disk, in_memory, stored = asyncio.run(scenario())
     assert stored == body
