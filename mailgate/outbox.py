@@ -190,8 +190,8 @@ def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind
     reason = ""
     addresses = [addr for _, addr in targets]
     if automatic:
-        counts = loopguard.gather_counts(session, now, recipients=addresses,
-                                         sender=incoming.sender if incoming else addresses[0],
+        answering = incoming.sender if incoming is not None and incoming.sender in addresses else None
+        counts = loopguard.gather_counts(session, now, recipients=addresses, sender=answering,
                                          ticket_id=ticket.id if ticket else None, limits=st.settings.loop)
         allowed, reason = loopguard.may_auto_reply(recipients=addresses, incoming=incoming, counts=counts,
                                                    limits=st.settings.loop, is_ours=lambda a: is_ours(config, a, st))

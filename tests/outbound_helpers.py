@@ -90,7 +90,7 @@ def parse(raw: bytes) -> EmailMessage:
 
 
 def sent_mails(data_dir: Path) -> list[EmailMessage]:
-    """What the sender wrote to the ``sent`` maildir, oldest first."""
+    """What the sender wrote to the ``sent`` maildir (in no reliable order within one second)."""
     directory = data_dir / "sent"
     if not directory.exists():
         return []

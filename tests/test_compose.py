@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 from datetime import UTC, datetime
 
 import pytest
@@ -114,3 +116,19 @@ def test_international_text_and_names_are_encoded():
     mail = parse(raw)
     assert mail["Subject"] == "Принтер горит" and mail["To"].addresses[0].display_name == "Иван"
     assert mail.get_content().strip() == "Здравствуйте"
+
+
+def test_lines_end_in_crlf_and_bodies_are_7bit_clean():
+    raw = compose.compose(outgoing(text="Ligne un\nFrom the start\nÉté " + "x" * 1200 + "\n", html="<p>É</p>"))
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert raw.isascii() and max(len(line) for line in raw.split(b"\r\n")) <= 998
+    mail = parse(raw.replace(b"\r\n", b"\n"))  # as a maildir keeps it
+    assert mail.get_body(("plain",)).get_content() == "Ligne un\nFrom the start\nÉté " + "x" * 1200 + "\n"
+    assert mail.get_body(("html",)).get_content().strip() == "<p>É</p>"
+
+
+def test_an_address_outside_ascii_takes_the_smtputf8_path():
+    raw = compose.compose(outgoing(to=[("José", "josé@customer.example")], subject="Olá"))
+    mail = email.message_from_string(raw.decode("utf-8"), policy=email.policy.default)  # 8-bit headers
+    assert mail["To"].addresses[0].addr_spec == "josé@customer.example"
+    assert mail["Subject"] == "Olá" and mail["X-Loop"] is None and mail["Message-ID"]
