@@ -1,0 +1,188 @@
+"""End-to-end intake: the durable reference and ``mailgate serve``, same corpus, same load.
+
+For the reference the clock stops at the last 250. For mailgate it stops when
+the database holds every accepted message in its ticket (and so, in the same
+transaction, whatever acknowledgment the outbound side queued for it): a 250
+alone proves only that the mail is in the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from load import LoadResult, Outgoing, run_load
+from servers import Progress, Server, door, mailgate_config, mailgate_serve, reference
+
+
+def _load(server: Server, messages: Sequence[Outgoing], clients: int, per_connection: int,
+          max_seconds: float) -> LoadResult:
+    return asyncio.run(run_load("127.0.0.1", server.port, messages, clients, per_connection, max_seconds))
+
+
+def _figures(result: LoadResult, seconds: float, cpu: float, rss: float) -> dict[str, Any]:
+    accepted = max(result.accepted, 1)
+    return {"messages": result.accepted, "seconds": round(seconds, 3),
+            "msgs_per_s": round(result.accepted / max(seconds, 1e-9), 1),
+            "smtp_p50_ms": round(result.percentile(50), 2), "smtp_p99_ms": round(result.percentile(99), 2),
+            "cpu_ms_per_msg": round(cpu * 1000 / accepted, 3), "peak_rss_mb": round(rss, 1),
+            "errors": dict(result.errors), "timed_out": result.timed_out}
+
+
+def measure_reference(messages: Sequence[Outgoing], clients: int, per_connection: int,
+                      max_seconds: float) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-ref-"))
+    return _measure_sink(reference(workdir), workdir, messages, clients, per_connection, max_seconds)
+
+
+def measure_door(messages: Sequence[Outgoing], clients: int, per_connection: int,
+                 max_seconds: float) -> dict[str, Any]:
+    """mailgate's SMTP door and spool without the pipeline: the clock stops at the last 250, as for the reference."""
+    from servers import sqlite_url
+
+    workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-door-"))
+    config = mailgate_config(workdir, sqlite_url(workdir))
+    return _measure_sink(door(config), workdir, messages, clients, per_connection, max_seconds)
+
+
+def _measure_sink(server: Server, workdir: Path, messages: Sequence[Outgoing], clients: int, per_connection: int,
+                  max_seconds: float) -> dict[str, Any]:
+    server.start()
+    try:
+        cpu0 = server.cpu_seconds()
+        result = _load(server, messages, clients, per_connection, max_seconds)
+        figures = _figures(result, result.seconds, server.cpu_seconds() - cpu0, server.peak_rss_mb())
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return figures
+
+
+def measure_mailgate(messages: Sequence[Outgoing], db_url: str | None, clients: int, per_connection: int,
+                     max_seconds: float, batch_size: int | None = None) -> dict[str, Any]:
+    """``db_url`` None: SQLite in a fresh data directory."""
+    from servers import sqlite_url
+
+    workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-mg-"))
+    url = db_url or sqlite_url(workdir)
+    server = mailgate_serve(mailgate_config(workdir, url, batch_size)).start()
+    progress = Progress(url)
+    try:
+        cpu0 = server.cpu_seconds()
+        result = _load(server, messages, clients, per_connection, max_seconds)
+        done_at, acks, complete = progress.wait(result.accepted, timeout=max_seconds + 60)
+        seconds = done_at - result.started
+        figures = _figures(result, seconds, server.cpu_seconds() - cpu0, server.peak_rss_mb())
+        figures.update(smtp_only_msgs_per_s=round(result.rate, 1), committed=complete,
+                       acks_in_outbox=acks if progress.ack_kinds else None,
+                       completion=("every message committed and every ticket's acknowledgment in the outbox"
+                                   if progress.ack_kinds else
+                                   "every message committed (no outbound module: no acknowledgments)"))
+        if not complete:
+            figures["errors"]["not_committed"] = result.accepted - progress.counts()[0]
+    finally:
+        progress.close()
+        server.stop()
+        log = server.log().split('msg="stopping', 1)[0]  # a task cancelled at shutdown is not a failure
+        if "Traceback" in log:
+            start = log.index("Traceback")
+            figures["server_traceback"] = log[max(0, log.rfind("\n", 0, start - 1) - 300):start + 3000]
+            print(figures["server_traceback"], file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return figures
+
+
+def startup(db_url: str | None, runs: int = 3) -> dict[str, Any]:
+    """Seconds from exec of ``mailgate serve`` to the 220 greeting: a first start, then restarts."""
+    import socket
+
+    from servers import sqlite_url
+
+    workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-start-"))
+    config = mailgate_config(workdir, db_url or sqlite_url(workdir))
+    times = []
+    try:
+        for _ in range(runs + 1):
+            server = mailgate_serve(config).start()
+            try:
+                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                    greeting = sock.recv(512)
+                times.append(time.perf_counter() - server.started_at)
+                assert greeting.startswith(b"220"), greeting
+            finally:
+                server.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"first_start_s": round(times[0], 3), "restart_s": round(sorted(times[1:])[len(times[1:]) // 2], 3),
+            "all_s": [round(t, 3) for t in times]}
+
+
+def big_mail(index: int, size: int) -> bytes:
+    """A mail of about ``size`` bytes: a short text and one base64 attachment of random bytes."""
+    import random
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"] = f"Big Sender {index} <big{index}@customer.example.com>"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = f"Logs for the crash, part {index}"
+    msg["Message-ID"] = f"<big{index}.{size}@customer.example.com>"
+    msg.set_content("Here are the logs you asked for.\n")
+    msg.add_attachment(random.Random(index).randbytes(int(size * 0.74)), maintype="application", subtype="zip",
+                       filename=f"logs-{index}.zip")
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+
+def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: float) -> dict[str, Any]:
+    """Peak RSS of ``mailgate serve`` while ``count`` mails of ``size`` bytes arrive at once, and until stored."""
+    from servers import sqlite_url
+
+    messages = [Outgoing.from_raw(f"big{i}@customer.example.com", ["support@example.com"], big_mail(i, size))
+                for i in range(count)]
+    workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-big-"))
+    url = db_url or sqlite_url(workdir)
+    server = mailgate_serve(mailgate_config(workdir, url)).start()
+    progress = Progress(url)
+    try:
+        baseline = server.peak_rss_mb()
+        result = _load(server, messages, clients=count, per_connection=1, max_seconds=max_seconds)
+        after_arrival = server.peak_rss_mb()
+        _, _, complete = progress.wait(result.accepted, timeout=max_seconds)
+        return {"messages": count, "message_mb": round(len(messages[0].payload) / 1e6, 1),
+                "accepted": result.accepted, "stored": complete, "rss_at_start_mb": round(baseline, 1),
+                "peak_rss_arrival_mb": round(after_arrival, 1), "peak_rss_mb": round(server.peak_rss_mb(), 1),
+                "smtp_p99_ms": round(result.percentile(99), 1), "errors": dict(result.errors)}
+    finally:
+        progress.close()
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def ingest_mbox(count: int, seed: int, db_url: str | None = None) -> dict[str, Any]:
+    """``mailgate ingest --mbox`` of ``count`` mails into a fresh database: wall clock of the command."""
+    import subprocess
+    import sys
+
+    import corpus
+    from servers import ROOT, sqlite_url
+
+    workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-ingest-"))
+    try:
+        mbox = workdir / "corpus.mbox"
+        corpus.write_mbox(corpus.generate(count, seed=seed, small=True), mbox)
+        config = mailgate_config(workdir, db_url or sqlite_url(workdir))
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "mailgate", "--config", str(config), "--log-level", "warning",
+                               "ingest", "--mbox", str(mbox)], cwd=ROOT, capture_output=True, timeout=3600)
+        seconds = time.perf_counter() - started
+        summary = done.stdout.decode(errors="replace").strip().splitlines()
+        return {"messages": count, "seconds": round(seconds, 2), "msgs_per_s": round(count / seconds, 1),
+                "exit": done.returncode, "summary": summary[-1] if summary else done.stderr.decode()[-500:]}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
