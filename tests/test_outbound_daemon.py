@@ -99,8 +99,9 @@ def test_kill_9_between_commit_and_delivery_delivers_once_after_restart(make_con
                                    "retry_base": "1s", "retry_max": "1s", "timeout": "2s"})
     daemon = daemon_factory(config)
     daemon.send(make_mail(subject="Printer on fire", msgid="<k9@customer.example>"))
-    wait_for(lambda: query(config, select(Outbox.attempts).where(Outbox.attempts >= 1)), timeout=30,
-             message="the acknowledgment committed and its delivery tried")
+    # Two attempts: the first right after the commit, the second from the scheduler's retry sweep.
+    wait_for(lambda: query(config, select(Outbox.attempts).where(Outbox.attempts >= 2)), timeout=30,
+             message="the acknowledgment committed and its delivery tried and retried")
     daemon.kill()
     [(status, message_id)] = query(config, select(Outbox.status, Outbox.message_id))
     assert status == "pending"
