@@ -85,3 +85,17 @@ def test_sighup_reload_keeps_the_old_templates_when_the_new_ones_are_broken(harn
     with pytest.raises(ConfigError, match=r"resolved\.j2:1"):
         outbound.reload(runtime)
     assert state.templates.render("resolved", "en", templating.sample_context()).text == "42 is done\n"
+
+
+def test_the_migration_adds_the_columns_and_indexes_the_loop_counts_use(db_url):
+    from sqlalchemy import inspect
+
+    from mailgate import db
+
+    engine = db.make_engine(db_url)
+    db.upgrade(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("outbox")}
+    indexes = {i["name"] for i in inspect(engine).get_indexes("outbox")}
+    engine.dispose()
+    assert {"automatic", "recipient"} <= columns
+    assert {"ix_outbox_recipient", "ix_outbox_created_at"} <= indexes
