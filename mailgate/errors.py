@@ -15,9 +15,14 @@ The class decides what happens to the mail, as in Roundup's gateway: a
 ``SpoolError`` is answered "try later", a ``NotAMailError`` is refused, and any
 other exception inside the pipeline is a bug: the spool entry is retried a few
 times and then quarantined with its traceback.
+
+``Problem`` is not an exception: it is one finding of a check (``rules check``,
+``templates check``), several of which may be reported at once.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class MailgateError(Exception):
@@ -58,3 +63,15 @@ class TemporaryDeliveryError(DeliveryError, ConnectionError):
 
 class PermanentDeliveryError(DeliveryError):
     """Not worth retrying (5xx, or the mail is too old)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in an admin-edited file, reported as ``file:line: message``."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"

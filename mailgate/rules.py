@@ -19,7 +19,7 @@ from typing import Any
 
 from mailgate.conditions import All, Condition, MatchError
 from mailgate.config import Config
-from mailgate.errors import ConfigError
+from mailgate.errors import ConfigError, Problem
 from mailgate.matchtable import compile_match
 from mailgate.rulesource import RuleSource
 
@@ -30,15 +30,6 @@ _TAG = re.compile(r"^[^\s,]{1,100}$")
 _TEMPLATE = re.compile(r"^[\w][\w.-]{0,99}$")
 _TOML_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
 
 
 class RuleError(ConfigError):

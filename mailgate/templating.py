@@ -34,7 +34,7 @@ from typing import Any
 from jinja2 import DictLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from mailgate.errors import ConfigError
+from mailgate.errors import ConfigError, Problem
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "templates"
 SUFFIX = ".j2"
@@ -112,15 +112,6 @@ class Rendered:
     html: str     # "" when the template has no html block
     template: str  # the file that was used, for logs and events
 
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
 
 
 class Templates:
