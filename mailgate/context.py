@@ -29,6 +29,7 @@ class Envelope:
     source: str = "smtp"  # smtp, imap, pipe, mbox, maildir
     spool_id: str = ""
     peer: str = ""
+    quiet: bool = False  # store only: no acknowledgment, no notification (a bulk import of old mail)
 
 
 @dataclass

@@ -131,7 +131,7 @@ def react(ctx: MessageContext) -> None:
     if note is not None:
         bounces.settle(ctx.session, ctx, note, ticket)
         return
-    if message.direction != "in":
+    if message.direction != "in" or ctx.envelope.quiet:
         return
     incoming = incoming_from(ctx)
     if ticket.spam:  # the spam queue is reviewed, not answered and not notified

@@ -170,3 +170,28 @@ def test_entries_left_in_work_by_a_crash_are_processed_at_start(config_file, dae
     assert not any(work.iterdir())
 
 
+
+
+def test_an_import_writes_to_nobody_unless_asked(make_config, tmp_path):
+    import mailbox
+
+    from mailgate.models import Outbox
+
+    config = make_config(agents=[{"address": "bob@example.com", "name": "Bob", "queues": ["support"]}])
+    box = mailbox.mbox(tmp_path / "old.mbox")
+    box.add(make_mail(subject="old one", msgid="<old-1@x>"))
+    box.flush()
+    box.close()
+    assert mailgate(config, "ingest", "--mbox", str(tmp_path / "old.mbox")).returncode == 0
+    engine = create_engine(load_config(config).db_url)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count(Outbox.id))).scalar_one() == 0
+    box = mailbox.mbox(tmp_path / "new.mbox")
+    box.add(make_mail(subject="new one", msgid="<new-1@x>"))
+    box.flush()
+    box.close()
+    assert mailgate(config, "ingest", "--mbox", str(tmp_path / "new.mbox"), "--auto-reply").returncode == 0
+    with engine.connect() as conn:
+        kinds = sorted(conn.execute(select(Outbox.kind)).scalars())
+    engine.dispose()
+    assert kinds == ["acknowledgment", "notify_new_ticket"]

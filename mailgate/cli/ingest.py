@@ -10,7 +10,9 @@ Exit codes, as an MTA expects them:
 * 75 (EX_TEMPFAIL): it could not be stored; the MTA should retry later.
 
 ``--mbox FILE`` and ``--maildir DIR`` import many mails in batched
-transactions (the source file is already durable, so they skip the spool);
+transactions (the source file is already durable, so they skip the spool).
+An import is history: it sends no acknowledgment and no notification unless
+``--auto-reply`` is given;
 a mail that fails is put into the spool's quarantine, never dropped. A
 progress bar is drawn on a terminal, and a summary line closes the run.
 """
@@ -37,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--mbox", metavar="FILE", help="import every mail of an mbox file")
     src.add_argument("--maildir", metavar="DIR", help="import every mail of a maildir")
     p.add_argument("--batch", type=int, default=200, help="mails per transaction for --mbox/--maildir")
+    p.add_argument("--auto-reply", action="store_true",
+                   help="with --mbox/--maildir: acknowledge and notify as for new mail (default: an import of "
+                        "old mail writes to nobody)")
     p.set_defaults(func=cmd_ingest)
 
 
@@ -162,7 +167,7 @@ def _import_many(args: argparse.Namespace) -> int:
             if not looks_like_mail(raw):
                 counts["refused"] += 1
                 continue
-            batch.append((raw, Envelope(source=source, spool_id=f"{source}:{index}")))
+            batch.append((raw, Envelope(source=source, spool_id=f"{source}:{index}", quiet=not args.auto_reply)))
             if len(batch) >= max(1, args.batch):
                 flush()
                 progress.show(sum(counts.values()))
