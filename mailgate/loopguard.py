@@ -162,16 +162,21 @@ def gather_counts(session: Session, now: datetime, *, recipients: Sequence[str],
     """
     counted = (Outbox.automatic.is_(True), Outbox.status != "held")
 
-    def count(*conditions: Any) -> Any:
-        return select(func.count(Outbox.id)).where(*counted, *conditions).scalar_subquery()
+    def count(*conditions: Any, cap: int) -> Any:
+        # Only "under the limit or not" matters: counting stops at the limit, so a burst of
+        # thousands of mails in the window costs no more per mail than a quiet day.
+        capped = select(Outbox.id).where(*counted, *conditions).limit(max(cap, 1)).subquery()
+        return select(func.count()).select_from(capped).scalar_subquery()
 
     zero = literal(0)
-    to_sender = count(Outbox.recipient == sender, Outbox.created_at > now - timedelta(hours=1)) if sender else zero
+    to_sender = (count(Outbox.recipient == sender, Outbox.created_at > now - timedelta(hours=1),
+                       cap=limits.per_sender_per_hour) if sender else zero)
     in_ticket = zero
     if ticket_id is not None:
         in_ticket = count(Outbox.ticket_id == ticket_id,
-                          Outbox.created_at > now - timedelta(seconds=limits.per_ticket_window))
-    system = count(Outbox.created_at > now - timedelta(seconds=limits.system_window))
+                          Outbox.created_at > now - timedelta(seconds=limits.per_ticket_window),
+                          cap=limits.per_ticket_limit)
+    system = count(Outbox.created_at > now - timedelta(seconds=limits.system_window), cap=limits.system_limit)
     suppressed = (select(Suppression.address)
                   .where(Suppression.address.in_(list(recipients)),
                          or_(Suppression.until.is_(None), Suppression.until > now))
