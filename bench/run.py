@@ -146,7 +146,8 @@ def incomplete(results: dict[str, Any]) -> list[str]:
                 if figures.get("errors") or figures.get("timed_out") or figures.get("committed") is False:
                     problems.append(f"{name}/{backend}: {figures.get('errors')} timed_out={figures.get('timed_out')}")
     big = results.get("big_mail_rss", {})
-    if big and "error" not in big and (not big.get("stored") or big.get("errors")):
+    if big and "error" not in big and (not big.get("stored") or big.get("errors")
+                                       or big.get("door_accepted") != big.get("messages")):
         problems.append(f"big_mail_rss: {big}")
     ingest = results.get("ingest_mbox", {})
     if ingest and "error" not in ingest and ingest.get("exit") != 0:

@@ -109,11 +109,12 @@ class SpoolEntry:
         return SpoolMeta(id=self.id, last_error="envelope missing or unreadable")
 
     def read_raw(self) -> bytes:
-        """The message exactly as received (without the envelope line)."""
-        data = self.eml.read_bytes()
-        if data.startswith(ENVELOPE_PREFIX):
-            return data[data.index(b"\n") + 1:]
-        return data
+        """The message exactly as received (without the envelope line), read once: no copy of a big mail."""
+        with open(self.eml, "rb") as handle:
+            first = handle.readline()
+            if first.startswith(ENVELOPE_PREFIX):
+                return handle.read()
+            return first + handle.read()
 
     @property
     def size(self) -> int:

@@ -15,6 +15,10 @@ its traceback for ``mailgate spool replay``.
 A batch is bounded by count (``[spool] batch_size``) and by bytes
 (:data:`BATCH_BYTES`): fifty small mails share a commit, but ten 20 MB mails
 arriving at once are parsed one after the other, never all held in memory.
+Parsing a 20 MB mail briefly takes about 160 MB; glibc then raises its mmap
+threshold and keeps the next big buffers in a heap it never gives back, so a
+burst of big mails would ratchet the process up by that much each time:
+:func:`keep_big_buffers_out_of_the_heap` pins the threshold.
 """
 
 from __future__ import annotations
@@ -34,6 +38,25 @@ from mailgate.spool import Spool, SpoolEntry, SpoolMeta
 log = logging.getLogger("mailgate.worker")
 
 BATCH_BYTES = 8_000_000  # a batch takes entries until it holds this many bytes (always at least one)
+MMAP_THRESHOLD = 128 * 1024  # glibc's default, pinned: bigger buffers are mapped and unmapped, never kept
+
+
+def keep_big_buffers_out_of_the_heap() -> bool:
+    """Pin glibc's mmap threshold so memory freed after a big mail goes back to the system.
+
+    glibc's threshold adapts upwards after a big block is freed (up to 32 MB),
+    after which blocks of a big mail come from the heap and stay there. A fixed
+    threshold turns that adaptation off. A no-op (False) off glibc.
+    """
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        return bool(ctypes.CDLL(None).mallopt(-3, MMAP_THRESHOLD))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass
@@ -93,6 +116,7 @@ class Worker:
         self.batch_size = services.config.spool.batch_size
         self.batch_bytes = BATCH_BYTES
         self.on_committed = on_committed
+        keep_big_buffers_out_of_the_heap()
 
     def waiting(self) -> Iterator[SpoolEntry]:
         return self.spool.iter_entries("incoming")
