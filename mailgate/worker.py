@@ -77,7 +77,8 @@ def process_batch(items: Sequence[tuple[bytes, Envelope]], sessions: sessionmake
     batch is stored and the caller keeps every message for later.
     """
     outcomes = []
-    with sessions() as session, session.begin():
+    # the blobs of the whole batch are fsynced together, before the commit (the block closes first)
+    with sessions() as session, session.begin(), services.blobs.batch():
         for raw, envelope in items:
             outcome = Outcome(envelope)
             try:
