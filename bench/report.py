@@ -118,7 +118,8 @@ def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines += ["", f"Machine: {m['nproc']} cores ({m['cpu']}), Python {m['python']}, {m['platform']}; "
               f"load average {m['loadavg_start']:.1f} at start, {m.get('loadavg_end', float('nan')):.1f} at end. "
-              f"{'Quick run. ' if doc['quick'] else ''}{doc['date']}, {doc['seconds']} s."]
+              f"{'Quick run. ' if doc['quick'] else ''}{doc['date']}, {doc['seconds']} s"
+              f"{', commit ' + m['commit'] if m.get('commit') else ''}."]
     if doc.get("failures"):
         lines.append(f"\nIncomplete: {'; '.join(doc['failures'])}")
     return "\n".join(lines)

@@ -47,14 +47,15 @@ QUICK = {"clients": 16, "per_connection": 20, "small_count": 200, "mixed_count":
 def machine() -> dict[str, Any]:
     def run(*argv: str) -> str:
         try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.rstrip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     return {"nproc": os.cpu_count(), "cpu": cpu, "free_h": run("free", "-h"), "python": platform.python_version(),
-            "platform": platform.platform(), "loadavg_start": os.getloadavg()[0]}
+            "platform": platform.platform(), "loadavg_start": os.getloadavg()[0],
+            "commit": run("git", "-C", str(BENCH.parent), "rev-parse", "--short", "HEAD")}
 
 
 def _median(values: list[float]) -> float:
