@@ -28,3 +28,8 @@ def test_db_commands(config_file):
     assert current.returncode == 0 and b"current:" in current.stdout
     assert mailgate(config_file, "db", "downgrade", "base").returncode == 0
     assert mailgate(config_file, "db", "current").returncode == 1
+
+
+def test_the_migrations_have_one_head(db_url):
+    """Two heads would make every new revision ambiguous and `db upgrade` apply branches in no set order."""
+    assert len(db.script_heads(db.make_engine(db_url))) == 1
