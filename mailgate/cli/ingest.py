@@ -1,13 +1,28 @@
 """``mailgate ingest``: the pipe door, for Postfix, procmail, fetchmail, or an import.
 
 ``mailgate ingest [FILE ...|-]`` reads one mail per file (stdin with ``-`` or
-no file), makes it durable in the spool, then runs the pipeline on it at once.
-Exit codes, as an MTA expects them:
+no file) and streams it into the spool (chunks into spool/tmp, fsync, rename),
+so a big mail is never held whole in memory. It stops reading at
+``[smtp] max_message_size``, the limit the SMTP door enforces too. A mail that
+the door kept in memory (up to 1 MB) is then processed at once; a bigger one is
+left to the daemon, whose worker is built for big mail, so this one-shot
+process stays small whatever the size. ``mailgate serve`` must run whatever
+the door: it stores what is left in the spool and sends every acknowledgment.
 
-* 0: stored (or safely spooled for the daemon, when the database is away);
-* 65 (EX_DATAERR): the input is not a mail at all; do not retry;
+Exit codes (sysexits), as an MTA expects them. Each failure writes one line to
+stderr, meant for the MTA's log and bounce text; where the exit code alone
+would give Postfix the wrong reason, the line begins with the RFC 3463 code,
+which Postfix's pipe(8) takes in precedence over the exit code:
+
+* 0 (EX_OK): stored, or durably spooled for the daemon;
+* 65 (EX_DATAERR): never retry. Not a mail (no header), or larger than
+  ``max_message_size`` (the line then begins with ``5.3.4``; nothing is spooled);
 * 66 (EX_NOINPUT): a named file cannot be read;
-* 75 (EX_TEMPFAIL): it could not be stored; the MTA should retry later.
+* 75 (EX_TEMPFAIL): may succeed later, the MTA keeps the mail and retries:
+  the spool cannot be written, stdin broke off, or the configuration cannot
+  be read or is wrong (the line begins with ``4.3.5`` and names the file).
+  Never 78: Postfix bounces an EX_CONFIG back to the customer (5.3.5), and
+  a config the admin is fixing is no reason to lose a customer's mail.
 
 ``--mbox FILE`` and ``--maildir DIR`` import many mails in batched
 transactions (the source file is already durable, so they skip the spool).
@@ -25,74 +40,138 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from mailgate.cli import EX_DATAERR, EX_OK, EX_TEMPFAIL
 from mailgate.cli.common import load
 
+if TYPE_CHECKING:
+    from mailgate.config import Config
+    from mailgate.spool import PendingEntry, Spool, SpoolMeta
+
 EX_NOINPUT = 66
+CHUNK_BYTES = 1 << 16  # read from the MTA this much at a time
+INLINE_MAX = 1 << 20  # a mail up to this size is processed at once; a bigger one is left to the daemon
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ingest", help="store mails given as files, on stdin, or in an mbox/maildir")
+    p = sub.add_parser(
+        "ingest",
+        help="store mails given as files, on stdin, or in an mbox/maildir",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The pipe door: stream one mail per FILE (or stdin) into the spool, up to [smtp] max_message_size.",
+        epilog="exit codes: 0 stored or spooled for the daemon; 65 not a mail or too big (5.3.4), never retry;\n"
+        "66 a named file cannot be read; 75 try again later (spool unwritable, configuration\n"
+        "unreadable or wrong: 4.3.5). `mailgate serve` stores what is left in the spool.",
+    )
     p.add_argument("files", nargs="*", metavar="FILE", help="one mail per file; - or nothing for stdin")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--mbox", metavar="FILE", help="import every mail of an mbox file")
     src.add_argument("--maildir", metavar="DIR", help="import every mail of a maildir")
     p.add_argument("--batch", type=int, default=200, help="mails per transaction for --mbox/--maildir")
-    p.add_argument("--auto-reply", action="store_true",
-                   help="with --mbox/--maildir: acknowledge and notify as for new mail (default: an import of "
-                        "old mail writes to nobody)")
+    p.add_argument(
+        "--auto-reply",
+        action="store_true",
+        help="with --mbox/--maildir: acknowledge and notify as for new mail (default: an import of "
+        "old mail writes to nobody)",
+    )
     p.set_defaults(func=cmd_ingest)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from mailgate.errors import ConfigError
+
+    try:
+        config = load(args)
+    except ConfigError as exc:
+        # 75, not 78: the mail is not at fault, and an MTA keeps a 75 until the admin has fixed the file
+        problem = " ".join(str(exc).split())
+        print(f"4.3.5 mailgate: config error: {problem}; try again once it is fixed", file=sys.stderr)
+        return EX_TEMPFAIL
     if args.mbox or args.maildir:
-        return _import_many(args)
-    return _ingest_files(args)
+        return _import_many(args, config)
+    return _ingest_files(args, config)
 
 
-def _read_inputs(files: list[str]) -> tuple[list[tuple[str, bytes]], int]:
-    inputs, status = [], EX_OK
-    for name in files or ["-"]:
-        try:
-            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-        except OSError as exc:
-            print(f"mailgate: cannot read {name}: {exc.strerror}", file=sys.stderr)
-            status = EX_NOINPUT
-            continue
-        inputs.append((name, data))
-    return inputs, status
+class _Refused(Exception):
+    """One input that will never be stored: the exit status and the line for the MTA."""
+
+    def __init__(self, status: int, line: str) -> None:
+        super().__init__(line)
+        self.status = status
+        self.line = line
 
 
-def _ingest_files(args: argparse.Namespace) -> int:
+def _ingest_files(args: argparse.Namespace, config: Config) -> int:
     from mailgate.errors import SpoolError
-    from mailgate.intake import looks_like_mail
-    from mailgate.spool import Spool, SpoolMeta
+    from mailgate.spool import Spool
 
-    inputs, status = _read_inputs(args.files)
-    config = load(args)
     spool = Spool(config.spool_dir)
-    spooled = []
-    for name, raw in inputs:
-        if not looks_like_mail(raw):
-            print(f"mailgate: {name}: not a mail (no header); refused", file=sys.stderr)
-            status = max(status, EX_DATAERR)
-            continue
+    limit = config.smtp.max_message_size
+    status, spooled = EX_OK, []
+    for name in args.files or ["-"]:
         try:
-            spool.ensure()
-            meta = spool.put(raw, SpoolMeta(id="", source="pipe", extra={"file": name}))
+            spooled.append(_spool_one(spool, name, limit))
+        except _Refused as refused:
+            print(refused.line, file=sys.stderr)
+            status = max(status, refused.status)
         except SpoolError as exc:
             print(f"mailgate: {name}: cannot store now, retry later: {exc}", file=sys.stderr)
             status = EX_TEMPFAIL
-            continue
-        spooled.append(meta)
-    if not spooled:
-        return status
-    _process_now(args, config, spool, spooled)
+    small = [meta for meta, size in spooled if size <= INLINE_MAX]
+    for meta, size in spooled:
+        if size > INLINE_MAX:
+            print(f"mailgate: spooled {meta.id} ({size} bytes); the daemon will store it", file=sys.stderr)
+    if small:
+        _process_now(args, config, spool, small)
     return status
 
 
-def _process_now(args: argparse.Namespace, config, spool, metas) -> None:
+def _spool_one(spool: Spool, name: str, limit: int) -> tuple[SpoolMeta, int]:
+    """Stream one input into the spool; its sidecar and size. Raises _Refused or SpoolError."""
+    from mailgate.spool import SpoolMeta
+
+    try:
+        stream: BinaryIO = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise _Refused(EX_NOINPUT, f"mailgate: cannot read {name}: {exc.strerror}") from None
+    try:
+        spool.ensure()
+        entry = spool.open_entry(SpoolMeta(id="", source="pipe", extra={"file": name}))
+        try:
+            _copy_checked(stream, entry, name, limit)
+        except BaseException:
+            entry.discard()
+            raise
+        return entry.commit(), entry.size
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def _copy_checked(stream: BinaryIO, entry: PendingEntry, name: str, limit: int) -> None:
+    """Chunks from ``stream`` into ``entry``, never more than ``limit`` + 1 bytes read, then the door's check."""
+    from mailgate.intake import looks_like_mail
+
+    while True:
+        try:
+            chunk = stream.read(min(CHUNK_BYTES, limit + 1 - entry.size))
+        except OSError as exc:
+            status = EX_NOINPUT if name != "-" else EX_TEMPFAIL
+            raise _Refused(status, f"mailgate: cannot read {name}: {exc.strerror or exc}") from None
+        if not chunk:
+            break
+        if entry.add(chunk):
+            entry.spill()
+        if entry.size > limit:
+            raise _Refused(
+                EX_DATAERR, f"5.3.4 mailgate: {name}: message larger than max_message_size ({limit} bytes); refused"
+            )
+    if not looks_like_mail(entry.head):
+        raise _Refused(EX_DATAERR, f"mailgate: {name}: not a mail (no header); refused")
+
+
+def _process_now(args: argparse.Namespace, config: Config, spool: Spool, metas: list[SpoolMeta]) -> None:
     """Run the pipeline on what we just spooled; if the database is away the daemon will."""
     from mailgate.app import build
     from mailgate.worker import Worker
@@ -134,14 +213,13 @@ def _iter_mailbox(args: argparse.Namespace) -> Iterator[bytes]:
         box.close()
 
 
-def _import_many(args: argparse.Namespace) -> int:
+def _import_many(args: argparse.Namespace, config: Config) -> int:
     from mailgate.app import build
     from mailgate.context import Envelope
     from mailgate.intake import looks_like_mail
     from mailgate.spool import SpoolMeta
     from mailgate.worker import process_batch
 
-    config = load(args)
     runtime = build(config)
     source = "mbox" if args.mbox else "maildir"
     origin = args.mbox or args.maildir
@@ -154,8 +232,13 @@ def _import_many(args: argparse.Namespace) -> int:
         outcomes = process_batch(batch, runtime.sessions, runtime.services)
         for (raw, _envelope), outcome in zip(batch, outcomes, strict=True):
             if outcome.error is not None or outcome.ctx is None:
-                meta = SpoolMeta(id="", source=source, last_error=f"{type(outcome.error).__name__}: "
-                                 f"{outcome.error}", traceback=outcome.traceback, extra={"from": origin})
+                meta = SpoolMeta(
+                    id="",
+                    source=source,
+                    last_error=f"{type(outcome.error).__name__}: {outcome.error}",
+                    traceback=outcome.traceback,
+                    extra={"from": origin},
+                )
                 runtime.spool.put_quarantined(raw, meta)
                 counts["failed"] += 1
             else:
