@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailgate.cli.search",
     "mailgate.cli.outbox",
     "mailgate.cli.templates",
+    "mailgate.cli.doctor",
 )
 
 
