@@ -43,7 +43,7 @@ PLUGINS: tuple[str, ...] = (
 
 
 def build(config: Config, clock: Clock | None = None, *, create_schema: bool = True) -> Runtime:
-    engine = db.make_engine(config.db_url)
+    engine = db.make_engine(config.db_url, busy_timeout=config.database.busy_timeout)
     if create_schema:
         db.ensure_schema(engine)
     spool = Spool(config.spool_dir)

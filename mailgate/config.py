@@ -6,7 +6,7 @@ line naming the file, the key and what was expected, instead of failing on
 the first mail. Nothing here is global: callers pass the ``Config`` along.
 
 Sections read here: ``[mailgate]``, ``[smtp]``, ``[support]``, ``[spool]``,
-``[outbound]``, ``[[agents]]``, ``[[queues]]``. A module that owns another
+``[database]``, ``[outbound]``, ``[[agents]]``, ``[[queues]]``. A module that owns another
 section parses it from ``Config.raw`` with :class:`Table`, the same checked
 reader, and reports errors the same way.
 """
@@ -179,6 +179,13 @@ class SupportConfig:
 class SpoolConfig:
     max_attempts: int = 5
     batch_size: int = 50
+    max_claims: int = 3  # claimed this often without a verdict (it kills or wedges the worker): quarantined
+    mail_budget: float = 60.0  # seconds of pipeline work one mail may take; 0: no budget
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    busy_timeout: float = 30.0  # seconds SQLite waits for a lock before the worker treats it as an outage
 
 
 @dataclass(frozen=True)
@@ -218,6 +225,7 @@ class Config:
     spool: SpoolConfig
     outbound: OutboundConfig
     agents: tuple[AgentConfig, ...] = ()
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
     queues: tuple[QueueConfig, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -253,7 +261,7 @@ class Config:
 
 # Sections owned by other modules; they parse them from Config.raw themselves.
 _FOREIGN_SECTIONS = {"imap", "rules", "spam", "metrics", "sla", "loop", "templates", "agent_auth",
-                     "lifecycle", "bounces", "logging", "scheduler"}
+                     "lifecycle", "bounces", "logging", "scheduler", "daemon"}
 
 
 def load_config(path: Path | str) -> Config:
@@ -313,8 +321,14 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 
     sp = root.table("spool")
     spool = SpoolConfig(max_attempts=sp.int("max_attempts", 5, minimum=1),
-                        batch_size=sp.int("batch_size", 50, minimum=1))
+                        batch_size=sp.int("batch_size", 50, minimum=1),
+                        max_claims=sp.int("max_claims", 3, minimum=1),
+                        mail_budget=sp.duration("mail_budget", "60s"))
     sp.finish()
+
+    dbt = root.table("database")
+    database = DatabaseConfig(busy_timeout=dbt.duration("busy_timeout", "30s"))
+    dbt.finish()
 
     out = root.table("outbound")
     smarthost = out.str("smarthost", "")
@@ -359,7 +373,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     return Config(path=path, hostname=hostname, data_dir=data_dir, database_url=database_url,
                   log_level=log_level, log_format=log_format, smtp=smtp, support=support,
                   spool=spool, outbound=outbound, agents=tuple(agents), queues=tuple(queues),
-                  raw=data)
+                  database=database, raw=data)
 
 
 # Keys inside core tables that other modules read from Config.raw.

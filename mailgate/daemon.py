@@ -3,23 +3,40 @@
 Start-up: schema check (an empty database is created), spool recovery (what a
 crash left in work/ goes back to incoming/ and is processed first), then the
 listener. SIGTERM/SIGINT: stop accepting, let every DATA in hand finish and
-be answered, let the worker finish its batch, then exit 0. Blocking work
-(fsync, database) runs in threads, never in the event loop.
+be answered, let the worker finish its batch, then exit 0, all within
+``[daemon] stop_grace``. A thread cannot be interrupted, so a mail still
+mid-pipeline when the grace is spent is left where it is: the process flushes
+its logs and leaves with ``os._exit``; the entry is in spool/work/ and goes
+back to incoming/ at the next start (its claim counted: see worker.py).
+Blocking work (fsync, database) runs in threads, never in the event loop.
+
+When the database is away the worker holds the spool and probes it with
+capped exponential backoff, logging once when it goes and once when it is back.
+
+::
+
+    [daemon]
+    stop_grace = "20s"   # SIGTERM to exit, whatever is in hand (below systemd's TimeoutStopSec=30)
+    plugins = []         # extra modules installed like the built-in ones: install(runtime), start(runtime, stop)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mailgate import sdnotify
 from mailgate.app import Runtime
+from mailgate.config import Config, Table
 from mailgate.smtp_intake import IntakeHandler, smtp_factory
-from mailgate.worker import Worker
+from mailgate.worker import DatabaseUnavailable, Worker
 
 log = logging.getLogger("mailgate.daemon")
 
@@ -30,8 +47,7 @@ class _CountingHandler(IntakeHandler):
     in_flight = 0
     stopping = False
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
         if self.stopping:
             return "421 4.3.2 Service shutting down, try again later"
         envelope.mail_from = address
@@ -46,6 +62,42 @@ class _CountingHandler(IntakeHandler):
             self.in_flight -= 1
 
 
+PROBE_FIRST = 0.5  # seconds before the first probe of a database that went away
+PROBE_MAX = 30.0  # the longest wait between two probes
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    stop_grace: float = 20.0
+    plugins: tuple[str, ...] = ()
+
+
+def parse_settings(config: Config) -> DaemonSettings:
+    table = Table(config.raw.get("daemon"), config.path, "daemon")
+    settings = DaemonSettings(stop_grace=table.duration("stop_grace", "20s"), plugins=table.str_list("plugins"))
+    table.finish()
+    return settings
+
+
+async def _wait_for_database(worker: Worker, reason: str, stop: asyncio.Event) -> None:
+    """Hold the spool until the database takes a write again (or the daemon stops); no mail is charged."""
+    if worker.status.down(reason):
+        log.error("database unavailable: holding the spool, no mail is charged", extra={"error": reason})
+    delay = PROBE_FIRST
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        if stop.is_set():
+            return
+        problem = await asyncio.to_thread(worker.probe)
+        if not problem:
+            lasted = worker.status.back()
+            log.warning("database back: taking mail again", extra={"outage_seconds": round(lasted or 0.0, 1)})
+            return
+        worker.status.down(problem)
+        delay = min(delay * 2, PROBE_MAX)
+
+
 async def _worker_loop(worker: Worker, wake: asyncio.Event, stop: asyncio.Event) -> None:
     backoff = 0.5
     while True:
@@ -53,6 +105,11 @@ async def _worker_loop(worker: Worker, wake: asyncio.Event, stop: asyncio.Event)
         try:
             done = await asyncio.to_thread(worker.process_available)
             backoff = 0.5
+        except DatabaseUnavailable as exc:
+            await _wait_for_database(worker, str(exc), stop)
+            if stop.is_set():
+                return
+            continue
         except Exception:
             log.exception("worker batch failed; retrying", extra={"backoff": backoff})
             done = 0
@@ -69,6 +126,11 @@ async def _worker_loop(worker: Worker, wake: asyncio.Event, stop: asyncio.Event)
 
 async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None) -> None:
     config = runtime.config
+    settings = parse_settings(config)
+    for name in settings.plugins:
+        module = importlib.import_module(name)
+        module.install(runtime)
+        runtime.plugins.append(module)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     wake = asyncio.Event()
@@ -89,8 +151,9 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
     recovered = runtime.spool.recover()
     if recovered:
         log.info("recovered spool entries left in work by a crash", extra={"count": recovered})
-    worker = Worker(runtime.spool, runtime.sessions, runtime.services,
-                    on_committed=runtime.services.extras.get("on_committed"))
+    worker = Worker(
+        runtime.spool, runtime.sessions, runtime.services, on_committed=runtime.services.extras.get("on_committed")
+    )
     runtime.services.extras["wake_worker"] = wake.set
     counter = runtime.services.extras.get("count_smtp", lambda verdict: None)
     handler = _CountingHandler(config.support, runtime.spool, on_spooled=wake.set, counter=counter)
@@ -126,12 +189,13 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
         tasks.append(asyncio.create_task(_watchdog(watchdog / 2, stop), name="watchdog"))
 
     await stop.wait()
+    deadline = loop.time() + settings.stop_grace
     sdnotify.stopping()
     log.info("stopping: no new connections; finishing the messages in hand")
     handler.stopping = True
     if server is not None:
         server.close()
-    for _ in range(int(SHUTDOWN_GRACE * 10)):
+    while loop.time() < deadline - settings.stop_grace / 2:  # half the grace for the mails being received
         if handler.in_flight == 0 and not any(_in_transaction(p) for p in protocols):
             break
         await asyncio.sleep(0.1)
@@ -140,24 +204,27 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
             protocol.transport.close()
     worker_stop.set()
     wake.set()
-    done, pending = await asyncio.wait(tasks, timeout=30)
-    for task in pending:
-        task.cancel()
+    done, pending = await asyncio.wait(tasks, timeout=max(0.1, deadline - loop.time()))
     for task in done:
         if not task.cancelled() and task.exception() is not None:
             log.error("task ended with an error", extra={"task": task.get_name(), "error": repr(task.exception())})
+    if pending:
+        # a thread (a mail mid-pipeline, a delivery) cannot be interrupted and would hold the exit
+        log.error(
+            "stop grace spent: exiting with work in hand; it goes back to the spool at the next start",
+            extra={"tasks": ",".join(sorted(t.get_name() for t in pending)), "grace": settings.stop_grace},
+        )
+        log.info("stopped")
+        logging.shutdown()
+        os._exit(0)
     log.info("stopped")
-
-
-SHUTDOWN_GRACE = 30.0  # seconds a mail already being transmitted may take to finish
 
 
 def _in_transaction(protocol: Any) -> bool:
     """A session between MAIL FROM and the answer to its DATA: a mail in hand."""
     transport = getattr(protocol, "transport", None)
     envelope = getattr(protocol, "envelope", None)
-    return bool(transport is not None and not transport.is_closing() and envelope is not None
-                and envelope.mail_from)
+    return bool(transport is not None and not transport.is_closing() and envelope is not None and envelope.mail_from)
 
 
 async def _watchdog(interval: float, stop: asyncio.Event) -> None:

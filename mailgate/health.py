@@ -4,19 +4,93 @@ Two checks, both real: a probe file is written, fsynced and removed in the
 spool's ``tmp/`` (exactly what accepting a mail does first), and the
 database answers ``SELECT 1``. Either failing makes the endpoint answer 503,
 so a load balancer or monitor stops sending mail here before the SMTP door
-starts answering 451.
+starts answering 451. The database is also reported down while the worker
+holds the spool because of an outage it saw (:class:`DatabaseStatus`): a
+SQLite file locked by another writer still answers ``SELECT 1``.
+
+An outage is not the mail's fault: :func:`is_outage` tells the errors that
+mean "the database is away or locked" (the worker waits and retries without
+charging any mail) from those that belong to one mail (counted against it).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
+
+# sqlite3 raises OperationalError for bugs too ("no such column"): only these mean the file is away or locked
+_SQLITE_OUTAGE = (
+    "database is locked",
+    "database table is locked",
+    "disk i/o error",
+    "unable to open",
+    "readonly database",
+    "database or disk is full",
+    "disk image is malformed",
+)
+
+
+def is_outage(error: BaseException | None) -> bool:
+    """True when ``error`` (or what caused it) says the database cannot be reached or written right now."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+            return True
+        orig = getattr(error, "orig", None)
+        module = type(orig).__module__ if orig is not None else ""
+        if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError):
+            if module.startswith("sqlite3"):
+                return any(marker in str(orig).lower() for marker in _SQLITE_OUTAGE)
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+class DatabaseStatus:
+    """What the worker last saw of the database: up, or down since when and why (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.up = True
+        self.reason = ""
+        self.since = 0.0
+        self.outages = 0
+
+    def down(self, reason: str) -> bool:
+        """Record an outage; True when this is a change of state (log it once)."""
+        with self._lock:
+            if not self.up:
+                self.reason = reason
+                return False
+            self.up, self.reason, self.since = False, reason, time.monotonic()
+            self.outages += 1
+            return True
+
+    def back(self) -> float | None:
+        """Record that the database answers again; the outage's length in seconds, or None if it was up."""
+        with self._lock:
+            if self.up:
+                return None
+            self.up, self.reason = True, ""
+            return time.monotonic() - self.since
+
+
+def database_status(runtime: Any) -> DatabaseStatus:
+    """The one status of this process (the worker writes it, /healthz and the metrics read it)."""
+    status = runtime.services.extras.get("database_status")
+    if status is None:
+        status = runtime.services.extras["database_status"] = DatabaseStatus()
+    return status
 
 
 def check_spool(runtime: Any) -> str:
-    """"" when the spool takes a write; else why not."""
+    """ "" when the spool takes a write; else why not."""
     probe = runtime.spool.tmp / f".healthz-{os.getpid()}"
     try:
         with open(probe, "wb") as handle:
@@ -30,6 +104,9 @@ def check_spool(runtime: Any) -> str:
 
 
 def check_database(runtime: Any) -> str:
+    status = database_status(runtime)
+    if not status.up:
+        return f"down (the worker is holding the spool): {status.reason}"
     try:
         with runtime.engine.connect() as conn:
             conn.execute(text("SELECT 1"))

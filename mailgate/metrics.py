@@ -95,12 +95,17 @@ class StateCollector:
         self.runtime = runtime
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         depth = GaugeMetricFamily("mailgate_spool_depth", "Spool entries by state", labels=["state"])
         for state, count in self.runtime.spool.depth().items():
             depth.add_metric([state], count)
         yield depth
+        status = health.database_status(self.runtime)
+        yield GaugeMetricFamily("mailgate_database_up", "1 while the worker can write to the database, 0 while "
+                                "it holds the spool for an outage", value=1 if status.up else 0)
+        yield CounterMetricFamily("mailgate_database_outages", "Database outages the worker has waited out",
+                                  value=status.outages)
         try:
             with self.runtime.sessions() as session:
                 rows = dict(session.execute(select(Outbox.status, func.count(Outbox.id))

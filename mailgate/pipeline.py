@@ -9,6 +9,11 @@ earlier ones wrote on the :class:`~mailgate.context.MessageContext`; a step
 may end the pipeline early with ``ctx.stop(verdict)`` (a duplicate, a mail
 a rule drops). All of it runs inside one database transaction (a savepoint
 of the worker's batch transaction), so a message is stored whole or not at all.
+
+Each mail has a work budget (``[spool] mail_budget``), checked between steps
+on the injected clock: a mail past it raises :class:`MailBudgetExceeded`,
+which fails that mail alone (the worker quarantines it at once) instead of
+holding every mail behind it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ from mailgate.store import store
 log = logging.getLogger("mailgate.pipeline")
 
 Step = Callable[[MessageContext], None]
+
+
+class MailBudgetExceeded(Exception):
+    """One mail took more than its work budget; retrying it would cost as much again."""
 
 
 def parse(ctx: MessageContext) -> None:
@@ -104,9 +113,14 @@ def run(raw: bytes, envelope: Envelope, session: Session, services: Services,
         steps: Sequence[tuple[str, Step]] = STEPS) -> MessageContext:
     """Run every step on one message inside the caller's transaction."""
     ctx = MessageContext(raw=raw, envelope=envelope, session=session, services=services)
-    for _name, step in steps:
+    budget = services.config.spool.mail_budget
+    started = services.clock.now()
+    for name, step in steps:
         step(ctx)
         if ctx.stopped:
             break
+        spent = (services.clock.now() - started).total_seconds()
+        if budget and spent > budget:
+            raise MailBudgetExceeded(f"work budget of {budget:g}s spent: {spent:.1f}s after step {name}")
     session.flush()
     return ctx

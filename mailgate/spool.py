@@ -238,6 +238,18 @@ class Spool:
             os.replace(entry.sidecar, target.sidecar)
         return target
 
+    def record_claim(self, entry: SpoolEntry, meta: SpoolMeta) -> None:
+        """Write a claimed entry's sidecar (its claim count) before the pipeline runs on it.
+
+        Not fsynced, on purpose: the count must survive the process (kill -9, a
+        crash in a C library, os._exit after the stop grace), which the page
+        cache guarantees; a power cut that loses it costs one more try, not a
+        mail, and an fsync per mail would cost the worker its throughput.
+        """
+        tmp = self.tmp / f"{entry.id}.claim.json"
+        tmp.write_bytes(meta.to_json())
+        os.replace(tmp, entry.sidecar)
+
     def done(self, entry: SpoolEntry) -> None:
         """The message is committed to the database: forget the entry."""
         entry.eml.unlink(missing_ok=True)

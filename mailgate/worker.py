@@ -12,6 +12,20 @@ well as it can be read) goes back to the spool with its error and is retried
 with a growing delay; after ``[spool] max_attempts`` it is quarantined with
 its traceback for ``mailgate spool replay``.
 
+An outage is not the mail's fault: when the database cannot be reached or is
+locked (:func:`mailgate.health.is_outage`), at the commit or inside one
+message's savepoint, the whole batch goes back to incoming/ without an
+attempt counted against any mail and :class:`DatabaseUnavailable` tells the
+daemon to wait for the database (see ``daemon._worker_loop``).
+
+Bounded work: a mail over its ``[spool] mail_budget`` is quarantined at once
+(:class:`~mailgate.pipeline.MailBudgetExceeded`: retrying it would cost the
+same again). A mail that kills or wedges the process never gets a verdict, so
+each claim is written into the entry's sidecar before the pipeline runs; an
+entry claimed ``[spool] max_claims`` times without a verdict is a poison pill
+and is quarantined unprocessed. An entry with an unsettled claim behind it is
+processed in a batch of its own, so a pill takes no innocent mail with it.
+
 A batch is bounded by count (``[spool] batch_size``) and by bytes
 (:data:`BATCH_BYTES`): fifty small mails share a commit, but ten 20 MB mails
 arriving at once are parsed one after the other, never all held in memory.
@@ -29,10 +43,12 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate import pipeline
 from mailgate.context import Envelope, MessageContext, Services
+from mailgate.health import database_status, is_outage
 from mailgate.spool import Spool, SpoolEntry, SpoolMeta
 
 log = logging.getLogger("mailgate.worker")
@@ -59,6 +75,10 @@ def keep_big_buffers_out_of_the_heap() -> bool:
         return False
 
 
+class DatabaseUnavailable(Exception):
+    """The database is away or locked; the batch is back in the spool, no mail was charged."""
+
+
 @dataclass
 class Outcome:
     """What became of one message of a batch."""
@@ -69,12 +89,14 @@ class Outcome:
     traceback: str = ""
 
 
-def process_batch(items: Sequence[tuple[bytes, Envelope]], sessions: sessionmaker[Session],
-                  services: Services) -> list[Outcome]:
+def process_batch(
+    items: Sequence[tuple[bytes, Envelope]], sessions: sessionmaker[Session], services: Services
+) -> list[Outcome]:
     """Run the pipeline on each message, one savepoint each, one commit for all.
 
-    Raises when the commit itself fails (database down): then nothing of the
-    batch is stored and the caller keeps every message for later.
+    Raises when the commit itself fails (database down), or as soon as one
+    message fails because of an outage (the rest would fail the same way):
+    then nothing of the batch is stored and the caller keeps every message.
     """
     outcomes = []
     # the blobs of the whole batch are fsynced together, before the commit (the block closes first)
@@ -85,6 +107,8 @@ def process_batch(items: Sequence[tuple[bytes, Envelope]], sessions: sessionmake
                 with session.begin_nested():
                     outcome.ctx = pipeline.run(raw, envelope, session, services)
             except Exception as exc:
+                if is_outage(exc):
+                    raise
                 outcome.error, outcome.traceback = exc, traceback.format_exc()
                 outcome.ctx = None
             outcomes.append(outcome)
@@ -96,10 +120,14 @@ def describe(outcome: Outcome) -> dict[str, object]:
     ctx = outcome.ctx
     fields: dict[str, object] = {"spool": outcome.envelope.spool_id, "source": outcome.envelope.source}
     if ctx is not None:
-        fields.update(msgid=ctx.mail.message_id, verdict=ctx.verdict,
-                      ticket=ctx.ticket.number if ctx.ticket is not None else "",
-                      via=ctx.thread_reason, queue=ctx.ticket.queue if ctx.ticket is not None else "",
-                      rules=",".join(ctx.route.rules))
+        fields.update(
+            msgid=ctx.mail.message_id,
+            verdict=ctx.verdict,
+            ticket=ctx.ticket.number if ctx.ticket is not None else "",
+            via=ctx.thread_reason,
+            queue=ctx.ticket.queue if ctx.ticket is not None else "",
+            rules=",".join(ctx.route.rules),
+        )
     else:
         fields.update(verdict="failed", error=f"{type(outcome.error).__name__}: {outcome.error}")
     return fields
@@ -108,38 +136,78 @@ def describe(outcome: Outcome) -> dict[str, object]:
 class Worker:
     """Takes spool entries, runs them through the pipeline, and settles the spool."""
 
-    def __init__(self, spool: Spool, sessions: sessionmaker[Session], services: Services,
-                 on_committed: Callable[[list[Outcome]], None] | None = None) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        sessions: sessionmaker[Session],
+        services: Services,
+        on_committed: Callable[[list[Outcome]], None] | None = None,
+    ) -> None:
         self.spool = spool
         self.sessions = sessions
         self.services = services
         self.max_attempts = services.config.spool.max_attempts
+        self.max_claims = services.config.spool.max_claims
         self.batch_size = services.config.spool.batch_size
         self.batch_bytes = BATCH_BYTES
         self.on_committed = on_committed
+        self.status = database_status(self)
         keep_big_buffers_out_of_the_heap()
 
     def waiting(self) -> Iterator[SpoolEntry]:
         return self.spool.iter_entries("incoming")
 
     def process_available(self) -> int:
-        """Process up to one batch of waiting entries; return how many were settled."""
+        """Process up to one batch of waiting entries; return how many were settled.
+
+        Raises :class:`DatabaseUnavailable` after putting the batch back when the database is away.
+        """
         now = self.services.clock.now().timestamp()
         claimed: list[tuple[SpoolEntry, SpoolMeta]] = []
         size = 0
+        pills = 0
         for entry in self.waiting():
             if len(claimed) >= self.batch_size or (claimed and size >= self.batch_bytes):
                 break
             meta = entry.read_meta()
             if float(meta.extra.get("not_before", 0)) > now:
                 continue
+            claims = int(meta.extra.get("claims", 0))
+            if claims and claimed:
+                break  # a suspect goes alone, in the next batch
             taken = self.spool.claim(entry)
-            if taken is not None:
-                claimed.append((taken, meta))
-                size += taken.size
+            if taken is None:
+                continue
+            if claims >= self.max_claims:
+                self._poison_pill(taken, meta, claims)
+                pills += 1
+                continue
+            meta.extra["claims"] = claims + 1
+            self.spool.record_claim(taken, meta)
+            claimed.append((taken, meta))
+            size += taken.size
+            if claims:
+                break
         if not claimed:
-            return 0
-        return self.process_claimed(claimed)
+            return pills
+        return pills + self.process_claimed(claimed)
+
+    def _poison_pill(self, entry: SpoolEntry, meta: SpoolMeta, claims: int) -> None:
+        meta.last_error = (
+            f"poison pill: claimed {claims} times without a verdict "
+            "(the process died or was stopped while working on it)"
+        )
+        self.spool.quarantine(entry, meta)
+        log.error(
+            "message quarantined",
+            extra={
+                "spool": entry.id,
+                "source": meta.source,
+                "verdict": "failed",
+                "error": meta.last_error,
+                "claims": claims,
+            },
+        )
 
     def process_claimed(self, claimed: Iterable[tuple[SpoolEntry, SpoolMeta]]) -> int:
         items, kept = [], []
@@ -149,17 +217,27 @@ class Worker:
             except OSError as exc:
                 log.error("spool entry unreadable", extra={"spool": entry.id, "error": str(exc)})
                 continue
-            envelope = Envelope(mail_from=meta.mail_from, rcpt_tos=list(meta.rcpt_tos), source=meta.source,
-                                spool_id=entry.id, peer=meta.peer)
+            envelope = Envelope(
+                mail_from=meta.mail_from,
+                rcpt_tos=list(meta.rcpt_tos),
+                source=meta.source,
+                spool_id=entry.id,
+                peer=meta.peer,
+            )
             items.append((raw, envelope))
             kept.append((entry, meta))
         try:
             outcomes = process_batch(items, self.sessions, self.services)
         except Exception as exc:
-            log.error("database commit failed; the batch stays in the spool",
-                      extra={"error": f"{type(exc).__name__}: {exc}", "count": len(kept)})
             for entry, meta in kept:
+                meta.extra.pop("claims", None)  # settled: this claim ended with the process alive
                 self.spool.release(entry, meta)
+            if is_outage(exc):
+                raise DatabaseUnavailable(describe_error(exc)) from exc
+            log.error(
+                "database commit failed; the batch stays in the spool",
+                extra={"error": f"{type(exc).__name__}: {exc}", "count": len(kept)},
+            )
             raise
         for (entry, meta), outcome in zip(kept, outcomes, strict=True):
             if outcome.error is None:
@@ -173,15 +251,25 @@ class Worker:
 
     def _failed(self, entry: SpoolEntry, meta: SpoolMeta, outcome: Outcome) -> None:
         meta.attempts += 1
+        meta.extra.pop("claims", None)
         meta.last_error = f"{type(outcome.error).__name__}: {outcome.error}"[:2000]
         meta.traceback = outcome.traceback[-20000:]
-        if meta.attempts >= self.max_attempts:
+        if meta.attempts >= self.max_attempts or isinstance(outcome.error, pipeline.MailBudgetExceeded):
             self.spool.quarantine(entry, meta)
             log.error("message quarantined", extra={**describe(outcome), "attempts": meta.attempts})
         else:
-            meta.extra["not_before"] = self.services.clock.now().timestamp() + min(300, 2 ** meta.attempts)
+            meta.extra["not_before"] = self.services.clock.now().timestamp() + min(300, 2**meta.attempts)
             self.spool.release(entry, meta)
             log.warning("message failed; will retry", extra={**describe(outcome), "attempts": meta.attempts})
+
+    def probe(self) -> str:
+        """ "" when the database takes a write transaction again; else the error (an outage or not)."""
+        try:
+            with self.sessions() as session, session.begin():
+                session.execute(text("SELECT 1"))
+        except Exception as exc:
+            return describe_error(exc)
+        return ""
 
     def drain(self, deadline: float | None = None) -> int:
         """Process until nothing is ready (tests, ingest, start-up recovery)."""
@@ -192,3 +280,9 @@ class Worker:
                 break
             total += done
         return total
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the error, for the log and /healthz (drivers write several)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:300]
