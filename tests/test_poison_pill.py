@@ -1,0 +1,161 @@
+"""No single mail may stop the intake: a mail over its work budget, or one that kills or wedges the process
+every time it is claimed (a poison pill), fails alone, quarantined with the reason, while the mails behind
+it go on; SIGTERM stops the daemon within its grace even with a mail mid-pipeline, which goes back to the
+spool."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+from mailgate.config import load_config
+from mailgate.spool import Spool, SpoolMeta
+from tests.helpers import mailgate, make_mail, wait_for, write_config
+from tests.test_crash_and_storage_failures import stored_message_ids
+
+FAULTS = {"plugins": ["tests.faults"]}
+
+
+def _spool(config: Path) -> Spool:
+    spool = Spool(load_config(config).spool_dir)
+    spool.ensure()
+    return spool
+
+
+def _arrived(spool: Spool, raw: bytes) -> None:
+    """What a door does: the mail is durable in incoming/, waiting for the worker."""
+    spool.put(raw, SpoolMeta(id="", mail_from="alice@customer.example", rcpt_tos=["support@example.com"]))
+
+
+# -- the work budget (an injected clock, no sleeps) ---------------------------------------------------------
+
+
+def _spend(clock, seconds: float):
+    """A thread finder (the first place a plugin can act) that costs a mail ``seconds`` of the clock."""
+
+    def finder(ctx):
+        if "[slow]" in (ctx.mail.subject or ""):
+            clock.advance(seconds)
+
+    return finder
+
+
+def test_a_mail_over_its_work_budget_is_quarantined_at_once_and_the_next_is_stored(harness_factory, make_config, clock):
+    harness = harness_factory(make_config(spool={"mail_budget": "60s", "max_attempts": 5}))
+    harness.runtime.services.extras.setdefault("thread_finders", []).insert(0, ("slow", _spend(clock, 61)))
+    harness.deliver(make_mail(subject="[slow] a heavy one", msgid="<heavy@customer.example>"))
+    harness.deliver(make_mail(subject="a light one", msgid="<light@customer.example>"))
+
+    quarantined = harness.runtime.spool.entries("quarantine")
+    assert len(quarantined) == 1
+    meta = quarantined[0].read_meta()
+    assert meta.attempts == 1  # not retried max_attempts times: it would cost as much again
+    assert "MailBudgetExceeded" in meta.last_error and "budget of 60s" in meta.last_error
+    assert stored_message_ids(harness.runtime.config.path) == ["<light@customer.example>"]
+
+
+def test_a_mail_within_its_budget_is_stored(harness_factory, make_config, clock):
+    harness = harness_factory(make_config(spool={"mail_budget": "60s"}))
+    harness.runtime.services.extras.setdefault("thread_finders", []).insert(0, ("slow", _spend(clock, 59)))
+    harness.deliver(make_mail(subject="[slow] heavy but not too heavy", msgid="<within@customer.example>"))
+    assert harness.runtime.spool.depth()["quarantine"] == 0
+    assert stored_message_ids(harness.runtime.config.path) == ["<within@customer.example>"]
+
+
+# -- claims without a verdict, in process: a new Worker after recover() is what a restart does ------------
+
+
+def test_a_claim_is_recorded_before_the_pipeline_runs_and_forgotten_once_settled(harness, clock):
+    spool = harness.runtime.spool
+    _arrived(spool, make_mail(subject="first", msgid="<c1@customer.example>"))
+    [entry] = spool.entries("incoming")
+    seen: list[int] = []
+
+    def look(ctx):
+        seen.append(int(spool.entries("work")[0].read_meta().extra["claims"]))
+
+    harness.worker.services.extras.setdefault("thread_finders", []).insert(0, ("look", look))
+    harness.worker.drain()
+    assert seen == [1]  # on disk, in work/, while the pipeline ran
+    assert spool.depth() == {"incoming": 0, "work": 0, "quarantine": 0}
+    assert spool.find(entry.id) is None
+
+
+def test_an_entry_with_an_unsettled_claim_is_processed_in_a_batch_of_its_own(harness):
+    spool = harness.runtime.spool
+    for n in range(3):
+        _arrived(spool, make_mail(subject=f"mail {n}", msgid=f"<b{n}@customer.example>"))
+    first = spool.entries("incoming")[0]
+    meta = first.read_meta()
+    taken = spool.claim(first)
+    meta.extra["claims"] = 1
+    spool.record_claim(taken, meta)
+    spool.recover()  # the process that claimed it died
+
+    assert harness.worker.process_available() == 1  # the suspect, alone
+    assert harness.worker.process_available() == 2  # the others, together
+    assert len(stored_message_ids(harness.runtime.config.path)) == 3
+
+
+# -- a real daemon killed by a mail, again and again ------------------------------------------------------
+
+
+def test_a_mail_that_kills_the_daemon_is_quarantined_after_max_claims_and_the_mail_behind_is_stored(
+    tmp_path: Path, db_url: str, daemon_factory
+):
+    config = write_config(tmp_path, db_url, daemon=FAULTS, spool={"max_claims": 3, "max_attempts": 5})
+    spool = _spool(config)
+    _arrived(spool, make_mail(subject="[crash] the pill", msgid="<pill@customer.example>"))
+    _arrived(spool, make_mail(subject="an innocent mail", msgid="<innocent@customer.example>"))
+
+    for _ in range(3):  # each start claims the pill and dies of it (SIGKILL, as a segfault would)
+        result = mailgate(config, "serve", timeout=120)
+        assert result.returncode == -signal.SIGKILL, result.stdout.decode(errors="replace")[-2000:]
+    assert stored_message_ids(config) == []
+
+    daemon = daemon_factory(config)
+    wait_for(
+        lambda: stored_message_ids(config) == ["<innocent@customer.example>"],
+        timeout=60,
+        message="the innocent mail stored",
+    )
+    [pill] = spool.entries("quarantine")
+    meta = pill.read_meta()
+    assert "poison pill: claimed 3 times without a verdict" in meta.last_error
+    assert meta.attempts == 0
+    assert spool.depth() == {"incoming": 0, "work": 0, "quarantine": 1}
+    assert daemon.alive
+    daemon.send(make_mail(subject="after the pill", msgid="<after@customer.example>"))
+    wait_for(lambda: "<after@customer.example>" in stored_message_ids(config), message="the door and worker go on")
+
+
+# -- SIGTERM with a mail mid-pipeline ---------------------------------------------------------------------
+
+
+def test_sigterm_exits_within_the_grace_with_a_mail_mid_pipeline_and_the_restart_stores_it(
+    tmp_path: Path, db_url: str, daemon_factory
+):
+    config = write_config(tmp_path, db_url, daemon={**FAULTS, "stop_grace": "2s"})
+    daemon = daemon_factory(config)
+    daemon.send(make_mail(subject="[wedge] a slow one", msgid="<wedge@customer.example>"))
+    wait_for(lambda: (load_config(config).data_dir / "wedged-once").exists(), message="the worker stuck on the mail")
+
+    daemon.proc.send_signal(signal.SIGTERM)
+    try:
+        code = daemon.proc.wait(timeout=60)  # far more than the 2 s grace; the wedge alone lasts 120 s
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the daemon did not exit after SIGTERM:\n{daemon.log()[-3000:]}") from None
+    assert code == 0
+    assert "stop grace spent" in daemon.log()
+    spool = _spool(config)
+    assert len(spool.entries("work")) == 1  # left claimed; the next start puts it back
+    assert stored_message_ids(config) == []
+
+    daemon_factory(config)
+    wait_for(
+        lambda: stored_message_ids(config) == ["<wedge@customer.example>"],
+        timeout=60,
+        message="the mail stored after the restart",
+    )
+    assert spool.depth() == {"incoming": 0, "work": 0, "quarantine": 0}
