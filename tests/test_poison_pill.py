@@ -9,7 +9,11 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from mailgate.config import load_config
+from mailgate.daemon import parse_settings
+from mailgate.errors import ConfigError
 from mailgate.spool import Spool, SpoolMeta
 from tests.helpers import mailgate, make_mail, wait_for, write_config
 from tests.test_crash_and_storage_failures import stored_message_ids
@@ -159,3 +163,24 @@ def test_sigterm_exits_within_the_grace_with_a_mail_mid_pipeline_and_the_restart
         message="the mail stored after the restart",
     )
     assert spool.depth() == {"incoming": 0, "work": 0, "quarantine": 0}
+
+
+# -- the settings -----------------------------------------------------------------------------------------
+
+
+def test_the_budget_claims_grace_and_busy_timeout_are_read_and_checked(make_config):
+    config = load_config(
+        make_config(
+            spool={"max_claims": 2, "mail_budget": "90s"},
+            database={"busy_timeout": "500ms"},
+            daemon={"stop_grace": "5s"},
+        )
+    )
+    assert (config.spool.max_claims, config.spool.mail_budget, config.database.busy_timeout) == (2, 90.0, 0.5)
+    assert parse_settings(config).stop_grace == 5.0
+    defaults = load_config(make_config())
+    assert (defaults.spool.max_claims, defaults.spool.mail_budget, parse_settings(defaults).stop_grace) == (3, 60, 20)
+    with pytest.raises(ConfigError, match=r"spool\.max_claims: expected an integer >= 1"):
+        load_config(make_config(spool={"max_claims": 0}))
+    with pytest.raises(ConfigError, match=r"daemon\.stop_grase: unknown key"):
+        parse_settings(load_config(make_config(daemon={"stop_grase": "5s"})))
