@@ -8,6 +8,8 @@ retry later. Every test runs the real command as a subprocess on real files.
 
 from __future__ import annotations
 
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -155,6 +157,28 @@ def test_a_big_mail_is_written_to_the_spool_while_it_arrives_and_left_to_the_dae
         timeout=120,
         message="the daemon stores the big mail",
     )
+
+
+def test_an_input_that_breaks_off_while_read_is_a_temporary_failure_75(config_file):
+    """stdin fails on read (a connection reset under it): the MTA keeps the mail and retries; nothing is spooled."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sender = socket.create_connection(listener.getsockname())
+        receiver, _ = listener.accept()
+    with sender, receiver:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailgate", "--config", str(config_file), "ingest"],
+            stdin=receiver,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+        )
+        sender.sendall(sized_mail(4096)[:2000])
+        sender.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sender.close()  # a reset, not an end of input
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 75, stderr
+    assert b"cannot read -" in stderr
+    assert spool_files(config_file) == []
 
 
 def _config_is_a_directory(tmp_path: Path) -> tuple[Path, str]:
