@@ -191,7 +191,7 @@ class DatabaseConfig:
 @dataclass(frozen=True)
 class OutboundConfig:
     smarthost: str = ""
-    starttls: bool = False
+    starttls: bool = True  # safe by default: a loopback smarthost turns it off explicitly
     username: str = ""
     password: str = ""
     timeout: float = 60.0
@@ -343,7 +343,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
             raise out.error("password_file", f"cannot read {password_path}: {exc.strerror}") from None
     outbound = OutboundConfig(
         smarthost=smarthost,
-        starttls=out.bool("starttls", False),
+        starttls=out.bool("starttls", OutboundConfig.starttls),
         username=out.str("username", ""),
         password=password,
         timeout=out.duration("timeout", "60s"),

@@ -61,7 +61,7 @@ def write_config(directory: Path, db_url: str, **sections: dict[str, Any]) -> Pa
         "support": {"name": "Example Support", "address": "support@example.com",
                     "accept": ["support@example.com", "help@example.com"]},
         "spool": {"max_attempts": 3, "batch_size": 50},
-        "outbound": {"smarthost": ""},
+        "outbound": {"smarthost": "", "starttls": False},  # the test smarthosts are loopback ones, in clear text
     }
     for name, values in sections.items():
         if isinstance(values, list):
