@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _minimal_config(tmp_path: Path, outbound: str) -> Path:
     path = tmp_path / "config.toml"
-    path.write_text('[mailgate]\nhostname = "support.example.com"\n'
-                    '[support]\naddress = "support@example.com"\n' + outbound)
+    path.write_text(
+        '[mailgate]\nhostname = "support.example.com"\n[support]\naddress = "support@example.com"\n' + outbound
+    )
     return path
 
 
@@ -37,7 +38,7 @@ def test_config_example_shows_the_code_default(tmp_path: Path) -> None:
 
 def test_docs_outbound_configuration_shows_the_code_default(tmp_path: Path) -> None:
     docs = (ROOT / "docs" / "outbound.md").read_text()
-    section = docs[docs.index("## Configuration"):]
+    section = docs[docs.index("## Configuration") :]
     block = re.search(r"```toml\n(.*?)```", section, re.S)
     assert block is not None
     shown = tomllib.loads(block.group(1))["outbound"]["starttls"]
