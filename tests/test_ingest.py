@@ -159,6 +159,26 @@ def test_a_big_mail_is_written_to_the_spool_while_it_arrives_and_left_to_the_dae
     )
 
 
+def test_with_the_database_away_a_mail_is_spooled_with_0_and_stored_by_the_daemon_later(
+    tmp_path, db_url, daemon_factory
+):
+    """0 means durable, not stored: the daemon stores the entry once the database is back."""
+    (tmp_path / "not-a-dir").write_text("the database cannot live under a file")
+    away = write_config(tmp_path, f"sqlite:///{tmp_path / 'not-a-dir' / 'mailgate.sqlite3'}")
+    result = mailgate(away, "ingest", input=sized_mail(4096, msgid="<while-away@customer.example>"))
+    assert result.returncode == 0, result.stderr
+    assert b"spooled; the daemon will store it" in result.stderr
+    [entry] = spool_files(away)
+    assert entry.parent.name == "incoming"
+    back = write_config(tmp_path, db_url)  # same data directory and spool, a reachable database
+    daemon_factory(back)
+    wait_for(
+        lambda: stored_message_ids(back) == ["<while-away@customer.example>"],
+        timeout=120,
+        message="the spooled mail stored once the database is back",
+    )
+
+
 def test_an_input_that_breaks_off_while_read_is_a_temporary_failure_75(config_file):
     """stdin fails on read (a connection reset under it): the MTA keeps the mail and retries; nothing is spooled."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
