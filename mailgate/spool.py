@@ -14,7 +14,7 @@ envelope only in the sidecar) are still read.
 
     spool/tmp/         being written; garbage after a crash
     spool/incoming/    durable, waiting for the pipeline
-    spool/work/        claimed by a worker; put back in incoming/ at start
+    spool/work/        claimed by a worker; put back in incoming/ at start, one more "claims" counted
     spool/quarantine/  failed max_attempts times; ``mailgate spool replay`` puts it back
 
 The ``.eml`` rename into ``incoming/`` is the commit point (a sidecar is
@@ -238,18 +238,6 @@ class Spool:
             os.replace(entry.sidecar, target.sidecar)
         return target
 
-    def record_claim(self, entry: SpoolEntry, meta: SpoolMeta) -> None:
-        """Write a claimed entry's sidecar (its claim count) before the pipeline runs on it.
-
-        Not fsynced, on purpose: the count must survive the process (kill -9, a
-        crash in a C library, os._exit after the stop grace), which the page
-        cache guarantees; a power cut that loses it costs one more try, not a
-        mail, and an fsync per mail would cost the worker its throughput.
-        """
-        tmp = self.tmp / f"{entry.id}.claim.json"
-        tmp.write_bytes(meta.to_json())
-        os.replace(tmp, entry.sidecar)
-
     def done(self, entry: SpoolEntry) -> None:
         """The message is committed to the database: forget the entry."""
         entry.eml.unlink(missing_ok=True)
@@ -269,10 +257,19 @@ class Spool:
         return self._move(entry, "incoming", meta)
 
     def recover(self) -> int:
-        """At start: entries left in work/ by a crash go back to incoming/; tmp/ is emptied."""
+        """At start: entries left in work/ by a crash go back to incoming/; tmp/ is emptied.
+
+        An entry still in work/ was claimed by a process that ended without a
+        verdict on it (killed, crashed, or stopped past its grace), so it goes
+        back with one more ``claims`` in its sidecar: the worker quarantines a
+        mail that keeps doing that (a poison pill). The claim itself (the
+        rename into work/) is the record, so the normal path writes nothing more.
+        """
         count = 0
         for entry in self.entries("work"):
-            self._move(entry, "incoming")
+            meta = entry.read_meta()
+            meta.extra["claims"] = int(meta.extra.get("claims", 0)) + 1
+            self._move(entry, "incoming", meta)
             count += 1
         for name in os.listdir(self.tmp):
             (self.tmp / name).unlink(missing_ok=True)

@@ -20,11 +20,12 @@ daemon to wait for the database (see ``daemon._worker_loop``).
 
 Bounded work: a mail over its ``[spool] mail_budget`` is quarantined at once
 (:class:`~mailgate.pipeline.MailBudgetExceeded`: retrying it would cost the
-same again). A mail that kills or wedges the process never gets a verdict, so
-each claim is written into the entry's sidecar before the pipeline runs; an
-entry claimed ``[spool] max_claims`` times without a verdict is a poison pill
-and is quarantined unprocessed. An entry with an unsettled claim behind it is
-processed in a batch of its own, so a pill takes no innocent mail with it.
+same again). A mail that kills or wedges the process never gets a verdict: it
+is still in work/ at the next start, and :meth:`Spool.recover` counts one more
+``claims`` in its sidecar. An entry claimed ``[spool] max_claims`` times
+without a verdict is a poison pill and is quarantined unprocessed; one with
+fewer is processed in a batch of its own, so a pill takes no innocent mail
+with it.
 
 A batch is bounded by count (``[spool] batch_size``) and by bytes
 (:data:`BATCH_BYTES`): fifty small mails share a commit, but ten 20 MB mails
@@ -182,8 +183,6 @@ class Worker:
                 self._poison_pill(taken, meta, claims)
                 pills += 1
                 continue
-            meta.extra["claims"] = claims + 1
-            self.spool.record_claim(taken, meta)
             claimed.append((taken, meta))
             size += taken.size
             if claims:
@@ -230,7 +229,6 @@ class Worker:
             outcomes = process_batch(items, self.sessions, self.services)
         except Exception as exc:
             for entry, meta in kept:
-                meta.extra.pop("claims", None)  # settled: this claim ended with the process alive
                 self.spool.release(entry, meta)
             if is_outage(exc):
                 raise DatabaseUnavailable(describe_error(exc)) from exc

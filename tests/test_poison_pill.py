@@ -70,31 +70,38 @@ def test_a_mail_within_its_budget_is_stored(harness_factory, make_config, clock)
 # -- claims without a verdict, in process: a new Worker after recover() is what a restart does ------------
 
 
-def test_a_claim_is_recorded_before_the_pipeline_runs_and_forgotten_once_settled(harness, clock):
+def test_an_entry_a_dead_process_left_in_work_counts_one_claim_more_at_each_start(harness):
     spool = harness.runtime.spool
     _arrived(spool, make_mail(subject="first", msgid="<c1@customer.example>"))
+    for claims in (1, 2):
+        [entry] = spool.entries("incoming")
+        assert spool.claim(entry) is not None  # claimed; then the process died without a verdict
+        assert spool.recover() == 1
+        assert spool.entries("incoming")[0].read_meta().extra["claims"] == claims
+
+
+def test_a_verdict_settles_the_claims_a_failure_counts_an_attempt_instead(harness):
+    def bug(ctx):
+        if "[bug]" in (ctx.mail.subject or ""):
+            raise RuntimeError("a bug on this mail")
+
+    harness.runtime.services.extras.setdefault("thread_finders", []).insert(0, ("bug", bug))
+    spool = harness.runtime.spool
+    _arrived(spool, make_mail(subject="[bug] first", msgid="<c1@customer.example>"))
+    spool.claim(spool.entries("incoming")[0])
+    spool.recover()
+    assert harness.worker.process_available() == 1
     [entry] = spool.entries("incoming")
-    seen: list[int] = []
-
-    def look(ctx):
-        seen.append(int(spool.entries("work")[0].read_meta().extra["claims"]))
-
-    harness.worker.services.extras.setdefault("thread_finders", []).insert(0, ("look", look))
-    harness.worker.drain()
-    assert seen == [1]  # on disk, in work/, while the pipeline ran
-    assert spool.depth() == {"incoming": 0, "work": 0, "quarantine": 0}
-    assert spool.find(entry.id) is None
+    meta = entry.read_meta()
+    assert meta.attempts == 1 and "claims" not in meta.extra
+    assert "RuntimeError: a bug on this mail" in meta.last_error
 
 
 def test_an_entry_with_an_unsettled_claim_is_processed_in_a_batch_of_its_own(harness):
     spool = harness.runtime.spool
     for n in range(3):
         _arrived(spool, make_mail(subject=f"mail {n}", msgid=f"<b{n}@customer.example>"))
-    first = spool.entries("incoming")[0]
-    meta = first.read_meta()
-    taken = spool.claim(first)
-    meta.extra["claims"] = 1
-    spool.record_claim(taken, meta)
+    spool.claim(spool.entries("incoming")[0])
     spool.recover()  # the process that claimed it died
 
     assert harness.worker.process_available() == 1  # the suspect, alone
