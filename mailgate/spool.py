@@ -254,6 +254,7 @@ class Spool:
         """Give a quarantined entry a fresh set of attempts."""
         meta = entry.read_meta()
         meta.attempts = 0
+        meta.extra.pop("claims", None)
         return self._move(entry, "incoming", meta)
 
     def recover(self) -> int:

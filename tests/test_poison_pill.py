@@ -140,6 +140,9 @@ def test_a_mail_that_kills_the_daemon_is_quarantined_after_max_claims_and_the_ma
     daemon.send(make_mail(subject="after the pill", msgid="<after@customer.example>"))
     wait_for(lambda: "<after@customer.example>" in stored_message_ids(config), message="the door and worker go on")
 
+    daemon.stop()
+    assert "claims" not in spool.replay(pill).read_meta().extra  # a replay is a fresh start
+
 
 # -- SIGTERM with a mail mid-pipeline ---------------------------------------------------------------------
 
