@@ -2,7 +2,7 @@
 
 mail-parser does the MIME walking and the decoding of headers, charsets and
 transfer encodings. Around it we add what a helpdesk needs: addresses
-lowercased, Message-IDs normalised for lookups, HTML sanitised with bleach,
+lowercased, Message-IDs normalised for lookups, HTML sanitised once (mailgate.sanitize),
 a text version when only HTML was sent, attachment payloads as bytes with a
 sniffed type, and a fallback parse that never raises, so a mail that defeats
 the parser is still stored (its raw bytes are always kept as a blob).
@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email
+import email.parser
 import email.utils
 import logging
 import re
@@ -22,23 +23,30 @@ from email.header import decode_header, make_header
 from email.message import Message as StdMessage
 from typing import Any
 
-import bleach
+from mailgate.sanitize import MAX_HTML, SAFE_ATTRIBUTES, SAFE_PROTOCOLS, SAFE_TAGS, html_to_text, sanitize
+
+__all__ = [
+    "MAX_HTML",
+    "SAFE_ATTRIBUTES",
+    "SAFE_PROTOCOLS",
+    "SAFE_TAGS",
+    "ParsedAttachment",
+    "ParsedMail",
+    "clean_header",
+    "html_to_text",
+    "message_ids",
+    "parse",
+    "safe_filename",
+]
 
 log = logging.getLogger("mailgate.parsing")
 
 MAX_ATTACHMENTS = 500
-MAX_HTML = 2_000_000
 MAX_TEXT = 5_000_000
 _MSGID = re.compile(r"<[^<>\s]{1,1000}>")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_ESCAPED_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-SAFE_TAGS = frozenset({
-    "a", "abbr", "b", "blockquote", "br", "code", "div", "em", "font", "h1", "h2", "h3", "h4", "h5", "h6",
-    "hr", "i", "img", "li", "ol", "p", "pre", "s", "small", "span", "strong", "sub", "sup", "table",
-    "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul",
-})
-SAFE_ATTRIBUTES = {"a": ["href", "title"], "img": ["src", "alt", "width", "height"], "td": ["colspan", "rowspan"],
-                   "th": ["colspan", "rowspan"], "*": ["dir", "lang"]}
-SAFE_PROTOCOLS = frozenset({"http", "https", "mailto", "cid"})
 
 
 @dataclass
@@ -76,15 +84,31 @@ class ParsedMail:
 
 
 def message_ids(value: str | None) -> list[str]:
-    """Every ``<id>`` in a Message-ID, In-Reply-To or References value, in order."""
+    """Every ``<id>`` in a Message-ID, In-Reply-To or References value, in order, as proper text.
+
+    The same normalisation runs on the mail that carries an id and on the reply that names it,
+    so an 8-bit id (RFC 6532) found in either is the same string for the lookup.
+    """
     if not value:
         return []
-    return _MSGID.findall(value)
+    return _MSGID.findall(proper_text(value))
+
+
+def proper_text(value: str) -> str:
+    """Text that can be encoded: the stdlib keeps 8-bit header bytes as lone surrogates (surrogateescape).
+
+    Those bytes are read as UTF-8 when they are UTF-8 (RFC 6532), else each bad byte becomes U+FFFD;
+    a database driver would otherwise raise UnicodeEncodeError on them.
+    """
+    if not _SURROGATE.search(value):
+        return value
+    value = _NOT_ESCAPED_BYTE.sub("\ufffd", value)
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def clean_header(value: Any) -> str:
     """One line of printable text: header values never carry CR, LF or NUL onward."""
-    text = value if isinstance(value, str) else str(value or "")
+    text = proper_text(value if isinstance(value, str) else str(value or ""))
     return _CONTROL.sub("", text.replace("\r", " ").replace("\n", " ")).strip()
 
 
@@ -118,12 +142,14 @@ def _parse_with_mailparser(raw: bytes) -> ParsedMail:
     mail.cc = [a for _, a in _addresses(parsed.cc)]
     mail.reply_to = [a for _, a in _addresses(parsed.reply_to)]
     mail.date = _aware(parsed.date, parsed.timezone)
-    mail.html = sanitize_html("\n".join(parsed.text_html))
+    mail.html, notes = sanitize("\n".join(parsed.text_html))
+    mail.defects.extend(notes)
     mail.text = _newlines(_limit("\n".join(parsed.text_plain), MAX_TEXT)) or html_to_text(mail.html)
     for index, item in enumerate(parsed.attachments):
         if index >= MAX_ATTACHMENTS:
-            mail.defects.append(f"TooManyAttachments: only the first {MAX_ATTACHMENTS} are stored apart; "
-                                "the raw message keeps them all")
+            mail.defects.append(
+                f"TooManyAttachments: only the first {MAX_ATTACHMENTS} are stored apart; the raw message keeps them all"
+            )
             break
         mail.attachments.append(_attachment(item))
     for defect in parsed.defects:
@@ -132,14 +158,23 @@ def _parse_with_mailparser(raw: bytes) -> ParsedMail:
 
 
 def _parse_fallback(raw: bytes) -> ParsedMail:
-    """The stdlib (compat32) parser with every access guarded."""
+    """The top-level header block alone (the stdlib compat32 header parser), with every access guarded.
+
+    Only the headers are parsed: a body deep enough to defeat mail-parser defeats a full stdlib
+    parse too (both recurse per MIME level), but the From, To, Subject, Date and Message-ID of
+    such a mail are still plain header lines that a helpdesk needs beside the raw blob.
+    """
     mail = ParsedMail()
     try:
-        message = email.message_from_bytes(raw)
+        message = email.parser.BytesHeaderParser().parsebytes(raw)
         mail.headers = _header_index(message)
         mail.subject = _decoded(message.get("subject", ""))[:2000]
-        name, addr = email.utils.parseaddr(_decoded(message.get("from", "")))
-        mail.from_name, mail.from_addr = clean_header(name), clean_header(addr).lower()
+        senders = _addresses(email.utils.getaddresses([_decoded(v) for v in message.get_all("from", [])]))
+        if senders:
+            mail.from_name, mail.from_addr = senders[0]
+        mail.to = [a for _, a in _addresses(email.utils.getaddresses([_decoded(v) for v in message.get_all("to", [])]))]
+        mail.cc = [a for _, a in _addresses(email.utils.getaddresses([_decoded(v) for v in message.get_all("cc", [])]))]
+        mail.date = _header_date(str(message.get("date", "")))
         mail.message_id = _first_msgid(str(message.get("message-id", "")))
         mail.in_reply_to = message_ids(str(message.get("in-reply-to", "")))
         mail.references = message_ids(str(message.get("references", "")))
@@ -147,6 +182,14 @@ def _parse_fallback(raw: bytes) -> ParsedMail:
         mail.defects.append(f"FallbackHeaderError: {type(exc).__name__}")
     mail.text = _newlines(_limit(raw.decode("utf-8", "replace"), MAX_TEXT))
     return mail
+
+
+def _header_date(value: str) -> datetime | None:
+    try:
+        date = email.utils.parsedate_to_datetime(proper_text(value))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return _aware(date, None)
 
 
 def _header_index(message: StdMessage) -> dict[str, list[str]]:
@@ -203,8 +246,11 @@ def _attachment(item: dict[str, Any]) -> ParsedAttachment:
     elif isinstance(payload, bytes):
         data = payload
     else:
-        data = str(payload).encode(item.get("charset") or "utf-8", "replace") if _known(item.get("charset")) \
+        data = (
+            str(payload).encode(item.get("charset") or "utf-8", "replace")
+            if _known(item.get("charset"))
             else str(payload).encode("utf-8", "replace")
+        )
     disposition = str(item.get("content-disposition") or "").lower()
     return ParsedAttachment(
         filename=safe_filename(item.get("filename") or ""),
@@ -232,23 +278,6 @@ def safe_filename(name: str) -> str:
     """
     name = clean_header(name).replace("\\", "/").rsplit("/", 1)[-1].strip(". ")
     return name[:255] or "attachment"
-
-
-def sanitize_html(html: str) -> str:
-    if not html.strip():
-        return ""
-    html = _limit(html, MAX_HTML).replace("\x00", "\ufffd")
-    return bleach.clean(html, tags=SAFE_TAGS, attributes=SAFE_ATTRIBUTES, protocols=SAFE_PROTOCOLS,
-                        strip=True, strip_comments=True)
-
-
-def html_to_text(html: str) -> str:
-    if not html:
-        return ""
-    text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", html)
-    text = bleach.clean(text, tags=set(), strip=True)
-    return re.sub(r"\n{3,}", "\n\n", text.replace("&nbsp;", " ").replace("&amp;", "&")
-                  .replace("&lt;", "<").replace("&gt;", ">")).strip()
 
 
 def _limit(text: str, limit: int) -> str:
