@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mailgate.config import DEFAULT_CONFIG, EXAMPLE_CONFIG, Config, load_config
+from mailgate.terminal import for_terminal
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -41,6 +42,11 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def echo(text: str = "") -> None:
+    """Print a line that may hold mail content: control characters shown, never sent to the terminal."""
+    print(for_terminal(text))
+
+
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     if not rows:
         print("(none)")
@@ -55,4 +61,4 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    return str(value).replace("\n", " ")
+    return for_terminal(str(value).replace("\n", " "))

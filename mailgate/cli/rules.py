@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mailgate.cli import EX_FAIL, EX_OK
-from mailgate.cli.common import load, print_json
+from mailgate.cli.common import echo, load, print_json
 
 EX_NOINPUT = 66
 
@@ -98,31 +98,31 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _print_text(mail: Any, facts: Any, ruleset: Any, routing: Any) -> None:
     sender = facts.text("from")[0] if facts.text("from") else "(no sender)"
-    print(f"Mail: {mail.subject!r} from {sender} ({mail.size} bytes)")
-    print(f"Rules: {len(ruleset.rules)} in {len(ruleset.files)} files")
+    echo(f"Mail: {mail.subject!r} from {sender} ({mail.size} bytes)")
+    echo(f"Rules: {len(ruleset.rules)} in {len(ruleset.files)} files")
     for trace in routing.outcome.trace:
         rule = trace.rule
-        print(f"  [{trace.status}] {rule.name}  ({Path(rule.file).name}:{rule.line})")
+        echo(f"  [{trace.status}] {rule.name}  ({Path(rule.file).name}:{rule.line})")
         if trace.check is not None:
             _print_check(trace.check, "      ")
         for effect in trace.effects:
-            print(f"      -> {effect}")
+            echo(f"      -> {effect}")
     if not ruleset.rules:
-        print("  (no rules: everything goes to the default queue)")
+        echo("  (no rules: everything goes to the default queue)")
     d = routing.decision
     spam_line = ("yes" if d.spam else "no") + (f" ({routing.spam_reason})" if routing.spam_reason else "")
-    print("Decision:")
+    echo("Decision:")
     for label, value in (("queue", d.queue + (f" (rules chose {routing.routed_queue})" if d.spam else "")),
                          ("priority", d.priority), ("tags", ", ".join(d.tags) or "-"),
                          ("assignee", d.assignee or "-"), ("spam", spam_line),
                          ("auto_reply", "yes" if d.auto_reply else "no"), ("template", d.template or "(default)"),
                          ("drop", "yes: nothing would be stored" if d.drop else "no"),
                          ("rules", ", ".join(d.rules) or "-")):
-        print(f"  {label + ':':<11} {value}")
+        echo(f"  {label + ':':<11} {value}")
 
 
 def _print_check(check: Any, indent: str) -> None:
-    print(f"{indent}{'✓' if check.matched else '✗'} {check.text}")
+    echo(f"{indent}{'✓' if check.matched else '✗'} {check.text}")
     for child in check.children:
         _print_check(child, indent + "  ")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mailgate.cli.common import print_json, print_table, runtime
+from mailgate.cli.common import echo, print_json, print_table, runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,16 +55,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_json(data)
         return 0
-    print(f"#{data['number']} {data['subject']}")
-    print(f"status: {data['status']}  queue: {data['queue']}  priority: {data['priority']}  "
-          f"customer: {data['customer']}  assignee: {data['assignee'] or '-'}")
+    echo(f"#{data['number']} {data['subject']}")
+    echo(f"status: {data['status']}  queue: {data['queue']}  priority: {data['priority']}  "
+         f"customer: {data['customer']}  assignee: {data['assignee'] or '-'}")
     for message in data["messages"]:
-        print(f"\n--- {message['direction']} {message['date']} from {message['from']}")
-        print(f"Subject: {message['subject']}")
+        echo(f"\n--- {message['direction']} {message['date']} from {message['from']}")
+        echo(f"Subject: {message['subject']}")
         for att in message["attachments"]:
-            print(f"[attachment] {att['filename']} ({att['content_type']}, sniffed {att['sniffed_type']}, "
-                  f"{att['size']} bytes, sha256 {att['sha256'][:12]}…)")
-        print(message["text"].rstrip())
+            echo(f"[attachment] {att['filename']} ({att['content_type']}, sniffed {att['sniffed_type']}, "
+                 f"{att['size']} bytes, sha256 {att['sha256'][:12]}…)")
+        echo(message["text"].rstrip())
     return 0
 
 
