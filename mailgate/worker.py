@@ -153,6 +153,7 @@ class Worker:
         self.batch_bytes = BATCH_BYTES
         self.on_committed = on_committed
         self.status = database_status(self)
+        self.one_at_a_time = 0  # batches of one entry still to make, to find a mail that fakes an outage
         keep_big_buffers_out_of_the_heap()
 
     def waiting(self) -> Iterator[SpoolEntry]:
@@ -167,8 +168,10 @@ class Worker:
         claimed: list[tuple[SpoolEntry, SpoolMeta]] = []
         size = 0
         pills = 0
+        batch_size = 1 if self.one_at_a_time else self.batch_size
+        self.one_at_a_time = max(0, self.one_at_a_time - 1)
         for entry in self.waiting():
-            if len(claimed) >= self.batch_size or (claimed and size >= self.batch_bytes):
+            if len(claimed) >= batch_size or (claimed and size >= self.batch_bytes):
                 break
             meta = entry.read_meta()
             if float(meta.extra.get("not_before", 0)) > now:
@@ -228,9 +231,12 @@ class Worker:
         try:
             outcomes = process_batch(items, self.sessions, self.services)
         except Exception as exc:
+            outage = is_outage(exc)
+            if outage and not self.probe():
+                return self._unconfirmed_outage(kept, items, exc)
             for entry, meta in kept:
                 self.spool.release(entry, meta)
-            if is_outage(exc):
+            if outage:
                 raise DatabaseUnavailable(describe_error(exc)) from exc
             log.error(
                 "database commit failed; the batch stays in the spool",
@@ -246,6 +252,30 @@ class Worker:
         if self.on_committed is not None:
             self.on_committed(outcomes)
         return len(kept)
+
+    def _unconfirmed_outage(
+        self, kept: list[tuple[SpoolEntry, SpoolMeta]], items: list[tuple[bytes, Envelope]], exc: Exception
+    ) -> int:
+        """An outage's error, but the database takes a write right after: maybe one mail's doing.
+
+        A statement that times out or a lock that one mail's work runs into
+        looks like an outage; charging nobody for it would retry that batch
+        forever. So the batch is retried one mail at a time, and a mail that
+        alone raises it while the database answers is charged like any failure.
+        """
+        if len(kept) == 1:
+            [(entry, meta)], [(_raw, envelope)] = kept, items
+            tb = "".join(traceback.format_exception(exc))
+            self._failed(entry, meta, Outcome(envelope, error=exc, traceback=tb))
+            return 1
+        for entry, meta in kept:
+            self.spool.release(entry, meta)
+        self.one_at_a_time = len(kept)
+        log.warning(
+            "an outage the database does not confirm; retrying the batch one mail at a time",
+            extra={"error": describe_error(exc), "count": len(kept)},
+        )
+        return 0
 
     def _failed(self, entry: SpoolEntry, meta: SpoolMeta, outcome: Outcome) -> None:
         meta.attempts += 1

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from mailgate.config import load_config
 from mailgate.health import is_outage
-from mailgate.spool import Spool
+from mailgate.spool import Spool, SpoolMeta
+from mailgate.worker import DatabaseUnavailable
 from tests.helpers import make_mail, wait_for, write_config
 from tests.test_crash_and_storage_failures import stored_message_ids
 from tests.test_metrics import get, metrics_port, sample
@@ -62,6 +64,56 @@ def test_an_unreachable_postgresql_is_an_outage():
         assert is_outage(_error_of(engine, "SELECT 1"))
     finally:
         engine.dispose()
+
+
+# -- the worker, in process ---------------------------------------------------------------------------------
+
+
+def _arrive(spool: Spool, subject: str, msgid: str) -> None:
+    spool.put(
+        make_mail(subject=subject, msgid=msgid),
+        SpoolMeta(id="", mail_from="alice@customer.example", rcpt_tos=["support@example.com"]),
+    )
+
+
+def test_a_locked_database_puts_the_batch_back_uncharged_and_says_so(tmp_path: Path, harness_factory):
+    db_path = tmp_path / "data" / "mailgate.sqlite3"
+    harness = harness_factory(write_config(tmp_path, f"sqlite:///{db_path}", database={"busy_timeout": "100ms"}))
+    spool = harness.runtime.spool
+    for n in range(3):
+        _arrive(spool, f"mail {n}", f"<w{n}@customer.example>")
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(DatabaseUnavailable, match="database is locked"):
+            harness.worker.process_available()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert spool.depth() == {"incoming": 3, "work": 0, "quarantine": 0}
+    assert [e.read_meta().attempts for e in spool.entries("incoming")] == [0, 0, 0]
+    assert harness.worker.drain() == 3
+
+
+def test_an_outage_error_the_database_does_not_confirm_is_charged_to_the_one_mail_that_raises_it(harness):
+    def fake_outage(ctx):
+        if "[statement timeout]" in (ctx.mail.subject or ""):
+            raise OperationalError("SELECT pathological()", {}, sqlite3.OperationalError("database is locked"))
+
+    harness.runtime.services.extras.setdefault("thread_finders", []).insert(0, ("fake", fake_outage))
+    spool = harness.runtime.spool
+    _arrive(spool, "first", "<u1@customer.example>")
+    _arrive(spool, "[statement timeout] second", "<u2@customer.example>")
+    _arrive(spool, "third", "<u3@customer.example>")
+
+    assert harness.worker.process_available() == 0  # the batch back, nobody charged yet
+    assert [e.read_meta().attempts for e in spool.entries("incoming")] == [0, 0, 0]
+    assert [harness.worker.process_available() for _ in range(3)] == [1, 1, 1]  # one at a time
+    assert sorted(stored_message_ids(harness.runtime.config.path)) == ["<u1@customer.example>", "<u3@customer.example>"]
+    [left] = spool.entries("incoming")
+    meta = left.read_meta()
+    assert meta.attempts == 1 and "database is locked" in meta.last_error
+    assert harness.worker.status.up
 
 
 # -- SQLite locked by another writer past the busy timeout -------------------------------------------------
