@@ -252,3 +252,22 @@ def test_the_help_lists_every_exit_code(config_file):
     assert result.returncode == 0
     for code in ("0 stored or spooled", "65 not a mail or too big", "66 a named file", "75 try again later"):
         assert code in text
+
+
+def _readme_exit_codes() -> set[int]:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("### The pipe door: `mailgate ingest`", 1)[1].split("\n## ", 1)[0]
+    return {int(line.split("|")[1].split()[0]) for line in table.splitlines() if line.startswith("| ") and
+            line.split("|")[1].strip()[:1].isdigit()}
+
+
+def test_the_readme_exit_code_table_is_the_code_s(config_file, tmp_path):
+    """Each code the README lists is what ingest does in that case: 0, 65, 66 and 75, and no other."""
+    assert _readme_exit_codes() == {0, 65, 66, 75}
+    assert mailgate(config_file, "ingest", input=sized_mail(500)).returncode == 0
+    not_a_mail = mailgate(config_file, "ingest", input=b"\x00\x01 no header at all")
+    assert not_a_mail.returncode == 65, not_a_mail.stderr
+    missing = mailgate(config_file, "ingest", str(tmp_path / "no-such.eml"))
+    assert missing.returncode == 66 and len(missing.stderr.decode().strip().splitlines()) == 1
+    unreadable = mailgate(tmp_path / "no-such-config.toml", "ingest", input=sized_mail(500))
+    assert unreadable.returncode == 75 and unreadable.stderr.decode().startswith("4.3.5")
