@@ -55,6 +55,7 @@ class Outgoing:
     reply_to: str = ""
     auto_submitted: str = ""  # "auto-replied", "auto-generated", or "" for mail a person wrote
     loop_marker: str = ""  # the X-Loop value: our support address
+    cc: Sequence[tuple[str, str]] = field(default_factory=tuple)  # (display name, address), visible like To
 
 
 def new_message_id(hostname: str) -> str:
@@ -100,10 +101,11 @@ def compose(mail: Outgoing) -> bytes:
     Addresses outside ASCII need SMTPUTF8 and take the ``policy.SMTPUTF8`` path.
     """
     to = [checked(name, addr) for name, addr in mail.to]
+    cc = [checked(name, addr) for name, addr in mail.cc]
     sender = checked(mail.from_name, mail.from_addr)
     reply_to = checked("", mail.reply_to) if mail.reply_to else None
-    if needs_smtputf8(sender[1], *(addr for _, addr in to), reply_to[1] if reply_to else ""):
-        return _compose_smtputf8(mail, sender, to, reply_to)
+    if needs_smtputf8(sender[1], *(addr for _, addr in to + cc), reply_to[1] if reply_to else ""):
+        return _compose_smtputf8(mail, sender, to, reply_to, cc)
     body: Message = _text_part(mail.text, "plain")
     if mail.html:
         alternative = MIMEMultipart("alternative")
@@ -117,6 +119,8 @@ def compose(mail: Outgoing) -> bytes:
     subject = clean_header(mail.subject)[:900]
     body["From"] = formataddr(sender, charset="utf-8")
     body["To"] = ", ".join(formataddr(pair, charset="utf-8") for pair in to)
+    if cc:
+        body["Cc"] = ", ".join(formataddr(pair, charset="utf-8") for pair in cc)
     body["Subject"] = subject if subject.isascii() else Header(subject, "utf-8", header_name="Subject")
     for name, value in _plain_headers(mail, reply_to):
         body[name] = value
@@ -153,10 +157,12 @@ def _text_part(text: str, subtype: str) -> MIMENonMultipart:
 
 
 def _compose_smtputf8(mail: Outgoing, sender: tuple[str, str], to: list[tuple[str, str]],
-                      reply_to: tuple[str, str] | None) -> bytes:
+                      reply_to: tuple[str, str] | None, cc: list[tuple[str, str]]) -> bytes:
     msg = EmailMessage(policy=policy.SMTPUTF8)
     msg["From"] = _utf8_address(sender)  # strings: Address() and formataddr() refuse a local part outside ASCII
     msg["To"] = ", ".join(_utf8_address(pair) for pair in to)
+    if cc:
+        msg["Cc"] = ", ".join(_utf8_address(pair) for pair in cc)
     msg["Subject"] = clean_header(mail.subject)[:900]
     for name, value in _plain_headers(mail, reply_to):
         msg[name] = value

@@ -158,6 +158,8 @@ class SupportConfig:
     token_prefix: str = ""
     default_queue: str = "support"
     locale: str = "en"
+    max_new_watchers: int = 10  # Cc addresses one mail may add as watchers (the rest stay in the mail's Cc)
+    max_watchers: int = 50  # watchers one ticket may have: each answer shows them all in Cc
 
     def accepts(self, recipient: str) -> bool:
         """True when ``recipient`` is one of our addresses (plus-extensions included)."""
@@ -316,6 +318,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         token_prefix=sup.str("token_prefix", ""),
         default_queue=sup.str("default_queue", "support"),
         locale=sup.str("locale", "en"),
+        max_new_watchers=sup.int("max_new_watchers", SupportConfig.max_new_watchers, minimum=0),
+        max_watchers=sup.int("max_watchers", SupportConfig.max_watchers, minimum=0),
     )
     sup.finish()
 

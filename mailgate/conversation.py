@@ -30,6 +30,7 @@ from mailgate.commands import Plan, Result
 from mailgate.config import AgentConfig
 from mailgate.context import MessageContext
 from mailgate.models import Message, Ticket, Watcher
+from mailgate.watchers import add as add_watchers
 
 log = logging.getLogger("mailgate.conversation")
 
@@ -193,12 +194,12 @@ def apply_plan(ctx: MessageContext, ticket: Ticket, plan: Plan, agent: AgentConf
     ticket.queue, ticket.priority, ticket.assignee = after.queue, after.priority, after.assignee
     ticket.tags, ticket.time_spent, ticket.updated_at = list(after.tags), after.time_spent, now
     before = set(plan.before.watchers)
-    for address in after.watchers:
-        if address not in before:
-            session.add(Watcher(ticket_id=ticket.id, address=address))
     gone = before - set(after.watchers)
     if gone:
         session.execute(delete(Watcher).where(Watcher.ticket_id == ticket.id, Watcher.address.in_(gone)))
+        session.flush()
+    add_watchers(session, ticket, [a for a in after.watchers if a not in before],
+                 max_total=ctx.services.config.support.max_watchers)
     if plan.spam or plan.notspam:
         from mailgate import spam
 
@@ -220,12 +221,9 @@ def merge(ctx: MessageContext, ticket: Ticket, number: int, actor: str) -> None:
     target = session.scalar(select(Ticket).where(Ticket.number == number))
     assert target is not None  # checked by the plan
     ticket.merged_into_id = target.id
-    known = set(session.scalars(select(Watcher.address).where(Watcher.ticket_id == target.id)).all())
     people = [ticket.customer.address, *session.scalars(select(Watcher.address)
                                                          .where(Watcher.ticket_id == ticket.id)).all()]
-    for address in dict.fromkeys(people):
-        if address != target.customer.address and address not in known:
-            session.add(Watcher(ticket_id=target.id, address=address))
+    add_watchers(session, target, people, max_total=ctx.services.config.support.max_watchers)
     audit.record(session, now, "ticket.merged", ticket=ticket, actor=actor, into=number)
     audit.record(session, now, "ticket.merged_in", ticket=target, actor=actor, merged=ticket.number)
 
@@ -254,14 +252,14 @@ def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentCon
     """Send the agent's answer to the customer and the watchers, From the support address."""
     config, session, now = ctx.services.config, ctx.session, ctx.services.clock.now()
     watchers = session.scalars(select(Watcher.address).where(Watcher.ticket_id == ticket.id)
-                               .order_by(Watcher.id)).all()
+                               .order_by(Watcher.id).limit(config.support.max_watchers)).all()
     recipients = [(ticket.customer.name, ticket.customer.address)] + [("", w) for w in watchers]
     recipients = [(n, a) for n, a in recipients if a != agent.address and not config.support.accepts(a)]
     if not recipients:
         return []
     name = agent.name or config.support.name
-    row = _enqueue(
-        ctx, ticket=ticket, kind="agent_reply", recipients=recipients,
+    row = _enqueue(  # To the customer, the watchers in Cc: what a reply-all would do
+        ctx, ticket=ticket, kind="agent_reply", recipients=recipients[:1], cc=recipients[1:],
         context={"reply": {"text": text, "html": "", "author_name": name, "author_address": ""},
                  "agent": {"name": name, "address": ""}},
         in_reply_to=_last_from_customer(ctx, ticket), automatic=False,

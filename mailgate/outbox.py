@@ -147,18 +147,20 @@ def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind
             in_reply_to: Message | None = None, automatic: bool = True, reply_to: str | None = None,
             sender_name: str | None = None, locale: str | None = None,
             incoming: loopguard.Incoming | None = None, store_message: bool | None = None,
-            author: str = "") -> Outbox | None:
+            author: str = "", cc: Sequence[Recipient] = ()) -> Outbox | None:
     """Queue one mail of ``kind`` to ``recipients``; None when it is held back (the event says why).
 
     ``in_reply_to`` is the stored message this mail answers (threading headers
     and the template's ``message``); ``incoming`` the facts of the mail that
     caused an automatic mail (the loop guard's header rules apply when the mail
-    goes back to its sender).
+    goes back to its sender). ``cc`` get the mail too, named in a visible Cc
+    as a reply-all would (the watchers of a relayed answer).
     """
     config, now, st = services.config, services.clock.now(), state(services)
     targets = _recipients(recipients)
     if not targets:
         return None
+    copies = [(name, addr) for name, addr in _recipients(cc) if addr not in {a for _, a in targets}]
     locale = locale or queue_locale(config, ticket.queue if ticket else "", ticket.locale if ticket else "")
     answer_to = reply_to or ""
     data = build_context(services, ticket=ticket, message=in_reply_to, locale=locale,
@@ -180,7 +182,7 @@ def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind
         subject=subject, text=rendered.text, html=rendered.html, date=now,
         message_id=compose.new_message_id(config.hostname), in_reply_to=parent_id, references=references,
         reply_to=answer_to, auto_submitted=auto_submitted(kind, automatic),
-        loop_marker=config.support.address)
+        loop_marker=config.support.address, cc=copies)
     try:
         raw = compose.compose(outgoing)
     except ValueError as exc:
@@ -188,7 +190,7 @@ def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind
         return None
 
     reason = ""
-    addresses = [addr for _, addr in targets]
+    addresses = [addr for _, addr in targets + copies]
     if automatic:
         answering = incoming.sender if incoming is not None and incoming.sender in addresses else None
         counts = loopguard.gather_counts(session, now, recipients=addresses, sender=answering,
@@ -232,7 +234,8 @@ def _store(session: Session, services: Services, ticket: Ticket, mail: compose.O
     message = Message(
         ticket_id=ticket.id, direction="out", dedupe_key=dedupe_key(mail.message_id, sha),
         message_id=mail.message_id, in_reply_to=mail.in_reply_to, references=" ".join(mail.references),
-        from_addr=mail.from_addr, from_name=mail.from_name, to_addrs=[a for _, a in mail.to], cc_addrs=[],
+        from_addr=mail.from_addr, from_name=mail.from_name, to_addrs=[a for _, a in mail.to],
+        cc_addrs=[a for _, a in mail.cc],
         subject=mail.subject, date=mail.date, text=text, html=html, new_text=text, raw_sha256=sha, size=len(raw),
         source=kind[:20], author=author, parse_defects=[], created_at=mail.date)
     session.add(message)

@@ -13,10 +13,10 @@ import magic
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mailgate import audit
+from mailgate import audit, watchers
 from mailgate.context import MessageContext
 from mailgate.followup import remember_message_id
-from mailgate.models import Attachment, Counter, Customer, Message, Ticket, Watcher
+from mailgate.models import Attachment, Counter, Customer, Message, Ticket
 
 log = logging.getLogger("mailgate.store")
 
@@ -119,14 +119,15 @@ def store(ctx: MessageContext) -> None:
 
 
 def _add_first_watchers(ctx: MessageContext, ticket: Ticket) -> None:
-    """People in Cc of a customer's first mail follow the ticket (not our own addresses)."""
+    """People in Cc of a customer's first mail follow the ticket (not our own addresses), up to the limits."""
     support = ctx.services.config.support
-    seen = set()
-    for address in ctx.mail.cc:
-        if address in seen or support.accepts(address) or address == ticket.customer.address:
-            continue
-        seen.add(address)
-        ctx.session.add(Watcher(ticket_id=ticket.id, address=address))
+    wanted = [a for a in ctx.mail.cc if not support.accepts(a)]
+    added, left = watchers.add(ctx.session, ticket, wanted, max_total=support.max_watchers,
+                               max_new=support.max_new_watchers)
+    if left:
+        audit.record(ctx.session, ctx.services.clock.now(), "watchers.limited", ticket=ticket, message=ctx.message,
+                     actor=ticket.customer.address, added=len(added), left_out=left,
+                     max_new_watchers=support.max_new_watchers, max_watchers=support.max_watchers)
 
 
 def sniff(payload: bytes) -> str:
