@@ -65,6 +65,7 @@ class MessageContext:
     services: Services
     mail: ParsedMail = field(default_factory=ParsedMail)
     dedupe_key: str = ""
+    content_sha256: str = ""  # the content digest of a mail with a Message-ID (mailgate.sameness)
     raw_sha256: str = ""
     ticket: Ticket | None = None
     new_ticket: bool = False

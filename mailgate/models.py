@@ -122,8 +122,9 @@ class Message(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     direction: Mapped[str] = mapped_column(String(10))  # in, out, note
-    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)  # Message-ID + author + content digest
     message_id: Mapped[str] = mapped_column(Text, default="")
+    content_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")  # mailgate.sameness
     in_reply_to: Mapped[str] = mapped_column(Text, default="")
     references: Mapped[str] = mapped_column(Text, default="")
     from_addr: Mapped[str] = mapped_column(String(320), default="")

@@ -41,6 +41,7 @@ from mailgate.context import Services
 from mailgate.followup import remember_message_id
 from mailgate.models import Event, Message, Outbox, Ticket
 from mailgate.outbound_settings import Settings
+from mailgate.sameness import content_digest
 from mailgate.templating import DEFAULT_LOCALE, Templates
 from mailgate.tokens import format_token, subject_with_token
 
@@ -230,9 +231,10 @@ def _store(session: Session, services: Services, ticket: Ticket, mail: compose.O
            raw: bytes, kind: str, author: str) -> Message:
     from mailgate.pipeline import dedupe_key  # here: the pipeline's steps import this module
 
-    sha = services.blobs.put(raw)
+    sha, digest = services.blobs.put(raw), content_digest(raw)
     message = Message(
-        ticket_id=ticket.id, direction="out", dedupe_key=dedupe_key(mail.message_id, sha),
+        ticket_id=ticket.id, direction="out", content_sha256=digest,
+        dedupe_key=dedupe_key(mail.message_id, sha, mail.from_addr, digest),
         message_id=mail.message_id, in_reply_to=mail.in_reply_to, references=" ".join(mail.references),
         from_addr=mail.from_addr, from_name=mail.from_name, to_addrs=[a for _, a in mail.to],
         cc_addrs=[a for _, a in mail.cc],

@@ -29,10 +29,12 @@ from mailgate import followup, parsing
 from mailgate.agents import authenticate, follow_up
 from mailgate.context import Envelope, MessageContext, Services
 from mailgate.conversation import converse
-from mailgate.models import Message, Ticket
+from mailgate.followup import msgid_key
+from mailgate.models import Message, MessageRef, Ticket
 from mailgate.react import react
 from mailgate.routing import route
-from mailgate.store import store
+from mailgate.sameness import content_digest
+from mailgate.store import sender_address, store
 
 log = logging.getLogger("mailgate.pipeline")
 
@@ -48,19 +50,52 @@ def parse(ctx: MessageContext) -> None:
     ctx.raw_sha256 = hashlib.sha256(ctx.raw).hexdigest()
 
 
-def dedupe_key(message_id: str, raw_sha256: str) -> str:
-    """Same Message-ID, or the same bytes when there is none: the same message."""
-    if message_id:
-        return hashlib.sha256(b"mid:" + message_id.encode("utf-8", "replace")).hexdigest()
-    return raw_sha256
+def dedupe_key(message_id: str, raw_sha256: str, author: str = "", digest: str = "") -> str:
+    """One key per mail: its Message-ID with its author and content digest, or its bytes when it has none.
+
+    Without ``digest`` it is the key of earlier versions, the Message-ID alone
+    (rows stored before the digest existed carry it).
+    """
+    if not message_id:
+        return raw_sha256
+    text = f"mid:{message_id}" if not digest else f"mid:{message_id}\0{author}\0{digest}"
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
 def dedupe(ctx: MessageContext) -> None:
-    ctx.dedupe_key = dedupe_key(ctx.mail.message_id, ctx.raw_sha256)
-    existing = ctx.session.scalar(select(Message.ticket_id).where(Message.dedupe_key == ctx.dedupe_key))
-    if existing is not None:
-        ctx.notes["duplicate_of_ticket_id"] = existing
+    """A duplicate is the same mail again: same Message-ID, author and content (see mailgate.sameness).
+
+    A different mail with a Message-ID we know is stored anyway, with a note the
+    store step turns into a ``message.id_collision`` event; threading by that
+    Message-ID keeps to the first mail (its reference is never replaced).
+    """
+    message_id = ctx.mail.message_id
+    if not message_id:
+        ctx.dedupe_key = ctx.raw_sha256
+        _stop_if_stored(ctx, ctx.dedupe_key)
+        return
+    author = sender_address(ctx)
+    ctx.content_sha256 = content_digest(ctx.raw)
+    ctx.dedupe_key = dedupe_key(message_id, ctx.raw_sha256, author, ctx.content_sha256)
+    if _stop_if_stored(ctx, ctx.dedupe_key):
+        return
+    legacy = ctx.session.scalar(select(Message).where(Message.dedupe_key == dedupe_key(message_id, "")))
+    if legacy is not None and legacy.content_sha256 == "" and legacy.from_addr == author:
+        ctx.notes["duplicate_of_ticket_id"] = legacy.ticket_id  # stored before digests: the author must do
         ctx.stop("duplicate")
+        return
+    first = ctx.session.get(MessageRef, msgid_key(message_id))
+    if first is not None:
+        ctx.notes["message_id_collision"] = {"ticket_id": first.ticket_id, "message_pk": first.message_pk}
+
+
+def _stop_if_stored(ctx: MessageContext, key: str) -> bool:
+    existing = ctx.session.scalar(select(Message.ticket_id).where(Message.dedupe_key == key))
+    if existing is None:
+        return False
+    ctx.notes["duplicate_of_ticket_id"] = existing
+    ctx.stop("duplicate")
+    return True
 
 
 def _by_token(ctx: MessageContext) -> Ticket | None:

@@ -84,6 +84,7 @@ def store(ctx: MessageContext) -> None:
         direction=ctx.notes.get("direction", "in"),
         dedupe_key=ctx.dedupe_key,
         message_id=mail.message_id,
+        content_sha256=ctx.content_sha256,
         in_reply_to=" ".join(mail.in_reply_to),
         references=" ".join(mail.references),
         from_addr=address,
@@ -114,6 +115,11 @@ def store(ctx: MessageContext) -> None:
     audit.record(session, now, "message.received", ticket=ticket, message=message, actor=address,
                  message_id=mail.message_id, via=ctx.thread_reason or "new", source=ctx.envelope.source,
                  defects=len(mail.defects))
+    collision = ctx.notes.get("message_id_collision")
+    if collision:  # a different mail with a Message-ID we know: stored, and said so
+        audit.record(session, now, "message.id_collision", ticket=ticket, message=message, actor=address,
+                     message_id=mail.message_id, first_ticket_id=collision["ticket_id"],
+                     first_message_pk=collision["message_pk"])
     if ctx.new_ticket:
         _add_first_watchers(ctx, ticket)
 

@@ -52,9 +52,15 @@ def test_the_same_message_twice_is_stored_once(harness):
     raw = make_mail(msgid="<dup@customer.example>")
     harness.deliver(raw)
     harness.deliver(raw)
-    harness.deliver(make_mail(msgid="<dup@customer.example>", body="a different body, same Message-ID"))
     with harness.session() as s:
         assert s.scalar(select(func.count(Message.id))) == 1
+
+
+def test_a_different_mail_with_a_known_message_id_is_not_a_duplicate(harness):
+    harness.deliver(make_mail(msgid="<dup@customer.example>"))
+    harness.deliver(make_mail(msgid="<dup@customer.example>", body="a different body, same Message-ID"))
+    with harness.session() as s:
+        assert s.scalar(select(func.count(Message.id))) == 2
 
 
 def test_without_message_id_the_same_bytes_are_stored_once(harness):
