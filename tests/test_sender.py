@@ -145,7 +145,7 @@ class Recorder:
         self.hold = hold
         self.started = threading.Event()
 
-    def send(self, mail_from, rcpt_tos, raw):
+    def send(self, mail_from, rcpt_tos, raw, key=""):
         self.started.set()
         if self.hold is not None:
             assert self.hold.wait(30)
