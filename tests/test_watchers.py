@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from mailgate.config import load_config
 from mailgate.models import Event, Message, Outbox, Watcher
-from tests.helpers import make_mail
+from tests.helpers import make_mail, wait_for
+from tests.outbound_helpers import sent_mails
 from tests.test_agents import AGENTS, QUEUES, agent_reply, only, open_ticket
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,3 +101,33 @@ def test_a_relayed_answer_with_watchers_has_a_cc_header_that_parses(desk):
         raw = s.scalar(select(Outbox.raw).where(Outbox.kind == "agent_reply"))
     message = email.message_from_bytes(raw, policy=policy.default)
     assert message["Cc"] == "dan@customer.example"
+
+
+def test_over_a_real_daemon_20000_cc_make_10_watchers_and_the_answer_shows_11_addresses(make_config, daemon_factory):
+    config = make_config(agents=AGENTS, queues=QUEUES)
+    daemon = daemon_factory(config)
+    daemon.send(with_cc(make_mail(subject="Printer on fire", msgid="<crowd@customer.example>"), crowd(20_000)))
+    data = config.parent / "data"
+
+    def to_bob():
+        return [m for m in sent_mails(data) if "bob@example.com" in str(m["To"])]
+
+    [notification] = wait_for(to_bob, timeout=120, message="Bob's notification in the sent maildir")
+    daemon.send(
+        make_mail(
+            subject="Re: " + notification["Subject"],
+            sender="Bob <bob@example.com>",
+            to=notification["Reply-To"],
+            in_reply_to=notification["Message-ID"],
+            body="Please unplug it.\n",
+        ),
+        mail_from="bob@example.com",
+        rcpt=(notification["Reply-To"],),
+    )
+
+    def answers():
+        return [m for m in sent_mails(data) if "Please unplug it." in m.get_body(("plain",)).get_content()]
+
+    [answer] = wait_for(answers, timeout=120, message="the relayed answer in the sent maildir")
+    assert visible(answer) == ["alice@customer.example", *crowd(10)]
+    assert len(str(answer["Cc"])) < 1000
