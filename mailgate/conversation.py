@@ -198,8 +198,11 @@ def apply_plan(ctx: MessageContext, ticket: Ticket, plan: Plan, agent: AgentConf
     if gone:
         session.execute(delete(Watcher).where(Watcher.ticket_id == ticket.id, Watcher.address.in_(gone)))
         session.flush()
-    add_watchers(session, ticket, [a for a in after.watchers if a not in before],
-                 max_total=ctx.services.config.support.max_watchers)
+    limit = ctx.services.config.support.max_watchers
+    added, left = add_watchers(session, ticket, [a for a in after.watchers if a not in before], max_total=limit)
+    if left:  # a #cc past the ticket's limit adds no one, and says so
+        audit.record(session, now, "watchers.limited", ticket=ticket, message=ctx.message, actor=agent.address,
+                     added=len(added), left_out=left, max_watchers=limit)
     if plan.spam or plan.notspam:
         from mailgate import spam
 

@@ -277,12 +277,15 @@ def test_postgresql_stopped_and_started_during_a_load_loses_and_quarantines_noth
     assert spool.depth()["quarantine"] == 0
 
     pg_cluster.start()
-    wait_for(
-        lambda: set(sent) <= set(stored_message_ids(config)),
-        timeout=120,
-        interval=0.5,
-        message="all 100 mails stored after PostgreSQL is back",
-    )
+    try:
+        wait_for(
+            lambda: set(sent) <= set(stored_message_ids(config)),
+            timeout=120,
+            interval=0.5,
+            message="all 100 mails stored after PostgreSQL is back",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; spool {spool.depth()}; log:\n{daemon.log()[-6000:]}") from None
     ids = stored_message_ids(config)
     assert len(ids) == len(set(ids)) == 100
     assert spool.depth() == {"incoming": 0, "work": 0, "quarantine": 0}
