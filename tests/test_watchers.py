@@ -75,6 +75,9 @@ def test_a_ticket_never_has_more_than_max_watchers(make_config, harness_factory)
     assert watchers(h) == crowd(5)
     agent_reply(h, notification, "#cc dan@customer.example\nWe are on it.")
     assert watchers(h) == crowd(5)
+    with h.session() as s:
+        limited = [e.detail for e in s.scalars(select(Event).where(Event.kind == "watchers.limited"))]
+    assert [(d["added"], d["left_out"]) for d in limited] == [(5, 3), (0, 1)]  # the first mail, then the #cc
     answer = only(h, "agent_reply")
     assert len(visible(answer)) == 6
 
