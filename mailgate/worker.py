@@ -154,6 +154,7 @@ class Worker:
         self.on_committed = on_committed
         self.status = database_status(self)
         self.one_at_a_time = 0  # batches of one entry still to make, to find a mail that fakes an outage
+        self.narrowed = False  # this batch is one of those
         keep_big_buffers_out_of_the_heap()
 
     def waiting(self) -> Iterator[SpoolEntry]:
@@ -168,7 +169,8 @@ class Worker:
         claimed: list[tuple[SpoolEntry, SpoolMeta]] = []
         size = 0
         pills = 0
-        batch_size = 1 if self.one_at_a_time else self.batch_size
+        self.narrowed = self.one_at_a_time > 0
+        batch_size = 1 if self.narrowed else self.batch_size
         self.one_at_a_time = max(0, self.one_at_a_time - 1)
         for entry in self.waiting():
             if len(claimed) >= batch_size or (claimed and size >= self.batch_bytes):
@@ -261,9 +263,10 @@ class Worker:
         A statement that times out or a lock that one mail's work runs into
         looks like an outage; charging nobody for it would retry that batch
         forever. So the batch is retried one mail at a time, and a mail that
-        alone raises it while the database answers is charged like any failure.
+        raises it again alone while the database answers is charged like any
+        failure (twice in a row: a database that flaps at that moment charges nobody).
         """
-        if len(kept) == 1:
+        if len(kept) == 1 and self.narrowed:
             [(entry, meta)], [(_raw, envelope)] = kept, items
             tb = "".join(traceback.format_exception(exc))
             self._failed(entry, meta, Outcome(envelope, error=exc, traceback=tb))

@@ -116,6 +116,19 @@ def test_an_outage_error_the_database_does_not_confirm_is_charged_to_the_one_mai
     assert harness.worker.status.up
 
 
+def test_a_lone_mail_is_charged_for_an_unconfirmed_outage_only_when_it_raises_it_twice_in_a_row(harness):
+    def fake_outage(ctx):
+        raise OperationalError("SELECT pathological()", {}, sqlite3.OperationalError("database is locked"))
+
+    harness.runtime.services.extras.setdefault("thread_finders", []).insert(0, ("fake", fake_outage))
+    spool = harness.runtime.spool
+    _arrive(spool, "alone", "<alone@customer.example>")
+    assert harness.worker.process_available() == 0
+    assert spool.entries("incoming")[0].read_meta().attempts == 0
+    assert harness.worker.process_available() == 1
+    assert spool.entries("incoming")[0].read_meta().attempts == 1
+
+
 # -- SQLite locked by another writer past the busy timeout -------------------------------------------------
 
 
