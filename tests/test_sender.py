@@ -20,12 +20,17 @@ AGENT = [{"address": "bob@example.com", "name": "Bob", "queues": ["support"]}]
 
 
 def smarthost_harness(make_config, harness_factory, address, **outbound):
-    return harness_factory(make_config(agents=AGENT, outbound={"smarthost": address, "retry_base": "1m",
-                                                               "retry_max": "10m", "timeout": "5s", **outbound}))
+    return harness_factory(
+        make_config(
+            agents=AGENT,
+            outbound={"smarthost": address, "retry_base": "1m", "retry_max": "10m", "timeout": "5s", **outbound},
+        )
+    )
 
 
 def test_a_refusing_smarthost_gets_every_mail_exactly_once_after_it_recovers_with_backoff(
-        make_config, harness_factory, clock):
+    make_config, harness_factory, clock
+):
     with Sink() as sink:
         h = smarthost_harness(make_config, harness_factory, sink.address)
         sink.handler.script.extend(["451 4.3.0 try later"] * 4)  # two rounds of two mails
@@ -51,8 +56,7 @@ def test_a_refusing_smarthost_gets_every_mail_exactly_once_after_it_recovers_wit
             assert flush(h) == 0
         assert sink.handler.attempts == 6
         received = sink.handler.messages()
-        assert sorted(m["To"].addresses[0].addr_spec for m in received) == ["alice@customer.example",
-                                                                             "bob@example.com"]
+        assert sorted(m["To"].addresses[0].addr_spec for m in received) == ["alice@customer.example", "bob@example.com"]
         assert len({m["Message-ID"] for m in received}) == 2
         assert [(r.status, r.attempts, r.last_error) for r in outbox_rows(h)] == [("sent", 3, "")] * 2
         envelope_senders = [mail_from for mail_from, _, _ in sink.handler.accepted]
