@@ -184,10 +184,21 @@ def follow_up(ctx: MessageContext) -> None:
                                  "policy": settings.stranger_policy}
         _new_ticket(ctx)
         return
+    proof = customer_proof(ctx, ticket)
     ticket = ctx.ticket = _merged_target(ctx, ticket)
     settings, now = state(ctx.services).lifecycle, ctx.services.clock.now()
+    action = lifecycle.followup_action(ticket.status, ticket.resolved_at, now, settings.reopen_days)
+    if action == lifecycle.NEW_TICKET:  # a new ticket that references the old one changes nothing in it
+        ctx.notes["follows"] = {"id": ticket.id, "number": ticket.number, "status": ticket.status}
+        _new_ticket(ctx)
+        return
+    if not proof:
+        # Stored in the ticket as the sender's message, flagged; it changes nothing (no close, reopen, rating).
+        ctx.notes["unproven_sender"] = ctx.mail.from_addr
+        return
+    ctx.notes["customer_proof"] = proof
     from_customer = ctx.mail.from_addr == ticket.customer.address
-    if from_customer and ticket.status in ("resolved", "closed"):
+    if from_customer and ticket.status == "resolved":
         rating = lifecycle.parse_rating(read.reply.new_text)
         if rating is not None:
             ctx.notes["rating"] = rating
@@ -195,12 +206,8 @@ def follow_up(ctx: MessageContext) -> None:
     if from_customer and lifecycle.is_close_request(read.reply.new_text, settings.customer_close_words):
         ctx.notes["customer_close"] = True
         return
-    action = lifecycle.followup_action(ticket.status, ticket.resolved_at, now, settings.reopen_days)
     if action == lifecycle.REOPEN:
         ctx.notes["reopen"] = True
-    elif action == lifecycle.NEW_TICKET:
-        ctx.notes["follows"] = {"id": ticket.id, "number": ticket.number, "status": ticket.status}
-        _new_ticket(ctx)
 
 
 def _new_ticket(ctx: MessageContext) -> None:
@@ -217,6 +224,26 @@ def may_write(ctx: MessageContext, ticket: Ticket) -> bool:
     watcher = ctx.session.scalar(select(Watcher.id).where(Watcher.ticket_id == ticket.id,
                                                           Watcher.address == sender))
     return watcher is not None
+
+
+UNPROVEN_REASON = ("not sent to the ticket's signed reply address and no trusted Authentication-Results "
+                   "with an aligned dkim=pass or spf=pass")
+
+
+def customer_proof(ctx: MessageContext, ticket: Ticket) -> str:
+    """How a follow-up proves it speaks for the ticket's people, or "" when it does not.
+
+    A From header is anyone's to write, so a reply changes the ticket (close, reopen, rating) only
+    when it came to the customer's signed reply address, which our mails to the customer and the
+    watchers carry in Reply-To, or when a trusted Authentication-Results pass is aligned with the
+    sender's domain: the same two proofs an agent gives (:mod:`mailgate.agent_auth`).
+    """
+    signed = ctx.notes.get("signed")
+    if isinstance(signed, tuple) and signed[0] == "customer":
+        return "signed reply address"
+    method = agent_auth.proof_from_headers(agent_auth.top_authentication_results(ctx.raw), ctx.mail.from_addr,
+                                           state(ctx.services).auth)
+    return f"{method}=pass" if method else ""
 
 
 def _merged_target(ctx: MessageContext, ticket: Ticket) -> Ticket:

@@ -36,6 +36,7 @@ log = logging.getLogger("mailgate.conversation")
 
 MANUAL = Path(__file__).resolve().parent.parent / "docs" / "agents.md"  # mailed back on #help, up to:
 MANUAL_END = "<!-- end of the agents' manual"
+UNPROVEN_FLAG = "unproven sender"  # on Message.parse_defects: the mail was stored but could not act (docs/security.md)
 
 templating.register_kind("transcript", {
     "agent": {"name": "Bob", "address": "bob@example.com"},
@@ -61,6 +62,10 @@ def converse(ctx: MessageContext) -> None:
     if notes.get("unproven_agent"):
         audit.record(session, now, "agent.unproven", ticket=ticket, message=message, actor=sender,
                      reason=notes.get("unproven_reason", ""), commands_ignored=len(agents.reading(ctx).commands))
+    if notes.get("unproven_sender"):
+        message.parse_defects = [*(message.parse_defects or []), UNPROVEN_FLAG]
+        audit.record(session, now, "mail.unproven", ticket=ticket, message=message, actor=sender,
+                     reason=agents.UNPROVEN_REASON, changed="nothing")
     if ctx.new_ticket:
         _opened(ctx, ticket)
     agent = agents.agent_of(ctx)

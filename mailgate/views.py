@@ -48,6 +48,7 @@ def message_view(message: Message) -> dict[str, Any]:
         "text": message.new_text or message.text,
         "message_id": message.message_id,
         "author": message.author,
+        "defects": list(message.parse_defects or []),  # "unproven sender": stored, but it could not act
         "attachments": [
             {"filename": a.filename, "content_type": a.content_type, "sniffed_type": a.sniffed_type,
              "size": a.size, "sha256": a.sha256}

@@ -68,6 +68,13 @@ def agent_reply(h, notification, text, sender="Bob <bob@example.com>", headers=N
     h.deliver(raw, mail_from=sender.split("<")[-1].rstrip(">"), rcpt_tos=(to or notification["Reply-To"],))
 
 
+def customer_reply(h, text, kind="acknowledgment", sender="Alice <alice@customer.example>", headers=None):
+    """The customer presses Reply on our last mail of ``kind``: to its signed Reply-To, the token in the subject."""
+    ours = outbox(h, kind, "alice@customer.example")[-1][1]
+    h.deliver(make_mail(subject="Re: " + ours["Subject"], sender=sender, to=ours["Reply-To"], body=text,
+                        in_reply_to=ours["Message-ID"], headers=headers), rcpt_tos=(ours["Reply-To"],))
+
+
 class TestRelayedAnswers:
     def test_each_agent_notification_has_a_signed_reply_address_of_its_own(self, desk):
         bob = open_ticket(desk)
@@ -182,7 +189,7 @@ class TestCommands:
     def test_pending_then_the_customer_reply_reopens(self, desk):
         agent_reply(desk, open_ticket(desk), "#pending\nWhich model is it?")
         assert ticket(desk).status == "pending"
-        desk.deliver(make_mail(subject="Re: [#1] Printer on fire", body="An LX-200.\n"))
+        customer_reply(desk, "An LX-200.\n", kind="agent_reply")
         assert ticket(desk).status == "open"
 
     def test_a_canned_answer_is_sent_below_the_agents_words(self, desk):
@@ -330,14 +337,53 @@ class TestProof:
 class TestCustomers:
     def test_a_customer_closes_their_own_ticket(self, desk):
         open_ticket(desk)
-        desk.deliver(make_mail(subject="Re: [#1] Printer on fire", body="close\n\nThanks, it works again.\n"))
+        customer_reply(desk, "close\n\nThanks, it works again.\n")
         assert ticket(desk).status == "resolved"
         assert outbox(desk, "resolved")
+
+    def test_a_close_that_does_not_prove_the_customer_is_stored_flagged_and_changes_nothing(self, desk):
+        open_ticket(desk)
+        desk.deliver(make_mail(subject="Re: [#1] Printer on fire", body="close\n"), mail_from="mallory@evil.test")
+        assert ticket(desk).status == "new"
+        assert not outbox(desk, "resolved")
+        with desk.session() as s:
+            last = s.scalar(select(Message).order_by(Message.id.desc()))
+            assert (last.ticket.number, last.from_addr, last.parse_defects) == (1, "alice@customer.example",
+                                                                                  ["unproven sender"])
+        assert [e["changed"] for e in events(desk, "mail.unproven")] == ["nothing"]
+        assert outbox(desk, "notify_reply", "bob@example.com")
+
+    def test_a_trusted_authentication_results_pass_proves_the_customer(self, make_config, harness_factory):
+        h = harness_factory(make_config(agents=AGENTS, queues=QUEUES,
+                                        agent_auth={"trusted_authserv_ids": ["mx.example.com"]}))
+        open_ticket(h)
+        passed = {"Authentication-Results": "mx.example.com; dkim=pass header.d=customer.example"}
+        h.deliver(make_mail(subject="Re: [#1] Printer on fire", body="close\n", headers=passed))
+        assert ticket(h).status == "resolved"
+
+    def test_an_untrusted_or_unaligned_pass_proves_nothing(self, make_config, harness_factory):
+        h = harness_factory(make_config(agents=AGENTS, queues=QUEUES,
+                                        agent_auth={"trusted_authserv_ids": ["mx.example.com"]}))
+        open_ticket(h)
+        untrusted = "evil.test; dkim=pass header.d=customer.example"
+        for header in (untrusted, "mx.example.com; dkim=pass header.d=x.test"):
+            h.deliver(make_mail(subject="Re: [#1] Printer on fire", body="close\n",
+                                headers={"Authentication-Results": header}))
+        assert ticket(h).status == "new"
+        assert len(events(h, "mail.unproven")) == 2
+
+    def test_a_forged_rating_and_a_forged_reopen_change_nothing(self, desk):
+        agent_reply(desk, open_ticket(desk), "#close\nFixed.")
+        for text in ("bad\n", "It is on fire again.\n"):
+            desk.deliver(make_mail(subject="Re: [#1] Printer on fire", body=text), mail_from="mallory@evil.test")
+        t = ticket(desk)
+        assert (t.status, t.csat) == ("resolved", None)
+        assert not events(desk, "ticket.reopened")
 
     def test_close_words_are_configured(self, make_config, harness_factory):
         h = harness_factory(make_config(agents=AGENTS, lifecycle={"customer_close_words": ["erledigt"]}))
         h.deliver(make_mail(subject="Drucker"))
-        h.deliver(make_mail(subject="Re: [#1] Drucker", body="Erledigt.\n"))
+        customer_reply(h, "Erledigt.\n")
         assert ticket(h).status == "resolved"
 
     def test_someone_else_cannot_close_the_customers_ticket(self, desk):
@@ -357,7 +403,7 @@ class TestCustomers:
     def test_a_reply_to_a_resolved_ticket_within_reopen_days_reopens_it(self, desk, clock):
         agent_reply(desk, open_ticket(desk), "#close\nFixed.")
         clock.advance(timedelta(days=6))
-        desk.deliver(make_mail(subject="Re: [#1] Printer on fire", body="It is on fire again.\n"))
+        customer_reply(desk, "It is on fire again.\n", kind="resolved")
         t = ticket(desk)
         assert (t.status, t.resolved_at) == ("open", None)
         assert events(desk, "ticket.reopened")
