@@ -7,13 +7,24 @@ address, and the outbox row it names is the mail that failed. When the VERP
 address is lost (a broken forwarder), the original Message-ID in the report
 (``message/rfc822`` or ``text/rfc822-headers`` part) finds the row instead.
 
+A bounce proves itself only by coming back to a valid VERP address of ours
+(mac verified) that names a row we sent, and only the addresses that row was
+sent to count: anyone can write a DSN naming anyone, and one that suppressed
+on its word alone could silence the agents. A report that proves nothing is
+still kept (it joins the ticket the quoted Message-ID names, or its bytes are
+kept as a blob) and a ``bounce.unproven`` event says why it changed nothing.
+
+The failed addresses are read from the RFC 3464 ``message/delivery-status``
+part and, for the many formats that are no DSN (qmail, Exchange, old
+Sendmail …), by ``flufl.bounce``, which knows them better than a regex would.
+
 A bounce is never a new ticket: :func:`find_ticket` runs first among the
 thread finders and attaches it to the ticket of the mail that bounced; a
 bounce that matches nothing we sent is recorded as a ``bounce.unmatched``
-event (its raw bytes kept as a blob) and not stored as a ticket. A hard
-bounce (``Status: 5.x.x``) marks the outbox row failed, records a
-``mail.bounced`` event and suppresses automatic mail to that address for
-``[bounces] suppress_days``. A mail sent to a VERP address that is not a bounce
+event (its raw bytes kept as a blob) and not stored as a ticket. A proven hard
+bounce (``Status: 5.x.x``, or a permanent failure flufl.bounce reads) marks the
+outbox row failed, records a ``mail.bounced`` event and suppresses automatic
+mail to that address for ``[bounces] suppress_days``. A mail sent to a VERP address that is not a bounce
 (an autoresponder answering the return path, as RFC 3834 asks) threads into
 the ticket like any reply.
 """
@@ -65,6 +76,7 @@ class RecipientStatus:
     status: str  # "5.1.1"; "" when the report gives none
     action: str  # failed, delayed, delivered, relayed, expanded; "" when unknown
     diagnostic: str = ""
+    permanent: bool = False  # a permanent failure read by flufl.bounce from a report that is no DSN
 
     @property
     def hard(self) -> bool:
@@ -90,6 +102,8 @@ class BounceNote:
 
     outbox_id: int | None
     report: Report
+    proven: bool = False  # came back to a valid VERP address of ours naming a row we sent
+    why: str = ""  # why an unproven report changes nothing
 
 
 def parse_report(raw: bytes) -> Report:
@@ -119,6 +133,18 @@ def parse_report(raw: bytes) -> Report:
         if match:
             report.original_message_id = match.group(1).decode("ascii", "replace")
     return report
+
+
+def scanned_failures(raw: bytes) -> list[str]:
+    """Permanently failed addresses as flufl.bounce reads them (qmail, Exchange, Sendmail …); never raises."""
+    try:
+        from flufl.bounce import scan_message
+
+        found = scan_message(email.message_from_bytes(raw))
+    except Exception:
+        return []
+    addresses = (a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in found)
+    return sorted({a.strip().strip("<>").lower() for a in addresses if "@" in a})
 
 
 def _recipient_blocks(part: StdMessage) -> list[RecipientStatus]:
@@ -185,9 +211,11 @@ def find_ticket(ctx: MessageContext) -> Ticket | None:
         return session.get(Ticket, row.ticket_id) if row is not None and row.ticket_id else None
     report = parse_report(ctx.raw)
     row = session.get(Outbox, outbox_id) if outbox_id is not None else None
-    if row is None and report.original_message_id:
+    proven = row is not None
+    why = "" if proven else "not sent back to a valid VERP return path of ours naming a mail we sent"
+    if row is None and report.original_message_id:  # only to find the ticket: a Message-ID proves nothing
         row = session.scalar(select(Outbox).where(Outbox.message_id == report.original_message_id).limit(1))
-    note = BounceNote(outbox_id=row.id if row is not None else None, report=report)
+    note = BounceNote(outbox_id=row.id if row is not None else None, report=report, proven=proven, why=why)
     ctx.notes["bounce"] = note
     ticket = session.get(Ticket, row.ticket_id) if row is not None and row.ticket_id else None
     if ticket is None and report.original_message_id:
@@ -208,12 +236,32 @@ def find_ticket(ctx: MessageContext) -> Ticket | None:
 
 
 def settle(session: Session, ctx: MessageContext, note: BounceNote, ticket: Ticket | None) -> None:
-    """Act on a bounce: fail its outbox row, record events, suppress hard-bounced addresses."""
+    """Act on a proven bounce: fail its outbox row, record events, suppress hard-bounced addresses.
+
+    An unproven one only records why it changed nothing; a proven one acts only on the addresses
+    its row was sent to.
+    """
     services = ctx.services
     now = services.clock.now()
     row = session.get(Outbox, note.outbox_id) if note.outbox_id is not None else None
-    statuses = list(note.report.recipients)
-    if not statuses and row is not None and not note.report.is_dsn:
+    reported = list(note.report.recipients)
+    read = {r.address for r in reported}
+    reported += [RecipientStatus(address=a, status="", action="failed", permanent=True,
+                                 diagnostic="permanent failure (read by flufl.bounce)")
+                 for a in scanned_failures(ctx.raw) if a not in read]
+    if not note.proven or row is None:
+        audit.record(session, now, "bounce.unproven", ticket=ticket, message=ctx.message, actor="mailgate",
+                     reason=note.why or "names no mail we sent", outbox=note.outbox_id,
+                     reported=sorted({r.address for r in reported})[:50], changed="nothing")
+        return
+    sent_to = {a.lower() for a in row.rcpt_tos}
+    statuses = [r for r in reported if r.address in sent_to]
+    foreign = sorted({r.address for r in reported if r.address not in sent_to})
+    if foreign:
+        audit.record(session, now, "bounce.foreign_address", ticket=ticket, message=ctx.message, actor="mailgate",
+                     reason="the report names addresses this mail was not sent to; they are left alone",
+                     outbox=row.id, addresses=foreign[:50])
+    if not reported and not note.report.is_dsn:
         # A bounce that is no standard report: the mail failed, for a reason we cannot read.
         statuses = [RecipientStatus(address=a, status="", action="failed") for a in row.rcpt_tos]
     days = services.extras["outbound"].settings.bounces.suppress_days
@@ -227,7 +275,7 @@ def settle(session: Session, ctx: MessageContext, note: BounceNote, ticket: Tick
                 row.last_error = f"bounced: {status.address} {status.status} {status.diagnostic}".strip()[:2000]
             audit.record(session, now, "mail.bounced", ticket=ticket, message=ctx.message, actor="mailgate",
                          **detail)
-            if days and status.status.startswith("5"):
+            if days and (status.status.startswith("5") or status.permanent):
                 suppress(session, status.address, now + timedelta(days=days),
                          f"hard bounce {status.status}: {status.diagnostic}"[:500], now)
         elif status.delayed:
