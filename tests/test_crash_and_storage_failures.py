@@ -7,13 +7,16 @@ import contextlib
 import shutil
 import smtplib
 import threading
+from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, func, select
 
 from mailgate.config import load_config
-from mailgate.models import Message, Ticket
+from mailgate.models import Message, Outbox, Ticket
 from tests.helpers import mailgate, make_mail, wait_for
+from tests.outbound_helpers import sent_mails
 
 
 def stored_message_ids(config: Path) -> list[str]:
@@ -33,8 +36,9 @@ def _sender(port: int, start: int, count: int, accepted: list[str], lock: thread
         try:
             if client is None:
                 client = smtplib.SMTP("127.0.0.1", port, timeout=10)
-            client.sendmail("alice@customer.example", ["support@example.com"],
-                            make_mail(subject=f"crash test {n}", msgid=msgid))
+            client.sendmail(
+                "alice@customer.example", ["support@example.com"], make_mail(subject=f"crash test {n}", msgid=msgid)
+            )
         except (OSError, smtplib.SMTPException):
             client = None  # the daemon is gone; the rest of this connection's mails are not accepted
             return
@@ -59,8 +63,12 @@ def test_kill_9_during_a_batch_of_200_loses_and_duplicates_nothing(daemon_factor
     assert len(accepted) >= 60
 
     restarted = daemon_factory(config_file)
-    wait_for(lambda: set(accepted) <= set(stored_message_ids(config_file)), timeout=180, interval=0.5,
-             message="every accepted mail stored after restart")
+    wait_for(
+        lambda: set(accepted) <= set(stored_message_ids(config_file)),
+        timeout=180,
+        interval=0.5,
+        message="every accepted mail stored after restart",
+    )
     restarted.stop()
     ids = stored_message_ids(config_file)
     assert len(ids) == len(set(ids)), "a mail was stored twice"
@@ -68,6 +76,66 @@ def test_kill_9_during_a_batch_of_200_loses_and_duplicates_nothing(daemon_factor
     with engine.connect() as conn:
         assert conn.execute(select(func.count(Ticket.id))).scalar_one() == len(ids)
     engine.dispose()
+
+
+def _send_in_order(port: int, mails: list[bytes], next_mail: list[int]) -> None:
+    """Send from ``next_mail[0]`` on, one connection, moving on only after each 250; stop when the daemon dies."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            while next_mail[0] < len(mails):
+                n = next_mail[0]
+                client.sendmail(f"c{n}@customer.example", ["support@example.com"], mails[n])
+                next_mail[0] = n + 1
+    except (OSError, smtplib.SMTPException):
+        return  # killed: the mail without its 250 is sent again to the next daemon
+
+
+@pytest.mark.slow
+def test_kill_9_five_times_under_200_mails_with_the_maildir_sender_acknowledges_each_ticket_exactly_once(
+    make_config, daemon_factory
+):
+    config = make_config(
+        agents=[{"address": "bob@example.com", "name": "Bob", "queues": ["support"]}],
+        outbound={"sweep_interval": "1s", "retry_base": "1s", "retry_max": "1s"},
+    )
+    total, kills = 200, 5
+    mails = [
+        make_mail(
+            subject=f"kill test {n}",
+            sender=f"Customer {n} <c{n}@customer.example>",
+            msgid=f"<k9-maildir-{n}@customer.example>",
+        )
+        for n in range(total)
+    ]
+    next_mail = [0]
+    for round_ in range(kills + 1):
+        daemon = daemon_factory(config)
+        thread = threading.Thread(target=_send_in_order, args=(daemon.port, mails, next_mail))
+        thread.start()
+        if round_ < kills:  # kill while mails come in, are processed and are acknowledged
+            target = (round_ + 1) * total // (kills + 2)
+            wait_for(lambda t=target: next_mail[0] >= t, timeout=180, message=f"{target} mails accepted")
+            daemon.kill()
+        thread.join(180)
+    assert next_mail[0] == total
+
+    engine = create_engine(load_config(config).db_url)
+
+    def settled() -> bool:
+        with engine.connect() as conn:
+            tickets = conn.execute(select(func.count(Ticket.id))).scalar_one()
+            pending = conn.execute(select(func.count(Outbox.id)).where(Outbox.status == "pending")).scalar_one()
+        return tickets == total and pending == 0
+
+    wait_for(settled, timeout=300, interval=0.5, message="every ticket stored and every mail delivered")
+    daemon.stop()
+    engine.dispose()
+    sent = sent_mails(load_config(config).data_dir)
+    to = Counter(m["To"].addresses[0].addr_spec for m in sent)
+    acknowledgments = {address: n for address, n in to.items() if address != "bob@example.com"}
+    assert acknowledgments == {f"c{n}@customer.example": 1 for n in range(total)}, "one acknowledgment each"
+    notifications = [m["Subject"] for m in sent if m["To"].addresses[0].addr_spec == "bob@example.com"]
+    assert len(notifications) == len(set(notifications)) == total, "one notification per ticket"
 
 
 def _break_spool(config: Path) -> Path:
@@ -168,8 +236,6 @@ def test_entries_left_in_work_by_a_crash_are_processed_at_start(config_file, dae
     daemon_factory(config_file)
     wait_for(lambda: stored_message_ids(config_file) == ["<lb@x>"], message="recovered entry stored")
     assert not any(work.iterdir())
-
-
 
 
 def test_an_import_writes_to_nobody_unless_asked(make_config, tmp_path):
