@@ -234,6 +234,8 @@ class Worker:
             outcomes = process_batch(items, self.sessions, self.services)
         except Exception as exc:
             outage = is_outage(exc)
+            if outage:
+                self._forget_connections()
             if outage and not self.probe():
                 return self._unconfirmed_outage(kept, items, exc)
             for entry, meta in kept:
@@ -292,6 +294,13 @@ class Worker:
             meta.extra["not_before"] = self.services.clock.now().timestamp() + min(300, 2**meta.attempts)
             self.spool.release(entry, meta)
             log.warning("message failed; will retry", extra={**describe(outcome), "attempts": meta.attempts})
+
+    def _forget_connections(self) -> None:
+        """Drop the pooled connections: after an outage they are dead, and one whose server is still
+        shutting down would answer the probe and make a real outage look like one mail's doing."""
+        engine = self.sessions.kw.get("bind")
+        if engine is not None:
+            engine.dispose()
 
     def probe(self) -> str:
         """ "" when the database takes a write transaction again; else the error (an outage or not)."""

@@ -135,7 +135,10 @@ def test_a_mail_that_kills_the_daemon_is_quarantined_after_max_claims_and_the_ma
     meta = pill.read_meta()
     assert "poison pill: claimed 3 times without a verdict" in meta.last_error
     assert meta.attempts == 0
-    assert spool.depth() == {"incoming": 0, "work": 0, "quarantine": 1}
+    wait_for(
+        lambda: spool.depth() == {"incoming": 0, "work": 0, "quarantine": 1},
+        message="the spool settled after the commit",
+    )
     assert daemon.alive
     daemon.send(make_mail(subject="after the pill", msgid="<after@customer.example>"))
     wait_for(lambda: "<after@customer.example>" in stored_message_ids(config), message="the door and worker go on")
@@ -172,7 +175,10 @@ def test_sigterm_exits_within_the_grace_with_a_mail_mid_pipeline_and_the_restart
         timeout=60,
         message="the mail stored after the restart",
     )
-    assert spool.depth() == {"incoming": 0, "work": 0, "quarantine": 0}
+    wait_for(
+        lambda: spool.depth() == {"incoming": 0, "work": 0, "quarantine": 0},
+        message="the spool settled after the commit",
+    )
 
 
 # -- the settings -----------------------------------------------------------------------------------------
