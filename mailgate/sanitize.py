@@ -100,8 +100,10 @@ _VOID = frozenset(
 # (RCDATA) is text and stays, with its < escaped, which means the same there.
 _RAW_TEXT = frozenset({"script", "style", "xmp", "iframe", "noembed", "noframes", "textarea", "title", "noscript"})
 _RCDATA = frozenset({"textarea", "title"})
+# Only a < before one of these can start markup; any other < is text.
+_TAG_START = re.compile(r"<[A-Za-z/!?]")
 # Quoted values may hold < and >; an unquoted value or a name may not hold <, so a failed match is cheap.
-_TAG = re.compile(r"""<(/?)([A-Za-z][^\t\n\f\r />]*)((?:[^<>"'=]|["']|=\s*"[^"]*"|=\s*'[^']*'|=(?!\s*["']))*)>""")
+_TAG = re.compile(r"""<(/?)([A-Za-z][^\t\n\f\r /<>]*)((?:[^<>"'=]++|["']|=\s*"[^"]*"|=\s*'[^']*'|=(?!\s*["']))*+)>""")
 _ATTRIBUTE = re.compile(r"""([^\s"'=/>]+|["'][^\s=/>]*)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]*))?""")
 _RAW_END: dict[str, re.Pattern[str]] = {name: re.compile(rf"</{name}[\s/>]", re.IGNORECASE) for name in _RAW_TEXT}
 
@@ -142,11 +144,12 @@ def bound(html: str) -> tuple[str, list[str]]:
     cut = False
     pos, end = 0, len(html)
     while pos < end:
-        lt = html.find("<", pos)
-        if lt < 0:
-            out.append(html[pos:])
+        start = _TAG_START.search(html, pos)
+        if start is None:
+            out.append(html[pos:].replace("<", "&lt;"))
             break
-        out.append(html[pos:lt])
+        lt = start.start()
+        out.append(html[pos:lt].replace("<", "&lt;"))
         if html.startswith("<!", lt) or html.startswith("<?", lt):
             close = html.find("-->", lt + 2) if html.startswith("<!--", lt) else html.find(">", lt)
             if close < 0:
