@@ -152,3 +152,7 @@ def test_a_parsed_mail_runs_the_sanitizer_once_and_its_text_comes_from_the_clean
 
 def test_html_to_text_reads_breaks_and_entities_of_clean_html():
     assert html_to_text("<p>a &amp; b</p><p>&lt;c&gt;&nbsp;d</p><br>e") == "a & b\n<c> d\n\ne"
+
+
+def test_a_less_than_sign_that_starts_no_tag_stays_text():
+    assert sanitize("<a<b>x</b> <<< </ <1>")[0] == "&lt;a<b>x</b> &lt;&lt;&lt; &lt;/ &lt;1&gt;"
