@@ -1,4 +1,8 @@
-"""``mailgate outbox list [--failed]`` and ``mailgate outbox retry ID|--all``."""
+"""``mailgate outbox list [--failed]``, ``retry ID|--all``, ``suppressed [--json]`` and ``unsuppress ADDRESS``.
+
+The suppression list is what proven hard bounces acted on (docs/security.md): an admin sees it and
+lifts an entry when the address works again, rather than waiting ``[bounces] suppress_days``.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("id", nargs="?", type=int, help="the outbox id (see `mailgate outbox list`)")
     which.add_argument("--all", action="store_true", help="every failed mail")
     retry.set_defaults(func=cmd_retry)
+    sup = osub.add_parser("suppressed", help="addresses that get no automatic mail (hard bounces), and why")
+    sup.add_argument("--all", action="store_true", help="also entries whose time has run out")
+    sup.add_argument("--format", choices=("table", "json"), default="table")
+    sup.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    sup.set_defaults(func=cmd_suppressed)
+    lift = osub.add_parser("unsuppress", help="lift the suppression of an address: automatic mail goes to it again")
+    lift.add_argument("address")
+    lift.set_defaults(func=cmd_unsuppress)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -71,4 +83,43 @@ def cmd_retry(args: argparse.Namespace) -> int:
                          was=row.status, error=row.last_error)
             row.status, row.next_attempt_at, row.claimed_until, row.last_error = "pending", now, None, ""
     print(f"{len(rows)} mail(s) queued again; a running daemon sends them at its next sweep")
+    return 0
+
+
+def cmd_suppressed(args: argparse.Namespace) -> int:
+    from sqlalchemy import or_, select
+
+    from mailgate.models import Suppression
+
+    rt = runtime(args)
+    now = rt.services.clock.now()
+    with rt.sessions() as session:
+        query = select(Suppression).order_by(Suppression.created_at, Suppression.address)
+        if not args.all:
+            query = query.where(or_(Suppression.until.is_(None), Suppression.until > now))
+        rows = [{"address": row.address, "until": row.until.isoformat() if row.until else None,
+                 "since": row.created_at.isoformat(), "reason": row.reason}
+                for row in session.scalars(query)]
+    if args.format == "json":
+        print_json(rows)
+    else:
+        print_table(rows, ["address", "until", "since", "reason"])
+    return 0
+
+
+def cmd_unsuppress(args: argparse.Namespace) -> int:
+    from mailgate import audit
+    from mailgate.models import Suppression
+
+    rt = runtime(args)
+    address = args.address.strip().strip("<>").lower()
+    with rt.sessions() as session, session.begin():
+        row = session.get(Suppression, address)
+        if row is None:
+            print(f"mailgate: {address} is not suppressed", file=sys.stderr)
+            return 1
+        audit.record(session, rt.services.clock.now(), "suppression.lifted", actor="admin", address=address,
+                     reason=row.reason, until=row.until.isoformat() if row.until else None)
+        session.delete(row)
+    print(f"{address}: suppression lifted; automatic mail goes to it again")
     return 0
