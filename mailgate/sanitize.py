@@ -105,6 +105,7 @@ _TAG_START = re.compile(r"<[A-Za-z/!?]")
 # Quoted values may hold < and >; an unquoted value or a name may not hold <, so a failed match is cheap.
 _TAG = re.compile(r"""<(/?)([A-Za-z][^\t\n\f\r /<>]*)((?:[^<>"'=]++|["']|=\s*"[^"]*"|=\s*'[^']*'|=(?!\s*["']))*+)>""")
 _ATTRIBUTE = re.compile(r"""([^\s"'=/>]+|["'][^\s=/>]*)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]*))?""")
+_NAME = re.compile(r"[A-Za-z_:][-\w:.]*")
 _RAW_END: dict[str, re.Pattern[str]] = {name: re.compile(rf"</{name}[\s/>]", re.IGNORECASE) for name in _RAW_TEXT}
 
 
@@ -222,6 +223,8 @@ def _normal_tag(name: str, rest: str) -> tuple[str, int]:
         if count > MAX_ATTRIBUTES:
             continue
         attr, value = match.group(1), match.group(2)
+        if not _NAME.fullmatch(attr):
+            continue  # no allowed attribute has such a name; dropping it keeps every < out of the names
         if value is None:
             parts.append(attr)
             continue

@@ -156,3 +156,9 @@ def test_html_to_text_reads_breaks_and_entities_of_clean_html():
 
 def test_a_less_than_sign_that_starts_no_tag_stays_text():
     assert sanitize("<a<b>x</b> <<< </ <1>")[0] == "&lt;a<b>x</b> &lt;&lt;&lt; &lt;/ &lt;1&gt;"
+
+
+def test_the_bound_re_emits_tags_with_well_formed_names_and_quoted_escaped_values():
+    bounded, notes = sanitize_module.bound("""<a href="https://x.example/?q=<b>" ="<i>" "q=1 title='a"b'>t</a>""")
+    assert bounded == '<a href="https://x.example/?q=&lt;b>" title="a&quot;b">t</a>'
+    assert notes == []
