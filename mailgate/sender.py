@@ -11,7 +11,7 @@ the row failed and records a ``mail.failed`` event on its ticket.
 Exactly once where the transport allows it. Over SMTP the smarthost's 250 to
 DATA is the delivery: what QUIT answers, or a connection that drops after the
 250, changes nothing, and each row is marked sent in its own commit right
-after its delivery. Only a crash between that 250 and that commit sends the
+after its delivery, before QUIT is said (``on_delivered``). Only a crash between that 250 and that commit sends the
 mail again (at least once is SMTP's limit); its Message-ID does not change, so
 the receiver can drop the duplicate. The maildir sender names each file after
 its row and never writes a row twice, so it is exactly once even across a crash.
@@ -29,7 +29,7 @@ import smtplib
 import ssl
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,13 +47,20 @@ from mailgate.models import Outbox, Ticket
 log = logging.getLogger("mailgate.sender")
 
 
+Delivered = Callable[[dict[str, str]], None]
+
+
 class Sender(Protocol):
-    def send(self, mail_from: str, rcpt_tos: Sequence[str], raw: bytes, key: str = "") -> dict[str, str]:
+    def send(
+        self, mail_from: str, rcpt_tos: Sequence[str], raw: bytes, key: str = "", on_delivered: Delivered | None = None
+    ) -> dict[str, str]:
         """Deliver one mail; return the recipients refused while others were accepted ({address: reply}).
 
         ``key`` names this delivery for good (its outbox row): a sender that can see an earlier delivery of
-        the same key reports it delivered instead of delivering it twice. Raises TemporaryDeliveryError (try
-        again later) or PermanentDeliveryError (give up), and never once the mail is delivered.
+        the same key reports it delivered instead of delivering it twice. A sender that still has work after
+        the delivery (an SMTP QUIT) calls ``on_delivered`` first, so the row is recorded before it.
+        Raises TemporaryDeliveryError (try again later) or PermanentDeliveryError (give up); anything raised
+        after ``on_delivered`` was called does not undo the delivery.
         """
         ...
 
@@ -67,7 +74,9 @@ class SmtpSender:
         self.outbound = outbound
         self.local_hostname = local_hostname
 
-    def send(self, mail_from: str, rcpt_tos: Sequence[str], raw: bytes, key: str = "") -> dict[str, str]:
+    def send(
+        self, mail_from: str, rcpt_tos: Sequence[str], raw: bytes, key: str = "", on_delivered: Delivered | None = None
+    ) -> dict[str, str]:
         options = ["SMTPUTF8"] if not all(a.isascii() for a in (mail_from, *rcpt_tos)) else []
         client = smtplib.SMTP(local_hostname=self.local_hostname, timeout=self.outbound.timeout)
         try:
@@ -75,8 +84,13 @@ class SmtpSender:
         except BaseException:
             client.close()
             raise
-        _quit_quietly(client, key)  # the 250 to DATA was the delivery: nothing after it can undo it
-        return {address: f"{code} {_text(message)}" for address, (code, message) in refused.items()}
+        result = {address: f"{code} {_text(message)}" for address, (code, message) in refused.items()}
+        try:
+            if on_delivered is not None:
+                on_delivered(result)  # the 250 to DATA was the delivery: record it before saying goodbye
+        finally:
+            _quit_quietly(client, key)  # nothing here can undo the delivery
+        return result
 
     def _transfer(
         self, client: smtplib.SMTP, mail_from: str, rcpt_tos: Sequence[str], raw: bytes, options: list[str]
@@ -144,7 +158,9 @@ class MaildirSender:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def send(self, mail_from: str, rcpt_tos: Sequence[str], raw: bytes, key: str = "") -> dict[str, str]:
+    def send(
+        self, mail_from: str, rcpt_tos: Sequence[str], raw: bytes, key: str = "", on_delivered: Delivered | None = None
+    ) -> dict[str, str]:
         envelope = f"Return-Path: <{mail_from}>\n" + "".join(f"Delivered-To: {r}\n" for r in rcpt_tos)
         name = _maildir_name(key) if key else f"{time.time_ns()}.{uuid.uuid4().hex}"
         try:
@@ -248,27 +264,42 @@ def deliver_due(
         if job is None:
             continue  # another sweep took it
         mail_from, rcpt_tos, raw, created_at, message_id = job
-        try:
-            refused = sender.send(mail_from, rcpt_tos, raw, key=delivery_key(outbox_id, message_id))
-        except PermanentDeliveryError as exc:
-            _finish(sessions, services, outbox_id, failed=str(exc), code=exc.code)
-        except Exception as exc:  # TemporaryDeliveryError, or a bug in a sender: keep the mail and retry
-            if not isinstance(exc, TemporaryDeliveryError):
-                log.exception("sender failed unexpectedly; will retry", extra={"outbox": outbox_id})
-            _retry(
-                sessions,
-                services,
-                outbox_id,
-                created_at,
-                str(exc) or type(exc).__name__,
-                getattr(exc, "code", None),
-                settings.max_age,
-                settings.retry_base,
-                settings.retry_max,
-            )
-        else:
+        recorded: list[dict[str, str]] = []
+
+        def record(
+            refused: dict[str, str], outbox_id: int = outbox_id, recorded: list[dict[str, str]] = recorded
+        ) -> None:
+            recorded.append(refused)  # first: whatever happens next, this row was delivered
             _finish(sessions, services, outbox_id, refused=refused)
-            delivered += 1
+
+        try:
+            refused = sender.send(
+                mail_from, rcpt_tos, raw, key=delivery_key(outbox_id, message_id), on_delivered=record
+            )
+        except Exception as exc:
+            if recorded:  # raised after the delivery (a failed QUIT, a bug): delivered all the same, never retried
+                log.exception("error after the delivery; the mail counts as delivered", extra={"outbox": outbox_id})
+                delivered += 1
+            elif isinstance(exc, PermanentDeliveryError):
+                _finish(sessions, services, outbox_id, failed=str(exc), code=exc.code)
+            else:  # TemporaryDeliveryError, or a bug in a sender: keep the mail and retry
+                if not isinstance(exc, TemporaryDeliveryError):
+                    log.exception("sender failed unexpectedly; will retry", extra={"outbox": outbox_id})
+                _retry(
+                    sessions,
+                    services,
+                    outbox_id,
+                    created_at,
+                    str(exc) or type(exc).__name__,
+                    getattr(exc, "code", None),
+                    settings.max_age,
+                    settings.retry_base,
+                    settings.retry_max,
+                )
+            continue
+        if not recorded:  # a sender with nothing to do after the delivery records it here
+            _finish(sessions, services, outbox_id, refused=refused)
+        delivered += 1
     return delivered
 
 

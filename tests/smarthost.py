@@ -11,6 +11,7 @@ import asyncio
 import email
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 QUIT_421 = b"421 4.3.2 shutting down\r\n"
@@ -21,9 +22,14 @@ class Smarthost:
     DATA is answered 250 and, with ``drop_after_250``, the connection is closed at once."""
 
     def __init__(
-        self, quit_reply: bytes = b"221 2.0.0 bye\r\n", drop_after_250: bool = False, drops_before_250: int = 0
+        self,
+        quit_reply: bytes = b"221 2.0.0 bye\r\n",
+        drop_after_250: bool = False,
+        drops_before_250: int = 0,
+        on_quit: Callable[[], None] | None = None,
     ) -> None:
         self.quit_reply = quit_reply
+        self.on_quit = on_quit  # called when QUIT arrives, before it is answered
         self.drop_after_250 = drop_after_250
         self.drops_before_250 = drops_before_250
         self.lock = threading.Lock()
@@ -79,6 +85,8 @@ class Smarthost:
                 if not await self._data(reader, writer):
                     return
             elif verb == b"QUIT":
+                if self.on_quit is not None:
+                    self.on_quit()
                 writer.write(self.quit_reply)
                 await writer.drain()
                 return

@@ -8,9 +8,11 @@ import os
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import create_engine, func, select, update
 
 from mailgate import sender
+from mailgate.config import load_config
+from mailgate.errors import TemporaryDeliveryError
 from mailgate.models import Outbox
 from tests.helpers import make_mail, send, wait_for
 from tests.outbound_helpers import outbox_rows, sent_mails
@@ -82,6 +84,49 @@ def test_the_smtp_sender_reports_a_delivery_whose_quit_got_421_as_delivered(make
         assert host.delivered == {"<q1@example.com>": 1}
 
 
+def test_the_row_is_marked_sent_before_quit_is_even_said(make_config, harness_factory):
+    seen_at_quit: list[list[str]] = []
+    engine = None
+
+    def look() -> None:  # the smarthost, at QUIT, asks the database what we recorded
+        with engine.connect() as conn:
+            seen_at_quit.append(list(conn.execute(select(Outbox.status).order_by(Outbox.id)).scalars()))
+
+    with Smarthost(quit_reply=QUIT_421, on_quit=look) as host:
+        config = smarthost_config(make_config, host.address)
+        engine = create_engine(load_config(config).db_url)
+        h = harness_factory(config)
+        deliver_new_tickets(h, 3)
+        assert sender.deliver_due(h.runtime.sessions, h.runtime.services) == 3
+    engine.dispose()
+    assert seen_at_quit == [["sent", "pending", "pending"], ["sent", "sent", "pending"], ["sent"] * 3]
+
+
+class RaisesAfterDelivery:
+    """A sender that delivers, says so, then fails on its way out (as a QUIT that breaks would)."""
+
+    def __init__(self) -> None:
+        self.deliveries = 0
+
+    def send(self, mail_from, rcpt_tos, raw, key="", on_delivered=None):
+        self.deliveries += 1
+        on_delivered({})
+        raise TemporaryDeliveryError("421 4.3.2 closing after the delivery", 421)
+
+
+def test_a_row_whose_delivery_raised_after_it_was_delivered_is_not_retried(make_config, harness_factory, clock):
+    h = harness_factory(make_config())
+    deliver_new_tickets(h, 2)
+    flaky = RaisesAfterDelivery()
+    runtime = h.runtime
+    assert sender.deliver_due(runtime.sessions, runtime.services, flaky) == 2
+    for _ in range(3):
+        clock.advance(timedelta(hours=1))
+        assert sender.deliver_due(runtime.sessions, runtime.services, flaky) == 0
+    assert flaky.deliveries == 2
+    assert [(r.status, r.attempts, r.last_error) for r in outbox_rows(h)] == [("sent", 1, "")] * 2
+
+
 def test_a_real_daemon_behind_a_smarthost_answering_quit_421_delivers_each_row_once(make_config, daemon_factory):
     with Smarthost(quit_reply=QUIT_421) as host:
         config = smarthost_config(make_config, host.address, sweep_interval="1s", retry_base="1s", retry_max="1s")
@@ -112,7 +157,7 @@ class CrashAfterWrite:
     def __init__(self, inner: sender.MaildirSender) -> None:
         self.inner = inner
 
-    def send(self, mail_from, rcpt_tos, raw, key=""):
+    def send(self, mail_from, rcpt_tos, raw, key="", on_delivered=None):
         self.inner.send(mail_from, rcpt_tos, raw, key=key)
         raise Crash
 

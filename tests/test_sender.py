@@ -149,7 +149,7 @@ class Recorder:
         self.hold = hold
         self.started = threading.Event()
 
-    def send(self, mail_from, rcpt_tos, raw, key=""):
+    def send(self, mail_from, rcpt_tos, raw, key="", on_delivered=None):
         self.started.set()
         if self.hold is not None:
             assert self.hold.wait(30)
