@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from mailgate.models import Ticket, Watcher
 
 
-def add(session: Session, ticket: Ticket, addresses: Iterable[str], *, max_total: int,
-        max_new: int | None = None) -> tuple[list[str], int]:
+def add(
+    session: Session, ticket: Ticket, addresses: Iterable[str], *, max_total: int, max_new: int | None = None
+) -> tuple[list[str], int]:
     """Add new ``addresses`` as watchers of ``ticket``, in order, within the limits.
 
     Returns the addresses added and how many new ones were left out. The
