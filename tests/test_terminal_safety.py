@@ -95,13 +95,20 @@ def test_search_escapes_subject_and_snippet(stored: Path) -> None:
     assert rows[0]["subject"].endswith(C1)
 
 
-def test_rules_explain_escapes_the_subject(config_file: Path) -> None:
-    result = mailgate(config_file, "rules", "explain", "-", input=hostile_mail())
+def test_rules_explain_escapes_the_mail_text_its_checks_quote(make_config, tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "10-invoices.toml").write_text(
+        '[[rule]]\nname = "invoices"\nqueue = "support"\nmatch = { subject = { contains = ["invoice"] } }\n'
+    )
+    config = make_config(rules={"dir": str(rules)})
+    result = mailgate(config, "rules", "explain", "-", input=hostile_mail())
     assert result.returncode == 0, result.stderr
     text = assert_safe(result.stdout)
-    assert "\\x9b31m" in text
-    data = json.loads(mailgate(config_file, "rules", "explain", "-", "--format", "json", input=hostile_mail()).stdout)
+    assert "[matched] invoices" in text and "\\x9b31m" in text  # the check line quotes the subject
+    data = json.loads(mailgate(config, "rules", "explain", "-", "--format", "json", input=hostile_mail()).stdout)
     assert data["mail"]["subject"].endswith(C1)
+    assert C1 in json.dumps(data["rules"], ensure_ascii=False)
 
 
 def _reactor_that_fails_with_the_subject(ctx) -> None:
