@@ -58,8 +58,9 @@ def install(runtime: object) -> None:
     """Check ``[agent_auth]`` and ``[lifecycle]`` now (a bad value stops ``serve``); register the finder."""
     services: Services = runtime.services  # type: ignore[attr-defined]
     config = services.config
-    services.extras["agents"] = AgentsState(key=load_key(config), auth=agent_auth.parse_settings(config),
-                                            lifecycle=lifecycle.parse_settings(config))
+    services.extras["agents"] = AgentsState(
+        key=load_key(config), auth=agent_auth.parse_settings(config), lifecycle=lifecycle.parse_settings(config)
+    )
     finders = services.extras.setdefault("thread_finders", [])
     finders.insert(0, ("signed", find_by_signed_address))
 
@@ -92,9 +93,15 @@ def reading(ctx: MessageContext) -> Reading:
 
 # --- signed reply addresses ---------------------------------------------------------------------
 
+
 def _recipients(ctx: MessageContext) -> list[str]:
-    found = [*ctx.envelope.rcpt_tos, *ctx.mail.to, *ctx.mail.cc,
-             *ctx.mail.headers.get("delivered-to", []), *ctx.mail.headers.get("x-original-to", [])]
+    found = [
+        *ctx.envelope.rcpt_tos,
+        *ctx.mail.to,
+        *ctx.mail.cc,
+        *ctx.mail.headers.get("delivered-to", []),
+        *ctx.mail.headers.get("x-original-to", []),
+    ]
     return list(dict.fromkeys(parseaddr(a)[1].lower() for a in found if a))[:50]
 
 
@@ -119,9 +126,14 @@ def find_by_signed_address(ctx: MessageContext) -> Ticket | None:
 
 # --- authenticate -------------------------------------------------------------------------------
 
+
 def incoming_facts(ctx: MessageContext) -> Incoming:
-    return Incoming(sender=ctx.mail.from_addr, return_path=ctx.envelope.mail_from if ctx.envelope.mail_from
-                    or ctx.envelope.source == "smtp" else None, subject=ctx.mail.subject, headers=ctx.mail.headers)
+    return Incoming(
+        sender=ctx.mail.from_addr,
+        return_path=ctx.envelope.mail_from if ctx.envelope.mail_from or ctx.envelope.source == "smtp" else None,
+        subject=ctx.mail.subject,
+        headers=ctx.mail.headers,
+    )
 
 
 def authenticate(ctx: MessageContext) -> None:
@@ -134,13 +146,14 @@ def authenticate(ctx: MessageContext) -> None:
     if ctx.notes.get("signed") == ("agent", agent.address):
         proof = "signed reply address"
     else:
-        method = agent_auth.proof_from_headers(agent_auth.top_authentication_results(ctx.raw), agent.address,
-                                               st.auth)
+        method = agent_auth.proof_from_headers(agent_auth.top_authentication_results(ctx.raw), agent.address, st.auth)
         proof = f"{method}=pass" if method else ""
     if not proof:
         ctx.notes["unproven_agent"] = agent.address
-        ctx.notes["unproven_reason"] = ("no signed reply address of this agent and no trusted "
-                                        "Authentication-Results with an aligned dkim=pass or spf=pass")
+        ctx.notes["unproven_reason"] = (
+            "no signed reply address of this agent and no trusted "
+            "Authentication-Results with an aligned dkim=pass or spf=pass"
+        )
         return
     automatic = automatic_reason(incoming_facts(ctx))
     if automatic:
@@ -156,6 +169,7 @@ def agent_of(ctx: MessageContext) -> AgentConfig | None:
 
 
 # --- followup -----------------------------------------------------------------------------------
+
 
 def follow_up(ctx: MessageContext) -> None:
     """Pipeline step: decide which ticket the mail belongs to and what it does there (before the store)."""
@@ -180,8 +194,11 @@ def follow_up(ctx: MessageContext) -> None:
         return
     if not may_write(ctx, ticket):
         settings = state(ctx.services).lifecycle
-        ctx.notes["stranger"] = {"named_ticket": ticket.number, "via": ctx.thread_reason,
-                                 "policy": settings.stranger_policy}
+        ctx.notes["stranger"] = {
+            "named_ticket": ticket.number,
+            "via": ctx.thread_reason,
+            "policy": settings.stranger_policy,
+        }
         _new_ticket(ctx)
         return
     proof = customer_proof(ctx, ticket)
@@ -221,13 +238,14 @@ def may_write(ctx: MessageContext, ticket: Ticket) -> bool:
     sender = ctx.mail.from_addr
     if sender and sender == ticket.customer.address:
         return True
-    watcher = ctx.session.scalar(select(Watcher.id).where(Watcher.ticket_id == ticket.id,
-                                                          Watcher.address == sender))
+    watcher = ctx.session.scalar(select(Watcher.id).where(Watcher.ticket_id == ticket.id, Watcher.address == sender))
     return watcher is not None
 
 
-UNPROVEN_REASON = ("not sent to the ticket's signed reply address and no trusted Authentication-Results "
-                   "with an aligned dkim=pass or spf=pass")
+UNPROVEN_REASON = (
+    "not sent to the ticket's signed reply address and no trusted Authentication-Results "
+    "with an aligned dkim=pass or spf=pass"
+)
 
 
 def customer_proof(ctx: MessageContext, ticket: Ticket) -> str:
@@ -241,8 +259,9 @@ def customer_proof(ctx: MessageContext, ticket: Ticket) -> str:
     signed = ctx.notes.get("signed")
     if isinstance(signed, tuple) and signed[0] == "customer":
         return "signed reply address"
-    method = agent_auth.proof_from_headers(agent_auth.top_authentication_results(ctx.raw), ctx.mail.from_addr,
-                                           state(ctx.services).auth)
+    method = agent_auth.proof_from_headers(
+        agent_auth.top_authentication_results(ctx.raw), ctx.mail.from_addr, state(ctx.services).auth
+    )
     return f"{method}=pass" if method else ""
 
 

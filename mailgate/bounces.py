@@ -47,8 +47,9 @@ from mailgate.context import MessageContext
 from mailgate.models import Outbox, Suppression, Ticket
 from mailgate.parsing import clean_header, message_ids
 
-_VERP = re.compile(r"^(?P<local>[^+@]+)\+bounce-(?P<id>\d{1,18})\.(?P<mac>[a-z2-7]{10})@(?P<domain>[^@]+)$",
-                   re.IGNORECASE)
+_VERP = re.compile(
+    r"^(?P<local>[^+@]+)\+bounce-(?P<id>\d{1,18})\.(?P<mac>[a-z2-7]{10})@(?P<domain>[^@]+)$", re.IGNORECASE
+)
 _BODY_MSGID = re.compile(rb"^message-id:[ \t]*(<[^<>\s]{1,1000}>)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -113,8 +114,10 @@ def parse_report(raw: bytes) -> Report:
         message = email.message_from_bytes(raw)
     except Exception:
         return report
-    report.is_dsn = (message.get_content_type() == "multipart/report"
-                     and str(message.get_param("report-type", "")).lower() == "delivery-status")
+    report.is_dsn = (
+        message.get_content_type() == "multipart/report"
+        and str(message.get_param("report-type", "")).lower() == "delivery-status"
+    )
     for part in message.walk():
         ctype = part.get_content_type()
         if ctype == "message/delivery-status":
@@ -158,9 +161,14 @@ def _recipient_blocks(part: StdMessage) -> list[RecipientStatus]:
         if not recipient:
             continue
         status = clean_header(block.get("status", "")).split(" ", 1)[0]
-        found.append(RecipientStatus(address=recipient, status=status,
-                                     action=clean_header(block.get("action", "")).lower(),
-                                     diagnostic=clean_header(block.get("diagnostic-code", ""))[:500]))
+        found.append(
+            RecipientStatus(
+                address=recipient,
+                status=status,
+                action=clean_header(block.get("action", "")).lower(),
+                diagnostic=clean_header(block.get("diagnostic-code", ""))[:500],
+            )
+        )
     return found
 
 
@@ -192,8 +200,12 @@ def looks_like_bounce(ctx: MessageContext) -> bool:
 
 def _verp_id(ctx: MessageContext, key: bytes) -> int | None:
     support = ctx.services.config.support.address
-    candidates = [*ctx.envelope.rcpt_tos, *ctx.mail.headers.get("delivered-to", ()),
-                  *ctx.mail.headers.get("x-original-to", ()), *ctx.mail.to]
+    candidates = [
+        *ctx.envelope.rcpt_tos,
+        *ctx.mail.headers.get("delivered-to", ()),
+        *ctx.mail.headers.get("x-original-to", ()),
+        *ctx.mail.to,
+    ]
     for candidate in candidates:
         outbox_id = parse_verp(key, candidate, support)
         if outbox_id is not None:
@@ -228,9 +240,16 @@ def find_ticket(ctx: MessageContext) -> Ticket | None:
     now = ctx.services.clock.now()
     settle(session, ctx, note, None)
     sha = ctx.services.blobs.put(ctx.raw)
-    audit.record(session, now, "bounce.unmatched", actor=ctx.mail.from_addr or ctx.envelope.mail_from,
-                 message_id=ctx.mail.message_id, original_message_id=report.original_message_id,
-                 outbox=note.outbox_id, raw_sha256=sha)
+    audit.record(
+        session,
+        now,
+        "bounce.unmatched",
+        actor=ctx.mail.from_addr or ctx.envelope.mail_from,
+        message_id=ctx.mail.message_id,
+        original_message_id=report.original_message_id,
+        outbox=note.outbox_id,
+        raw_sha256=sha,
+    )
     ctx.stop("bounce")
     return None
 
@@ -246,44 +265,74 @@ def settle(session: Session, ctx: MessageContext, note: BounceNote, ticket: Tick
     row = session.get(Outbox, note.outbox_id) if note.outbox_id is not None else None
     reported = list(note.report.recipients)
     read = {r.address for r in reported}
-    reported += [RecipientStatus(address=a, status="", action="failed", permanent=True,
-                                 diagnostic="permanent failure (read by flufl.bounce)")
-                 for a in scanned_failures(ctx.raw) if a not in read]
+    reported += [
+        RecipientStatus(
+            address=a, status="", action="failed", permanent=True, diagnostic="permanent failure (read by flufl.bounce)"
+        )
+        for a in scanned_failures(ctx.raw)
+        if a not in read
+    ]
     if not note.proven or row is None:
-        audit.record(session, now, "bounce.unproven", ticket=ticket, message=ctx.message, actor="mailgate",
-                     reason=note.why or "names no mail we sent", outbox=note.outbox_id,
-                     reported=sorted({r.address for r in reported})[:50], changed="nothing")
+        audit.record(
+            session,
+            now,
+            "bounce.unproven",
+            ticket=ticket,
+            message=ctx.message,
+            actor="mailgate",
+            reason=note.why or "names no mail we sent",
+            outbox=note.outbox_id,
+            reported=sorted({r.address for r in reported})[:50],
+            changed="nothing",
+        )
         return
     sent_to = {a.lower() for a in row.rcpt_tos}
     statuses = [r for r in reported if r.address in sent_to]
     foreign = sorted({r.address for r in reported if r.address not in sent_to})
     if foreign:
-        audit.record(session, now, "bounce.foreign_address", ticket=ticket, message=ctx.message, actor="mailgate",
-                     reason="the report names addresses this mail was not sent to; they are left alone",
-                     outbox=row.id, addresses=foreign[:50])
+        audit.record(
+            session,
+            now,
+            "bounce.foreign_address",
+            ticket=ticket,
+            message=ctx.message,
+            actor="mailgate",
+            reason="the report names addresses this mail was not sent to; they are left alone",
+            outbox=row.id,
+            addresses=foreign[:50],
+        )
     if not reported and not note.report.is_dsn:
         # A bounce that is no standard report: the mail failed, for a reason we cannot read.
         statuses = [RecipientStatus(address=a, status="", action="failed") for a in row.rcpt_tos]
     days = services.extras["outbound"].settings.bounces.suppress_days
     for status in statuses:
-        detail = {"outbox": row.id if row else None, "mail_kind": row.kind if row else "",
-                  "recipient": status.address, "status": status.status, "action": status.action,
-                  "diagnostic": status.diagnostic}
+        detail = {
+            "outbox": row.id if row else None,
+            "mail_kind": row.kind if row else "",
+            "recipient": status.address,
+            "status": status.status,
+            "action": status.action,
+            "diagnostic": status.diagnostic,
+        }
         if status.hard:
             if row is not None:
                 row.status = "failed"
                 row.last_error = f"bounced: {status.address} {status.status} {status.diagnostic}".strip()[:2000]
-            audit.record(session, now, "mail.bounced", ticket=ticket, message=ctx.message, actor="mailgate",
-                         **detail)
+            audit.record(session, now, "mail.bounced", ticket=ticket, message=ctx.message, actor="mailgate", **detail)
             if days and (status.status.startswith("5") or status.permanent):
-                suppress(session, status.address, now + timedelta(days=days),
-                         f"hard bounce {status.status}: {status.diagnostic}"[:500], now)
+                suppress(
+                    session,
+                    status.address,
+                    now + timedelta(days=days),
+                    f"hard bounce {status.status}: {status.diagnostic}"[:500],
+                    now,
+                )
         elif status.delayed:
-            audit.record(session, now, "mail.delayed", ticket=ticket, message=ctx.message, actor="mailgate",
-                         **detail)
+            audit.record(session, now, "mail.delayed", ticket=ticket, message=ctx.message, actor="mailgate", **detail)
         else:
-            audit.record(session, now, "mail.delivery_report", ticket=ticket, message=ctx.message,
-                         actor="mailgate", **detail)
+            audit.record(
+                session, now, "mail.delivery_report", ticket=ticket, message=ctx.message, actor="mailgate", **detail
+            )
 
 
 def suppress(session: Session, address: str, until: Any, reason: str, now: Any) -> None:

@@ -38,11 +38,19 @@ MANUAL = Path(__file__).resolve().parent.parent / "docs" / "agents.md"  # mailed
 MANUAL_END = "<!-- end of the agents' manual"
 UNPROVEN_FLAG = "unproven sender"  # on Message.parse_defects: the mail was stored but could not act (docs/security.md)
 
-templating.register_kind("transcript", {
-    "agent": {"name": "Bob", "address": "bob@example.com"},
-    "transcript": {"ok": True, "results": [{"command": "#take", "ok": True, "result": "assigned to Bob"}],
-                   "relayed_to": ["alice@customer.example"], "note": False, "manual": ""},
-})
+templating.register_kind(
+    "transcript",
+    {
+        "agent": {"name": "Bob", "address": "bob@example.com"},
+        "transcript": {
+            "ok": True,
+            "results": [{"command": "#take", "ok": True, "result": "assigned to Bob"}],
+            "relayed_to": ["alice@customer.example"],
+            "note": False,
+            "manual": "",
+        },
+    },
+)
 
 
 def _enqueue(ctx: MessageContext, **kwargs: Any) -> Any:
@@ -60,12 +68,28 @@ def converse(ctx: MessageContext) -> None:
     notes, now, session = ctx.notes, ctx.services.clock.now(), ctx.session
     sender = message.from_addr
     if notes.get("unproven_agent"):
-        audit.record(session, now, "agent.unproven", ticket=ticket, message=message, actor=sender,
-                     reason=notes.get("unproven_reason", ""), commands_ignored=len(agents.reading(ctx).commands))
+        audit.record(
+            session,
+            now,
+            "agent.unproven",
+            ticket=ticket,
+            message=message,
+            actor=sender,
+            reason=notes.get("unproven_reason", ""),
+            commands_ignored=len(agents.reading(ctx).commands),
+        )
     if notes.get("unproven_sender"):
         message.parse_defects = [*(message.parse_defects or []), UNPROVEN_FLAG]
-        audit.record(session, now, "mail.unproven", ticket=ticket, message=message, actor=sender,
-                     reason=agents.UNPROVEN_REASON, changed="nothing")
+        audit.record(
+            session,
+            now,
+            "mail.unproven",
+            ticket=ticket,
+            message=message,
+            actor=sender,
+            reason=agents.UNPROVEN_REASON,
+            changed="nothing",
+        )
     if ctx.new_ticket:
         _opened(ctx, ticket)
     agent = agents.agent_of(ctx)
@@ -75,8 +99,16 @@ def converse(ctx: MessageContext) -> None:
     rating = notes.get("rating")
     if isinstance(rating, lifecycle.Rating):
         ticket.csat = rating.value
-        audit.record(session, now, "ticket.rated", ticket=ticket, message=message, actor=sender,
-                     rating=rating.value, comment=rating.comment[:2000])
+        audit.record(
+            session,
+            now,
+            "ticket.rated",
+            ticket=ticket,
+            message=message,
+            actor=sender,
+            rating=rating.value,
+            comment=rating.comment[:2000],
+        )
     elif notes.get("customer_close"):
         if lifecycle.transition_error(ticket.status, "resolved") is None and ticket.status != "resolved":
             _set_status(ctx, ticket, "resolved", sender, reason="closed by the customer")
@@ -92,38 +124,68 @@ def _opened(ctx: MessageContext, ticket: Ticket) -> None:
     if follows:
         ticket.follows_id = follows["id"]
         old = session.get(Ticket, follows["id"])
-        audit.record(session, now, "ticket.follows", ticket=ticket, actor=ticket.customer.address,
-                     follows=follows["number"], status=follows["status"])
-        audit.record(session, now, "ticket.followed_up", ticket=old, actor=ticket.customer.address,
-                     by=ticket.number)
+        audit.record(
+            session,
+            now,
+            "ticket.follows",
+            ticket=ticket,
+            actor=ticket.customer.address,
+            follows=follows["number"],
+            status=follows["status"],
+        )
+        audit.record(session, now, "ticket.followed_up", ticket=old, actor=ticket.customer.address, by=ticket.number)
     stranger = notes.get("stranger")
     if stranger:
-        audit.record(session, now, "mail.stranger", ticket=ticket, message=ctx.message, actor=ticket.customer.address,
-                     reason="the sender may not write to the ticket the mail names", **stranger)
+        audit.record(
+            session,
+            now,
+            "mail.stranger",
+            ticket=ticket,
+            message=ctx.message,
+            actor=ticket.customer.address,
+            reason="the sender may not write to the ticket the mail names",
+            **stranger,
+        )
         if stranger["policy"] == "hold":
             ticket.queue = agents.state(ctx.services).lifecycle.hold_queue
             ctx.route.auto_reply = False
     if notes.get("forwarded_by"):
-        audit.record(session, now, "ticket.forwarded", ticket=ticket, actor=notes["forwarded_by"],
-                     customer=ticket.customer.address)
+        audit.record(
+            session,
+            now,
+            "ticket.forwarded",
+            ticket=ticket,
+            actor=notes["forwarded_by"],
+            customer=ticket.customer.address,
+        )
 
 
 def _set_status(ctx: MessageContext, ticket: Ticket, target: str, actor: str, reason: str = "") -> None:
     before = ticket.status
     if lifecycle.set_status(ticket, target, ctx.services.clock.now()):
-        audit.record(ctx.session, ctx.services.clock.now(), "ticket.status", ticket=ticket, actor=actor,
-                     status_from=before, status_to=target, reason=reason)
+        audit.record(
+            ctx.session,
+            ctx.services.clock.now(),
+            "ticket.status",
+            ticket=ticket,
+            actor=actor,
+            status_from=before,
+            status_to=target,
+            reason=reason,
+        )
 
 
 # --- an agent's mail ----------------------------------------------------------------------------
+
 
 def _agent_mail(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig) -> None:
     now, session = ctx.services.clock.now(), ctx.session
     read = agents.reading(ctx)
     automatic = ctx.notes.get("automatic_agent_mail")
     if automatic:
-        audit.record(session, now, "agent.automatic_mail", ticket=ticket, message=message, actor=agent.address,
-                     reason=automatic)
+        audit.record(
+            session, now, "agent.automatic_mail", ticket=ticket, message=message, actor=agent.address, reason=automatic
+        )
         return
     plan = None
     texts: list[str] = []
@@ -132,8 +194,15 @@ def _agent_mail(ctx: MessageContext, ticket: Ticket, message: Message, agent: Ag
         if plan.ok and plan.canned:
             texts = _render_canned(ctx, ticket, agent, plan)
         if not plan.ok:
-            audit.record(session, now, "commands.failed", ticket=ticket, message=message, actor=agent.address,
-                         results=[_result(r) for r in plan.results])
+            audit.record(
+                session,
+                now,
+                "commands.failed",
+                ticket=ticket,
+                message=message,
+                actor=agent.address,
+                results=[_result(r) for r in plan.results],
+            )
             send_transcript(ctx, ticket, agent, plan, relayed_to=[])
             return
         apply_plan(ctx, ticket, plan, agent)
@@ -152,12 +221,19 @@ def _result(result: Result) -> dict[str, Any]:
 
 
 def draft_of(session: Any, ticket: Ticket) -> commands.Draft:
-    watchers = session.scalars(select(Watcher.address).where(Watcher.ticket_id == ticket.id)
-                               .order_by(Watcher.id)).all()
-    return commands.Draft(number=ticket.number, status=ticket.status, queue=ticket.queue,
-                          priority=ticket.priority, assignee=ticket.assignee, tags=tuple(ticket.tags or ()),
-                          watchers=tuple(watchers), customer=ticket.customer.address,
-                          time_spent=ticket.time_spent or 0, spam=ticket.spam)
+    watchers = session.scalars(select(Watcher.address).where(Watcher.ticket_id == ticket.id).order_by(Watcher.id)).all()
+    return commands.Draft(
+        number=ticket.number,
+        status=ticket.status,
+        queue=ticket.queue,
+        priority=ticket.priority,
+        assignee=ticket.assignee,
+        tags=tuple(ticket.tags or ()),
+        watchers=tuple(watchers),
+        customer=ticket.customer.address,
+        time_spent=ticket.time_spent or 0,
+        spam=ticket.spam,
+    )
 
 
 def directory(ctx: MessageContext) -> commands.Directory:
@@ -173,10 +249,14 @@ def directory(ctx: MessageContext) -> commands.Directory:
     from mailgate import canned
 
     queues = tuple(dict.fromkeys([q.name for q in config.queues] + [config.support.default_queue]))
-    return commands.Directory(agents=config.agents, queues=queues,
-                              canned=canned.names(ctx.services, ctx.ticket.locale if ctx.ticket else ""),
-                              is_ours=config.support.accepts, find_ticket=find,
-                              forwarded_sender=ctx.notes.get("forwarded_sender", ""))
+    return commands.Directory(
+        agents=config.agents,
+        queues=queues,
+        canned=canned.names(ctx.services, ctx.ticket.locale if ctx.ticket else ""),
+        is_ours=config.support.accepts,
+        find_ticket=find,
+        forwarded_sender=ctx.notes.get("forwarded_sender", ""),
+    )
 
 
 def _render_canned(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, plan: Plan) -> list[str]:
@@ -206,8 +286,17 @@ def apply_plan(ctx: MessageContext, ticket: Ticket, plan: Plan, agent: AgentConf
     limit = ctx.services.config.support.max_watchers
     added, left = add_watchers(session, ticket, [a for a in after.watchers if a not in before], max_total=limit)
     if left:  # a #cc past the ticket's limit adds no one, and says so
-        audit.record(session, now, "watchers.limited", ticket=ticket, message=ctx.message, actor=agent.address,
-                     added=len(added), left_out=left, max_watchers=limit)
+        audit.record(
+            session,
+            now,
+            "watchers.limited",
+            ticket=ticket,
+            message=ctx.message,
+            actor=agent.address,
+            added=len(added),
+            left_out=left,
+            max_watchers=limit,
+        )
     if plan.spam or plan.notspam:
         from mailgate import spam
 
@@ -219,8 +308,15 @@ def apply_plan(ctx: MessageContext, ticket: Ticket, plan: Plan, agent: AgentConf
         merge(ctx, ticket, plan.merge_into, agent.address)
     if plan.note or plan.spam:
         ctx.message.direction = "note"  # type: ignore[union-attr]
-    audit.record(session, now, "commands.applied", ticket=ticket, message=ctx.message, actor=agent.address,
-                 results=[_result(r) for r in plan.results])
+    audit.record(
+        session,
+        now,
+        "commands.applied",
+        ticket=ticket,
+        message=ctx.message,
+        actor=agent.address,
+        results=[_result(r) for r in plan.results],
+    )
 
 
 def merge(ctx: MessageContext, ticket: Ticket, number: int, actor: str) -> None:
@@ -229,14 +325,17 @@ def merge(ctx: MessageContext, ticket: Ticket, number: int, actor: str) -> None:
     target = session.scalar(select(Ticket).where(Ticket.number == number))
     assert target is not None  # checked by the plan
     ticket.merged_into_id = target.id
-    people = [ticket.customer.address, *session.scalars(select(Watcher.address)
-                                                         .where(Watcher.ticket_id == ticket.id)).all()]
+    people = [
+        ticket.customer.address,
+        *session.scalars(select(Watcher.address).where(Watcher.ticket_id == ticket.id)).all(),
+    ]
     add_watchers(session, target, people, max_total=ctx.services.config.support.max_watchers)
     audit.record(session, now, "ticket.merged", ticket=ticket, actor=actor, into=number)
     audit.record(session, now, "ticket.merged_in", ticket=target, actor=actor, merged=ticket.number)
 
 
 # --- mail to the customer and to the agent ------------------------------------------------------
+
 
 def customer_reply_address(ctx: MessageContext, ticket: Ticket) -> str:
     from mailgate import outbox
@@ -252,27 +351,45 @@ def agent_reply_address(ctx: MessageContext, ticket: Ticket, agent: AgentConfig)
 
 def _last_from_customer(ctx: MessageContext, ticket: Ticket) -> Message | None:
     """The mail ours answers: the customer's latest, whose Message-ID their client knows."""
-    return ctx.session.scalar(select(Message).where(Message.ticket_id == ticket.id, Message.direction == "in")
-                              .order_by(Message.id.desc()).limit(1))
+    return ctx.session.scalar(
+        select(Message)
+        .where(Message.ticket_id == ticket.id, Message.direction == "in")
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
 
 
 def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig, text: str) -> list[str]:
     """Send the agent's answer to the customer and the watchers, From the support address."""
     config, session, now = ctx.services.config, ctx.session, ctx.services.clock.now()
-    watchers = session.scalars(select(Watcher.address).where(Watcher.ticket_id == ticket.id)
-                               .order_by(Watcher.id).limit(config.support.max_watchers)).all()
+    watchers = session.scalars(
+        select(Watcher.address)
+        .where(Watcher.ticket_id == ticket.id)
+        .order_by(Watcher.id)
+        .limit(config.support.max_watchers)
+    ).all()
     recipients = [(ticket.customer.name, ticket.customer.address)] + [("", w) for w in watchers]
     recipients = [(n, a) for n, a in recipients if a != agent.address and not config.support.accepts(a)]
     if not recipients:
         return []
     name = agent.name or config.support.name
     row = _enqueue(  # To the customer, the watchers in Cc: what a reply-all would do
-        ctx, ticket=ticket, kind="agent_reply", recipients=recipients[:1], cc=recipients[1:],
-        context={"reply": {"text": text, "html": "", "author_name": name, "author_address": ""},
-                 "agent": {"name": name, "address": ""}},
-        in_reply_to=_last_from_customer(ctx, ticket), automatic=False,
-        reply_to=customer_reply_address(ctx, ticket), sender_name=f"{name} via {config.support.name}",
-        store_message=False, author=agent.address)
+        ctx,
+        ticket=ticket,
+        kind="agent_reply",
+        recipients=recipients[:1],
+        cc=recipients[1:],
+        context={
+            "reply": {"text": text, "html": "", "author_name": name, "author_address": ""},
+            "agent": {"name": name, "address": ""},
+        },
+        in_reply_to=_last_from_customer(ctx, ticket),
+        automatic=False,
+        reply_to=customer_reply_address(ctx, ticket),
+        sender_name=f"{name} via {config.support.name}",
+        store_message=False,
+        author=agent.address,
+    )
     if row is None:
         return []
     row.message_pk = message.id
@@ -280,24 +397,36 @@ def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentCon
     if ticket.status == "new":
         _set_status(ctx, ticket, "open", agent.address, reason="first answer")
     if lifecycle.record_first_response(ticket, now):
-        audit.record(session, now, "ticket.first_response", ticket=ticket, message=message, actor=agent.address,
-                     seconds=int((now - ticket.created_at).total_seconds()))
+        audit.record(
+            session,
+            now,
+            "ticket.first_response",
+            ticket=ticket,
+            message=message,
+            actor=agent.address,
+            seconds=int((now - ticket.created_at).total_seconds()),
+        )
     addresses = [a for _, a in recipients]
-    audit.record(session, now, "reply.relayed", ticket=ticket, message=message, actor=agent.address, to=addresses,
-                 outbox=row.id)
+    audit.record(
+        session, now, "reply.relayed", ticket=ticket, message=message, actor=agent.address, to=addresses, outbox=row.id
+    )
     return addresses
 
 
 def send_resolved_notice(ctx: MessageContext, ticket: Ticket) -> None:
     customer = ticket.customer
-    _enqueue(ctx, ticket=ticket, kind="resolved",
-                   recipients=[(customer.name, customer.address)],
-                   in_reply_to=_last_from_customer(ctx, ticket), automatic=True,
-                   reply_to=customer_reply_address(ctx, ticket))
+    _enqueue(
+        ctx,
+        ticket=ticket,
+        kind="resolved",
+        recipients=[(customer.name, customer.address)],
+        in_reply_to=_last_from_customer(ctx, ticket),
+        automatic=True,
+        reply_to=customer_reply_address(ctx, ticket),
+    )
 
 
-def send_transcript(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, plan: Plan,
-                    relayed_to: list[str]) -> None:
+def send_transcript(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, plan: Plan, relayed_to: list[str]) -> None:
     """The agent's receipt: what each command did, or why the mail changed nothing."""
     manual = ""
     if plan.help:
@@ -306,8 +435,21 @@ def send_transcript(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, pla
         except OSError:
             manual = "Commands: " + ", ".join(f"#{word}" for word in command_plan.HANDLERS)
     _enqueue(
-        ctx, ticket=ticket, kind="transcript", recipients=[(agent.name, agent.address)],
-        context={"agent": {"name": agent.name, "address": agent.address},
-                 "transcript": {"ok": plan.ok, "results": [_result(r) for r in plan.results],
-                                "relayed_to": relayed_to, "note": plan.note and plan.ok, "manual": manual}},
-        in_reply_to=ctx.message, automatic=True, reply_to=agent_reply_address(ctx, ticket, agent))
+        ctx,
+        ticket=ticket,
+        kind="transcript",
+        recipients=[(agent.name, agent.address)],
+        context={
+            "agent": {"name": agent.name, "address": agent.address},
+            "transcript": {
+                "ok": plan.ok,
+                "results": [_result(r) for r in plan.results],
+                "relayed_to": relayed_to,
+                "note": plan.note and plan.ok,
+                "manual": manual,
+            },
+        },
+        in_reply_to=ctx.message,
+        automatic=True,
+        reply_to=agent_reply_address(ctx, ticket, agent),
+    )

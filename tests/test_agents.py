@@ -61,18 +61,31 @@ def open_ticket(h, **kwargs):
 def agent_reply(h, notification, text, sender="Bob <bob@example.com>", headers=None, to=None):
     """An agent answers the notification with their mail client: Reply, type on top, quote below."""
     quoted = "\n".join("> " + line for line in body(notification).splitlines())
-    raw = make_mail(subject="Re: " + notification["Subject"], sender=sender, to=to or notification["Reply-To"],
-                    in_reply_to=notification["Message-ID"],
-                    body=f"{text}\n\nOn Mon, Jan 5, 2026 at 9:00 AM Example Support <support@example.com> wrote:\n"
-                         f"{quoted}\n", headers=headers)
+    raw = make_mail(
+        subject="Re: " + notification["Subject"],
+        sender=sender,
+        to=to or notification["Reply-To"],
+        in_reply_to=notification["Message-ID"],
+        body=f"{text}\n\nOn Mon, Jan 5, 2026 at 9:00 AM Example Support <support@example.com> wrote:\n{quoted}\n",
+        headers=headers,
+    )
     h.deliver(raw, mail_from=sender.split("<")[-1].rstrip(">"), rcpt_tos=(to or notification["Reply-To"],))
 
 
 def customer_reply(h, text, kind="acknowledgment", sender="Alice <alice@customer.example>", headers=None):
     """The customer presses Reply on our last mail of ``kind``: to its signed Reply-To, the token in the subject."""
     ours = outbox(h, kind, "alice@customer.example")[-1][1]
-    h.deliver(make_mail(subject="Re: " + ours["Subject"], sender=sender, to=ours["Reply-To"], body=text,
-                        in_reply_to=ours["Message-ID"], headers=headers), rcpt_tos=(ours["Reply-To"],))
+    h.deliver(
+        make_mail(
+            subject="Re: " + ours["Subject"],
+            sender=sender,
+            to=ours["Reply-To"],
+            body=text,
+            in_reply_to=ours["Message-ID"],
+            headers=headers,
+        ),
+        rcpt_tos=(ours["Reply-To"],),
+    )
 
 
 class TestRelayedAnswers:
@@ -110,9 +123,15 @@ class TestRelayedAnswers:
     def test_the_customers_reply_threads_back_and_the_assignee_is_notified(self, desk):
         agent_reply(desk, open_ticket(desk), "#take\nPlease unplug it.")
         answer = only(desk, "agent_reply")
-        desk.deliver(make_mail(subject="Re: " + answer["Subject"], to=answer["Reply-To"],
-                               in_reply_to=answer["Message-ID"], body="Done, it is cold now.\n"),
-                     rcpt_tos=(answer["Reply-To"],))
+        desk.deliver(
+            make_mail(
+                subject="Re: " + answer["Subject"],
+                to=answer["Reply-To"],
+                in_reply_to=answer["Message-ID"],
+                body="Done, it is cold now.\n",
+            ),
+            rcpt_tos=(answer["Reply-To"],),
+        )
         with desk.session() as s:
             assert s.scalar(select(Message).order_by(Message.id.desc())).ticket.number == 1
         assert "Done, it is cold now." in body(only(desk, "notify_reply", "bob@example.com"))
@@ -125,16 +144,21 @@ class TestRelayedAnswers:
     def test_commands_in_the_quoted_text_are_never_read(self, desk):
         notification = open_ticket(desk)
         quoted = "> #close\n> #assign carol"
-        raw = make_mail(subject="Re: x", sender="bob@example.com", to=notification["Reply-To"],
-                        body=f"Thanks.\n\nOn Mon, Jan 5, 2026, Bob <bob@example.com> wrote:\n{quoted}\n")
+        raw = make_mail(
+            subject="Re: x",
+            sender="bob@example.com",
+            to=notification["Reply-To"],
+            body=f"Thanks.\n\nOn Mon, Jan 5, 2026, Bob <bob@example.com> wrote:\n{quoted}\n",
+        )
         desk.deliver(raw, rcpt_tos=(notification["Reply-To"],))
         t = ticket(desk)
         assert (t.status, t.assignee) == ("open", None)
         assert not outbox(desk, "transcript")
 
     def test_an_agents_out_of_office_is_kept_but_neither_relayed_nor_obeyed(self, desk):
-        agent_reply(desk, open_ticket(desk), "#close\nI am out of the office.",
-                    headers={"Auto-Submitted": "auto-replied"})
+        agent_reply(
+            desk, open_ticket(desk), "#close\nI am out of the office.", headers={"Auto-Submitted": "auto-replied"}
+        )
         assert not outbox(desk, "agent_reply") and not outbox(desk, "transcript")
         assert ticket(desk).status == "new"
         assert events(desk, "agent.automatic_mail")
@@ -142,11 +166,20 @@ class TestRelayedAnswers:
 
 class TestCommands:
     def test_several_commands_and_a_transcript_of_what_each_did(self, desk):
-        agent_reply(desk, open_ticket(desk), "#assign carol\n#priority high\n#queue billing\n#tag vip printer\n"
-                                             "#time 30m\n#cc dan@customer.example\n\nWe are on it.")
+        agent_reply(
+            desk,
+            open_ticket(desk),
+            "#assign carol\n#priority high\n#queue billing\n#tag vip printer\n"
+            "#time 30m\n#cc dan@customer.example\n\nWe are on it.",
+        )
         t = ticket(desk)
         assert (t.assignee, t.priority, t.queue, t.tags, t.time_spent) == (
-            "carol@example.com", "high", "billing", ["vip", "printer"], 1800)
+            "carol@example.com",
+            "high",
+            "billing",
+            ["vip", "printer"],
+            1800,
+        )
         with desk.session() as s:
             assert s.scalars(select(Watcher.address)).all() == ["dan@customer.example"]
         transcript = only(desk, "transcript", "bob@example.com")
@@ -204,19 +237,25 @@ class TestCommands:
 
     def test_merge_moves_the_conversation_to_the_other_ticket(self, desk):
         open_ticket(desk)
-        desk.deliver(make_mail(subject="Printer still on fire", sender="Dan <dan@customer.example>",
-                               msgid="<d1@customer.example>"))
+        desk.deliver(
+            make_mail(
+                subject="Printer still on fire", sender="Dan <dan@customer.example>", msgid="<d1@customer.example>"
+            )
+        )
         second = outbox(desk, "notify_new_ticket", "bob@example.com")[1][1]
         agent_reply(desk, second, "#merge 1")
         t2 = ticket(desk, 2)
         assert t2.status == "closed" and t2.merged_into_id == ticket(desk, 1).id
-        desk.deliver(make_mail(subject="Re: [#2] Printer still on fire", sender="dan@customer.example",
-                               body="Any news?\n"))
+        desk.deliver(
+            make_mail(subject="Re: [#2] Printer still on fire", sender="dan@customer.example", body="Any news?\n")
+        )
         with desk.session() as s:
             last = s.scalar(select(Message).order_by(Message.id.desc()))
             assert last.ticket.number == 1
-            assert "dan@customer.example" in s.scalars(select(Watcher.address).where(
-                Watcher.ticket_id == last.ticket_id)).all()
+            assert (
+                "dan@customer.example"
+                in s.scalars(select(Watcher.address).where(Watcher.ticket_id == last.ticket_id)).all()
+            )
 
     def test_spam_moves_the_ticket_away_and_answers_nobody(self, desk):
         agent_reply(desk, open_ticket(desk), "#spam\nbuy cheap printers")
@@ -231,7 +270,8 @@ class TestCommands:
         agent_reply(desk, notification, "#spam block")
         with desk.session() as s:
             assert [(e.entry, e.verdict) for e in s.scalars(select(SenderList))] == [
-                ("alice@customer.example", "block")]
+                ("alice@customer.example", "block")
+            ]
         agent_reply(desk, notification, "#notspam allow")
         t = ticket(desk)
         assert (t.spam, t.queue) == (False, "support")
@@ -245,31 +285,45 @@ class TestCommands:
         assert "trusted_authserv_ids" not in manual  # the admins' part stays home
 
     def test_fwd_opens_a_ticket_on_behalf_of_the_original_sender(self, make_config, harness_factory):
-        h = harness_factory(make_config(agents=AGENTS, queues=QUEUES,
-                                        agent_auth={"trusted_authserv_ids": ["mx.example.com"]}))
-        raw = make_mail(subject="Fwd: Invoice wrong", sender="Bob <bob@example.com>", to="support@example.com",
-                        body="#fwd\n#priority high\nThis came to me directly.\n\n"
-                             "---------- Forwarded message ---------\nFrom: Eve Example <eve@customer.example>\n"
-                             "Date: Mon, 5 Jan 2026 at 08:00\nSubject: Invoice wrong\nTo: <bob@example.com>\n\n"
-                             "My invoice is wrong.\n",
-                        headers={"Authentication-Results": "mx.example.com; dkim=pass header.d=example.com"})
+        h = harness_factory(
+            make_config(agents=AGENTS, queues=QUEUES, agent_auth={"trusted_authserv_ids": ["mx.example.com"]})
+        )
+        raw = make_mail(
+            subject="Fwd: Invoice wrong",
+            sender="Bob <bob@example.com>",
+            to="support@example.com",
+            body="#fwd\n#priority high\nThis came to me directly.\n\n"
+            "---------- Forwarded message ---------\nFrom: Eve Example <eve@customer.example>\n"
+            "Date: Mon, 5 Jan 2026 at 08:00\nSubject: Invoice wrong\nTo: <bob@example.com>\n\n"
+            "My invoice is wrong.\n",
+            headers={"Authentication-Results": "mx.example.com; dkim=pass header.d=example.com"},
+        )
         h.deliver(raw, mail_from="bob@example.com")
         t = ticket(h)
         assert (t.customer.address, t.subject, t.priority) == ("eve@customer.example", "Invoice wrong", "high")
         with h.session() as s:
             message = s.scalar(select(Message))
             assert (message.direction, message.author, message.new_text) == (
-                "in", "bob@example.com", "My invoice is wrong.")
+                "in",
+                "bob@example.com",
+                "My invoice is wrong.",
+            )
         assert only(h, "acknowledgment").get("To") == "Eve Example <eve@customer.example>"
         assert "on behalf of eve@customer.example" in body(only(h, "transcript", "bob@example.com"))
 
-
     def test_an_agent_writing_a_new_mail_opens_a_ticket_like_anyone(self, make_config, harness_factory):
-        h = harness_factory(make_config(agents=AGENTS, queues=QUEUES,
-                                        agent_auth={"trusted_authserv_ids": ["mx.example.com"]}))
-        h.deliver(make_mail(subject="VPN down", sender="Bob <bob@example.com>", body="#priority high\nVPN is down.",
-                            headers={"Authentication-Results": "mx.example.com; dkim=pass header.d=example.com"}),
-                  mail_from="bob@example.com")
+        h = harness_factory(
+            make_config(agents=AGENTS, queues=QUEUES, agent_auth={"trusted_authserv_ids": ["mx.example.com"]})
+        )
+        h.deliver(
+            make_mail(
+                subject="VPN down",
+                sender="Bob <bob@example.com>",
+                body="#priority high\nVPN is down.",
+                headers={"Authentication-Results": "mx.example.com; dkim=pass header.d=example.com"},
+            ),
+            mail_from="bob@example.com",
+        )
         t = ticket(h)
         assert (t.customer.address, t.priority) == ("bob@example.com", "high")
         assert only(h, "acknowledgment", "bob@example.com") and only(h, "notify_new_ticket", "carol@example.com")
@@ -281,8 +335,10 @@ class TestProof:
 
     def test_a_forged_agent_mail_naming_the_ticket_runs_no_command(self, desk):
         open_ticket(desk)
-        desk.deliver(make_mail(subject="Re: [#1] Printer on fire", sender="Bob <bob@example.com>", body=self.FORGED),
-                     mail_from="bob@example.com")
+        desk.deliver(
+            make_mail(subject="Re: [#1] Printer on fire", sender="Bob <bob@example.com>", body=self.FORGED),
+            mail_from="bob@example.com",
+        )
         t = ticket(desk)
         assert (t.status, t.assignee) == ("new", None)
         assert not outbox(desk, "agent_reply") and not outbox(desk, "transcript")
@@ -291,8 +347,11 @@ class TestProof:
 
     def test_a_forged_agent_reply_with_a_known_message_id_is_stored_as_a_customer_mail(self, desk):
         notification = open_ticket(desk)
-        desk.deliver(make_mail(subject="Re: x", sender="bob@example.com", in_reply_to=notification["Message-ID"],
-                               body=self.FORGED))
+        desk.deliver(
+            make_mail(
+                subject="Re: x", sender="bob@example.com", in_reply_to=notification["Message-ID"], body=self.FORGED
+            )
+        )
         t = ticket(desk)
         assert (t.status, t.assignee) == ("new", None)
         with desk.session() as s:
@@ -317,20 +376,32 @@ class TestProof:
         agent_reply(desk, notification, self.FORGED, to=wrong)
         assert ticket(desk).status == "new"
 
-    @pytest.mark.parametrize(("header", "obeyed"), [
-        ("mx.example.com; dkim=pass header.d=example.com", True),
-        ("mx.example.com; spf=pass smtp.mailfrom=bob@example.com", True),
-        ("mx.example.com; dkim=fail header.d=example.com", False),
-        ("mx.example.com; dkim=pass header.d=attacker.example", False),
-        ("other.example; dkim=pass header.d=example.com", False),
-    ])
-    def test_a_trusted_authentication_results_header_proves_the_agent(self, make_config, harness_factory, header,
-                                                                      obeyed):
-        h = harness_factory(make_config(agents=AGENTS, queues=QUEUES,
-                                        agent_auth={"trusted_authserv_ids": ["mx.example.com"]}))
+    @pytest.mark.parametrize(
+        ("header", "obeyed"),
+        [
+            ("mx.example.com; dkim=pass header.d=example.com", True),
+            ("mx.example.com; spf=pass smtp.mailfrom=bob@example.com", True),
+            ("mx.example.com; dkim=fail header.d=example.com", False),
+            ("mx.example.com; dkim=pass header.d=attacker.example", False),
+            ("other.example; dkim=pass header.d=example.com", False),
+        ],
+    )
+    def test_a_trusted_authentication_results_header_proves_the_agent(
+        self, make_config, harness_factory, header, obeyed
+    ):
+        h = harness_factory(
+            make_config(agents=AGENTS, queues=QUEUES, agent_auth={"trusted_authserv_ids": ["mx.example.com"]})
+        )
         open_ticket(h)
-        h.deliver(make_mail(subject="Re: [#1] Printer on fire", sender="Bob <bob@example.com>", body=self.FORGED,
-                            headers={"Authentication-Results": header}), mail_from="bob@example.com")
+        h.deliver(
+            make_mail(
+                subject="Re: [#1] Printer on fire",
+                sender="Bob <bob@example.com>",
+                body=self.FORGED,
+                headers={"Authentication-Results": header},
+            ),
+            mail_from="bob@example.com",
+        )
         assert (ticket(h).status == "resolved") is obeyed
 
 
@@ -348,27 +419,35 @@ class TestCustomers:
         assert not outbox(desk, "resolved")
         with desk.session() as s:
             last = s.scalar(select(Message).order_by(Message.id.desc()))
-            assert (last.ticket.number, last.from_addr, last.parse_defects) == (1, "alice@customer.example",
-                                                                                  ["unproven sender"])
+            assert (last.ticket.number, last.from_addr, last.parse_defects) == (
+                1,
+                "alice@customer.example",
+                ["unproven sender"],
+            )
         assert [e["changed"] for e in events(desk, "mail.unproven")] == ["nothing"]
         assert outbox(desk, "notify_reply", "bob@example.com")
 
     def test_a_trusted_authentication_results_pass_proves_the_customer(self, make_config, harness_factory):
-        h = harness_factory(make_config(agents=AGENTS, queues=QUEUES,
-                                        agent_auth={"trusted_authserv_ids": ["mx.example.com"]}))
+        h = harness_factory(
+            make_config(agents=AGENTS, queues=QUEUES, agent_auth={"trusted_authserv_ids": ["mx.example.com"]})
+        )
         open_ticket(h)
         passed = {"Authentication-Results": "mx.example.com; dkim=pass header.d=customer.example"}
         h.deliver(make_mail(subject="Re: [#1] Printer on fire", body="close\n", headers=passed))
         assert ticket(h).status == "resolved"
 
     def test_an_untrusted_or_unaligned_pass_proves_nothing(self, make_config, harness_factory):
-        h = harness_factory(make_config(agents=AGENTS, queues=QUEUES,
-                                        agent_auth={"trusted_authserv_ids": ["mx.example.com"]}))
+        h = harness_factory(
+            make_config(agents=AGENTS, queues=QUEUES, agent_auth={"trusted_authserv_ids": ["mx.example.com"]})
+        )
         open_ticket(h)
         untrusted = "evil.test; dkim=pass header.d=customer.example"
         for header in (untrusted, "mx.example.com; dkim=pass header.d=x.test"):
-            h.deliver(make_mail(subject="Re: [#1] Printer on fire", body="close\n",
-                                headers={"Authentication-Results": header}))
+            h.deliver(
+                make_mail(
+                    subject="Re: [#1] Printer on fire", body="close\n", headers={"Authentication-Results": header}
+                )
+            )
         assert ticket(h).status == "new"
         assert len(events(h, "mail.unproven")) == 2
 
@@ -394,8 +473,10 @@ class TestCustomers:
     def test_a_rating_is_recorded_and_reopens_nothing(self, desk):
         agent_reply(desk, open_ticket(desk), "#close\nFixed.")
         notice = only(desk, "resolved")
-        desk.deliver(make_mail(subject="Re: " + notice["Subject"], to=notice["Reply-To"], body="5\n"),
-                     rcpt_tos=(notice["Reply-To"],))
+        desk.deliver(
+            make_mail(subject="Re: " + notice["Subject"], to=notice["Reply-To"], body="5\n"),
+            rcpt_tos=(notice["Reply-To"],),
+        )
         t = ticket(desk)
         assert (t.status, t.csat) == ("resolved", "5")
         assert events(desk, "ticket.rated") == [{"rating": "5", "comment": ""}]
@@ -446,21 +527,29 @@ class TestStrangers:
     def test_anyone_writing_to_the_customers_signed_address_may_write(self, desk):
         agent_reply(desk, open_ticket(desk), "Please unplug it.")
         answer = only(desk, "agent_reply")
-        desk.deliver(make_mail(subject="Re: [#1] Printer on fire", sender="alice.private@home.example",
-                               to=answer["Reply-To"], body="Writing from home: done.\n"),
-                     rcpt_tos=(answer["Reply-To"],))
+        desk.deliver(
+            make_mail(
+                subject="Re: [#1] Printer on fire",
+                sender="alice.private@home.example",
+                to=answer["Reply-To"],
+                body="Writing from home: done.\n",
+            ),
+            rcpt_tos=(answer["Reply-To"],),
+        )
         with desk.session() as s:
             assert s.scalar(select(Message).order_by(Message.id.desc())).ticket.number == 1
 
 
-@pytest.mark.parametrize(("section", "key"), [
-    ({"lifecycle": {"stranger_policy": "drop"}}, "lifecycle.stranger_policy"),
-    ({"lifecycle": {"reopen_days": -1}}, "lifecycle.reopen_days"),
-    ({"agent_auth": {"trusted_authserv_id": ["mx"]}}, "agent_auth.trusted_authserv_id"),
-])
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"lifecycle": {"stranger_policy": "drop"}}, "lifecycle.stranger_policy"),
+        ({"lifecycle": {"reopen_days": -1}}, "lifecycle.reopen_days"),
+        ({"agent_auth": {"trusted_authserv_id": ["mx"]}}, "agent_auth.trusted_authserv_id"),
+    ],
+)
 def test_a_bad_lifecycle_or_agent_auth_section_stops_the_start(make_config, harness_factory, section, key):
     from mailgate.errors import ConfigError
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         harness_factory(make_config(**section))
-

@@ -44,13 +44,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     rt = runtime(args)
     statuses = ("failed",) if args.failed else ("pending", "held", "failed")
     with rt.sessions() as session:
-        query = (select(Outbox, Ticket.number).outerjoin(Ticket, Ticket.id == Outbox.ticket_id)
-                 .where(Outbox.status.in_(statuses)).order_by(Outbox.id.desc()).limit(args.limit))
-        rows = [{"id": row.id, "status": row.status, "kind": row.kind, "ticket": number,
-                 "to": ",".join(row.rcpt_tos), "attempts": row.attempts,
-                 "next_attempt_at": row.next_attempt_at.isoformat() if row.status == "pending" else None,
-                 "created_at": row.created_at.isoformat(), "message_id": row.message_id, "error": row.last_error}
-                for row, number in session.execute(query).all()]
+        query = (
+            select(Outbox, Ticket.number)
+            .outerjoin(Ticket, Ticket.id == Outbox.ticket_id)
+            .where(Outbox.status.in_(statuses))
+            .order_by(Outbox.id.desc())
+            .limit(args.limit)
+        )
+        rows = [
+            {
+                "id": row.id,
+                "status": row.status,
+                "kind": row.kind,
+                "ticket": number,
+                "to": ",".join(row.rcpt_tos),
+                "attempts": row.attempts,
+                "next_attempt_at": row.next_attempt_at.isoformat() if row.status == "pending" else None,
+                "created_at": row.created_at.isoformat(),
+                "message_id": row.message_id,
+                "error": row.last_error,
+            }
+            for row, number in session.execute(query).all()
+        ]
     if args.format == "json":
         print_json(rows)
     else:
@@ -73,14 +88,21 @@ def cmd_retry(args: argparse.Namespace) -> int:
             row = session.get(Outbox, args.id)
             if row is None or row.status not in ("failed", "held"):
                 state = "no such mail" if row is None else f"it is {row.status}"
-                print(f"mailgate: outbox {args.id}: cannot retry ({state}; only failed or held mail)",
-                      file=sys.stderr)
+                print(f"mailgate: outbox {args.id}: cannot retry ({state}; only failed or held mail)", file=sys.stderr)
                 return 1
             rows = [row]
         for row in rows:
             ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
-            audit.record(session, now, "mail.retried", ticket=ticket, actor="admin", outbox=row.id,
-                         was=row.status, error=row.last_error)
+            audit.record(
+                session,
+                now,
+                "mail.retried",
+                ticket=ticket,
+                actor="admin",
+                outbox=row.id,
+                was=row.status,
+                error=row.last_error,
+            )
             row.status, row.next_attempt_at, row.claimed_until, row.last_error = "pending", now, None, ""
     print(f"{len(rows)} mail(s) queued again; a running daemon sends them at its next sweep")
     return 0
@@ -97,9 +119,15 @@ def cmd_suppressed(args: argparse.Namespace) -> int:
         query = select(Suppression).order_by(Suppression.created_at, Suppression.address)
         if not args.all:
             query = query.where(or_(Suppression.until.is_(None), Suppression.until > now))
-        rows = [{"address": row.address, "until": row.until.isoformat() if row.until else None,
-                 "since": row.created_at.isoformat(), "reason": row.reason}
-                for row in session.scalars(query)]
+        rows = [
+            {
+                "address": row.address,
+                "until": row.until.isoformat() if row.until else None,
+                "since": row.created_at.isoformat(),
+                "reason": row.reason,
+            }
+            for row in session.scalars(query)
+        ]
     if args.format == "json":
         print_json(rows)
     else:
@@ -118,8 +146,15 @@ def cmd_unsuppress(args: argparse.Namespace) -> int:
         if row is None:
             print(f"mailgate: {address} is not suppressed", file=sys.stderr)
             return 1
-        audit.record(session, rt.services.clock.now(), "suppression.lifted", actor="admin", address=address,
-                     reason=row.reason, until=row.until.isoformat() if row.until else None)
+        audit.record(
+            session,
+            rt.services.clock.now(),
+            "suppression.lifted",
+            actor="admin",
+            address=address,
+            reason=row.reason,
+            until=row.until.isoformat() if row.until else None,
+        )
         session.delete(row)
     print(f"{address}: suppression lifted; automatic mail goes to it again")
     return 0
