@@ -9,7 +9,6 @@ import mailbox
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
@@ -269,11 +268,12 @@ def test_mail_has_crlf_lines_no_longer_than_smtp_allows(stream: list) -> None:
         assert m.raw.endswith(b"\r\n")
 
 
-def test_ten_thousand_small_mails_take_seconds_not_minutes() -> None:
-    start = time.perf_counter()
-    count = sum(1 for _ in corpus.generate(2000, seed=5, small=True))
-    assert count == 2000
-    assert time.perf_counter() - start < 10  # measured about 0.8 s; 10,000 in about 4 s
+def test_the_corpus_is_made_lazily_one_mail_at_a_time() -> None:
+    """A run of any size costs memory for one mail, not for the corpus (its speed is bench/'s business)."""
+    import itertools
+
+    stream = corpus.generate(10**9, seed=5, small=True)
+    assert [m.raw for m in itertools.islice(stream, 3)] == [m.raw for m in corpus.generate(3, seed=5, small=True)]
 
 
 # --- command line ----------------------------------------------------------------------
