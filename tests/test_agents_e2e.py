@@ -28,8 +28,8 @@ class Inbox:
         self.address = address
 
     def mails(self) -> list[EmailMessage]:
-        if not self.directory.exists():
-            return []
+        if not all((self.directory / sub).is_dir() for sub in ("tmp", "new", "cur")):
+            return []  # the sender makes its three folders on first delivery
         found = []
         for _key, item in mailbox.Maildir(str(self.directory), create=False).iteritems():
             message = email.message_from_bytes(item.as_bytes(), policy=policy.default)

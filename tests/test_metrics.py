@@ -56,10 +56,12 @@ def metrics_daemon(daemon_factory, make_config):
 
 def test_metrics_count_what_was_sent(metrics_daemon):
     daemon, port, _config = metrics_daemon
-    for n in range(3):
+    first = make_mail(subject="problem 0", msgid="<m0@customer.example>")
+    daemon.send(first)
+    for n in range(1, 3):
         daemon.send(make_mail(subject=f"problem {n}", msgid=f"<m{n}@customer.example>"))
     daemon.send(make_mail(subject="Re: problem 0 [#1]", msgid="<r1@customer.example>"))
-    daemon.send(make_mail(subject="again", msgid="<m0@customer.example>"))  # a duplicate
+    daemon.send(first)  # the same mail again: a duplicate
     with smtplib.SMTP("127.0.0.1", daemon.port) as client:
         client.ehlo()
         client.mail("alice@customer.example")
