@@ -147,3 +147,18 @@ def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.05, messag
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def stored_message_ids(config: Path) -> list[str]:
+    """The Message-IDs of every stored message, read straight from the database the config names."""
+    from sqlalchemy import create_engine, select
+
+    from mailgate.config import load_config
+    from mailgate.models import Message
+
+    engine = create_engine(load_config(config).db_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(select(Message.message_id)).scalars())
+    finally:
+        engine.dispose()

@@ -14,18 +14,9 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from mailgate.config import load_config
-from mailgate.models import Message, Outbox, Ticket
-from tests.helpers import mailgate, make_mail, wait_for
+from mailgate.models import Outbox, Ticket
+from tests.helpers import mailgate, make_mail, stored_message_ids, wait_for
 from tests.outbound_helpers import sent_mails
-
-
-def stored_message_ids(config: Path) -> list[str]:
-    engine = create_engine(load_config(config).db_url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(select(Message.message_id)).scalars())
-    finally:
-        engine.dispose()
 
 
 def _sender(port: int, start: int, count: int, accepted: list[str], lock: threading.Lock) -> None:

@@ -16,11 +16,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select
 
 from mailgate.config import load_config
-from mailgate.models import Message
-from tests.helpers import ROOT, mailgate, wait_for, write_config
+from tests.helpers import ROOT, mailgate, stored_message_ids, wait_for, write_config
 
 LIMIT = 256 * 1024
 
@@ -35,15 +33,6 @@ def sized_mail(size: int, msgid: str = "<big@customer.example>") -> bytes:
     raw = head + body[: size - len(head)]
     assert len(raw) == size
     return raw
-
-
-def stored_message_ids(config: Path) -> list[str]:
-    engine = create_engine(load_config(config).db_url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(select(Message.message_id)).scalars())
-    finally:
-        engine.dispose()
 
 
 def spool_files(config: Path) -> list[Path]:

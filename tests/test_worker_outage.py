@@ -20,8 +20,7 @@ from mailgate.config import load_config
 from mailgate.health import is_outage
 from mailgate.spool import Spool, SpoolMeta
 from mailgate.worker import DatabaseUnavailable
-from tests.helpers import make_mail, wait_for, write_config
-from tests.test_crash_and_storage_failures import stored_message_ids
+from tests.helpers import make_mail, stored_message_ids, wait_for, write_config
 from tests.test_metrics import get, metrics_port, sample
 
 # -- which errors are outages ------------------------------------------------------------------------------
