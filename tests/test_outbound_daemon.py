@@ -33,10 +33,9 @@ def test_a_new_mail_is_acknowledged_over_smtp_at_once_and_a_reply_joins_its_tick
         # The retry sweep runs hourly here: only the wake-up after the commit can send the mail in time.
         config = make_config(outbound={"smarthost": sink.address, "sweep_interval": "1h"})
         daemon = daemon_factory(config)
-        started = time.monotonic()
         daemon.send(make_mail(subject="Printer on fire", msgid="<p1@customer.example>"))
-        wait_for(lambda: sink.handler.accepted, timeout=20, message="the acknowledgment at the smarthost")
-        assert time.monotonic() - started < 10
+        # well inside the hour: only the wake-up after the commit can have sent it
+        wait_for(lambda: sink.handler.accepted, timeout=60, message="the acknowledgment at the smarthost")
         [ack] = sink.handler.messages()
         assert ack["Subject"] == "[#1] Printer on fire"
         assert ack["In-Reply-To"] == "<p1@customer.example>"
