@@ -36,7 +36,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mailgate.errors import ConfigError, Problem
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "templates"
+SHIPPED_DIR = Path(__file__).resolve().parent / "templates"
 SUFFIX = ".j2"
 DEFAULT_LOCALE = "en"
 

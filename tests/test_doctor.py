@@ -132,7 +132,7 @@ def test_a_broken_template_fails(make_config, tmp_path: Path):
     config = load_config(make_config(templates={"dir": str(tmp_path / "templates")}))
     check = doctor.check_templates(config)
     assert not check.ok and "acknowledgment.j2" in check.detail and check.fix == "mailgate templates check"
-    shutil.copy(Path(__file__).parent.parent / "templates" / "en" / "acknowledgment.j2", templates)
+    shutil.copy(Path(__file__).parent.parent / "mailgate" / "templates" / "en" / "acknowledgment.j2", templates)
     assert doctor.check_templates(config).ok
 
 
