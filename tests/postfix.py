@@ -143,6 +143,13 @@ maximal_backoff_time = 600s
 
     def flush(self) -> None:
         subprocess.run([POSTQUEUE, "-c", str(self.etc), "-f"], check=True, capture_output=True, timeout=60)
+        self._flushed = time.monotonic()
+
+    def flush_every(self, seconds: float) -> bool:
+        """Flush if the last flush is older than ``seconds``; always False, so it can lead a poll's predicate."""
+        if time.monotonic() - getattr(self, "_flushed", 0.0) >= seconds:
+            self.flush()
+        return False
 
     def queued(self) -> list[dict[str, object]]:
         done = subprocess.run([POSTQUEUE, "-c", str(self.etc), "-j"], capture_output=True, timeout=60, check=False)
