@@ -13,6 +13,7 @@ reader, and reports errors the same way.
 
 from __future__ import annotations
 
+import builtins
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ class Table:
     not a silently ignored setting.
     """
 
-    def __init__(self, data: Any, file: Path | str, where: str) -> None:
+    def __init__(self, data: Any, file: Path | builtins.str, where: builtins.str) -> None:
         self.file = str(file)
         self.where = where
         if data is None:
@@ -43,18 +44,20 @@ class Table:
         self.data: Mapping[str, Any] = data
         self._seen: set[str] = set()
 
-    def error(self, key: str, message: str) -> ConfigError:
+    def error(self, key: builtins.str, message: builtins.str) -> ConfigError:
         name = f"{self.where}.{key}" if key and self.where else (key or self.where)
         return ConfigError(f"{self.file}: {name}: {message}")
 
-    def _get(self, key: str, default: Any) -> Any:
+    def _get(self, key: builtins.str, default: Any) -> Any:
         self._seen.add(key)
         return self.data.get(key, default)
 
-    def has(self, key: str) -> bool:
+    def has(self, key: builtins.str) -> builtins.bool:
         return key in self.data
 
-    def str(self, key: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> str:
+    def str(
+        self, key: builtins.str, default: builtins.str | None = None, *, choices: tuple[builtins.str, ...] = ()
+    ) -> builtins.str:
         value = self._get(key, default)
         if value is None:
             raise self.error(key, "is required (a string)")
@@ -64,7 +67,7 @@ class Table:
             raise self.error(key, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def int(self, key: str, default: int, *, minimum: int | None = None) -> int:
+    def int(self, key: builtins.str, default: builtins.int, *, minimum: builtins.int | None = None) -> builtins.int:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(key, f"expected an integer, got {value!r}")
@@ -72,33 +75,33 @@ class Table:
             raise self.error(key, f"expected an integer >= {minimum}, got {value}")
         return value
 
-    def float(self, key: str, default: float) -> float:
+    def float(self, key: builtins.str, default: builtins.float) -> builtins.float:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, f"expected a number, got {value!r}")
         return float(value)
 
-    def bool(self, key: str, default: bool) -> bool:
+    def bool(self, key: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self._get(key, default)
         if not isinstance(value, bool):
             raise self.error(key, f"expected true or false, got {value!r}")
         return value
 
-    def size(self, key: str, default: str) -> int:
+    def size(self, key: builtins.str, default: builtins.str) -> builtins.int:
         value = self._get(key, default)
         try:
             return parse_size(value)
         except ValueError as exc:
             raise self.error(key, str(exc)) from None
 
-    def duration(self, key: str, default: str | float) -> float:
+    def duration(self, key: builtins.str, default: builtins.str | builtins.float) -> builtins.float:
         value = self._get(key, default)
         try:
             return parse_duration(value)
         except ValueError as exc:
             raise self.error(key, str(exc)) from None
 
-    def str_list(self, key: str, default: list[str] | None = None) -> tuple[str, ...]:
+    def str_list(self, key: builtins.str, default: list[builtins.str] | None = None) -> tuple[builtins.str, ...]:
         value = self._get(key, default if default is not None else [])
         if isinstance(value, str):
             value = [value]
@@ -106,28 +109,28 @@ class Table:
             raise self.error(key, f"expected a list of strings, got {value!r}")
         return tuple(value)
 
-    def address(self, key: str, default: str | None = None) -> str:
+    def address(self, key: builtins.str, default: builtins.str | None = None) -> builtins.str:
         value = self.str(key, default).strip().lower()
         if value.count("@") != 1 or value.startswith("@") or value.endswith("@") or " " in value:
             raise self.error(key, f"expected a mail address such as support@example.com, got {value!r}")
         return value
 
-    def path(self, key: str, default: str, base: Path) -> Path:
+    def path(self, key: builtins.str, default: builtins.str, base: Path) -> Path:
         value = self.str(key, default)
         path = Path(value).expanduser()
         return path if path.is_absolute() else (base / path)
 
-    def listen(self, key: str, default: str) -> tuple[str, int]:
+    def listen(self, key: builtins.str, default: builtins.str) -> tuple[builtins.str, builtins.int]:
         value = self.str(key, default)
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise self.error(key, f"expected host:port such as 127.0.0.1:2525, got {value!r}")
         return host.strip("[]"), int(port)
 
-    def table(self, key: str) -> Table:
+    def table(self, key: builtins.str) -> Table:
         return Table(self._get(key, {}), self.file, f"{self.where}.{key}" if self.where else key)
 
-    def tables(self, key: str) -> Iterator[Table]:
+    def tables(self, key: builtins.str) -> Iterator[Table]:
         value = self._get(key, [])
         if not isinstance(value, list):
             raise self.error(key, "expected an array of tables ([[...]])")
@@ -260,10 +263,18 @@ class Config:
     def queue(self, name: str) -> QueueConfig | None:
         return next((q for q in self.queues if q.name == name), None)
 
+    def queue_agents(self, name: str) -> list[str]:
+        """The agents of a queue, the one definition: its ``agents`` list, then every agent that lists it."""
+        configured = self.queue(name)
+        listed = list(configured.agents) if configured else []
+        listed += [a.address for a in self.agents if name in a.queues]
+        return list(dict.fromkeys(listed))
+
 
 # Sections owned by other modules; they parse them from Config.raw themselves.
 _FOREIGN_SECTIONS = {"imap", "rules", "spam", "metrics", "sla", "loop", "templates", "agent_auth",
-                     "lifecycle", "bounces", "logging", "scheduler", "daemon"}
+                     "lifecycle", "bounces", "logging", "scheduler", "daemon",
+                     "notify", "relay"}  # notify, relay: mailgate.attachments_out
 
 
 def load_config(path: Path | str) -> Config:

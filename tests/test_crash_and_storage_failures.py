@@ -112,13 +112,21 @@ def test_kill_9_five_times_under_200_mails_with_the_maildir_sender_acknowledges_
 
     engine = create_engine(load_config(config).db_url)
 
+    state: dict[str, object] = {}
+
     def settled() -> bool:
         with engine.connect() as conn:
             tickets = conn.execute(select(func.count(Ticket.id))).scalar_one()
             pending = conn.execute(select(func.count(Outbox.id)).where(Outbox.status == "pending")).scalar_one()
+        spool = load_config(config).spool_dir
+        state.update(tickets=tickets, pending=pending,
+                     spool={d.name: len(list(d.glob("*.eml"))) for d in spool.iterdir() if d.is_dir()})
         return tickets == total and pending == 0
 
-    wait_for(settled, timeout=300, interval=0.5, message="every ticket stored and every mail delivered")
+    try:
+        wait_for(settled, timeout=300, interval=0.5, message="every ticket stored and every mail delivered")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; at the end: {state}\n{daemon.log()[-4000:]}") from None
     daemon.stop()
     engine.dispose()
     sent = sent_mails(load_config(config).data_dir)
