@@ -138,6 +138,7 @@ class ImapClient:
             await self._ok(protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)),
                            "STARTTLS")
             loop = asyncio.get_running_loop()
+            assert context is not None  # tls = "starttls" made one above
             transport = await self._call(loop.start_tls(protocol.transport, protocol, context,
                                                         server_hostname=account.host), "the TLS handshake")
             protocol.transport = transport

@@ -35,7 +35,7 @@ def compile_match(table: Any, where: str = "match") -> Condition:
     """Compile one match table (its keys combined with ``all``); raises MatchError."""
     if not isinstance(table, Mapping):
         raise MatchError(f"{where}: expected a table, got {_type(table)}", where.rsplit(".", 1)[-1])
-    children = []
+    children: list[Condition] = []
     for key, value in table.items():
         if key in ("all", "any"):
             if not isinstance(value, list) or not value:

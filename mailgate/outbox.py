@@ -148,14 +148,16 @@ def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind
             in_reply_to: Message | None = None, automatic: bool = True, reply_to: str | None = None,
             sender_name: str | None = None, locale: str | None = None,
             incoming: loopguard.Incoming | None = None, store_message: bool | None = None,
-            author: str = "", cc: Sequence[Recipient] = ()) -> Outbox | None:
+            author: str = "", cc: Sequence[Recipient] = (),
+            attachments: Sequence[compose.OutAttachment] = ()) -> Outbox | None:
     """Queue one mail of ``kind`` to ``recipients``; None when it is held back (the event says why).
 
     ``in_reply_to`` is the stored message this mail answers (threading headers
     and the template's ``message``); ``incoming`` the facts of the mail that
     caused an automatic mail (the loop guard's header rules apply when the mail
     goes back to its sender). ``cc`` get the mail too, named in a visible Cc
-    as a reply-all would (the watchers of a relayed answer).
+    as a reply-all would (the watchers of a relayed answer). ``attachments``
+    travel with the mail (mailgate.attachments_out chooses them).
     """
     config, now, st = services.config, services.clock.now(), state(services)
     targets = _recipients(recipients)
@@ -175,7 +177,7 @@ def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind
     subject = rendered.subject or (ticket.subject if ticket else kind)
     if ticket is not None:
         subject = subject_with_token(subject, ticket.number, config.support.token_prefix)
-    parent_id, references = ("", [])
+    parent_id, references = "", list[str]()
     if in_reply_to is not None:
         parent_id, references = compose.thread_headers(in_reply_to.message_id, in_reply_to.references)
     outgoing = compose.Outgoing(
@@ -183,7 +185,7 @@ def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind
         subject=subject, text=rendered.text, html=rendered.html, date=now,
         message_id=compose.new_message_id(config.hostname), in_reply_to=parent_id, references=references,
         reply_to=answer_to, auto_submitted=auto_submitted(kind, automatic),
-        loop_marker=config.support.address, cc=copies)
+        loop_marker=config.support.address, cc=copies, attachments=tuple(attachments))
     try:
         raw = compose.compose(outgoing)
     except ValueError as exc:

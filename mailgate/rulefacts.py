@@ -65,8 +65,8 @@ class MailFacts:
     __slots__ = ("_folded", "_numbers", "_text", "envelope", "mail")
 
     def __init__(self, mail: ParsedMail, envelope: Envelope | None = None) -> None:
-        self.mail = mail
-        self.envelope = envelope or Envelope(source="explain")
+        self.mail: ParsedMail = mail
+        self.envelope: Envelope = envelope or Envelope(source="explain")
         self._text: dict[str, tuple[str, ...]] = {}
         self._folded: dict[str, tuple[str, ...]] = {}
         self._numbers: dict[str, float | None] = {}

@@ -32,9 +32,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate import audit
@@ -252,7 +252,8 @@ def deliver_due(
         lease = now + timedelta(seconds=lease_seconds(services.config))
         with sessions() as session, session.begin():
             claimed = (
-                session.execute(update(Outbox).where(Outbox.id == outbox_id, *due).values(claimed_until=lease)).rowcount
+                cast(CursorResult[Any], session.execute(
+                    update(Outbox).where(Outbox.id == outbox_id, *due).values(claimed_until=lease))).rowcount
                 == 1
             )
             row = session.get(Outbox, outbox_id) if claimed else None

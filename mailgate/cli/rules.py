@@ -13,7 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
 from mailgate.cli import EX_FAIL, EX_OK
 from mailgate.cli.common import echo, load, print_json
@@ -131,7 +135,9 @@ class _ReadOnlySession:
     """A session for reading the sender lists, or None when there is no database (yet)."""
 
     def __init__(self, config: Any) -> None:
-        self.config, self.engine, self.session = config, None, None
+        self.config = config
+        self.engine: Engine | None = None
+        self.session: Session | None = None
 
     def __enter__(self) -> Any:
         from sqlalchemy import inspect
