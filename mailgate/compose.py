@@ -21,10 +21,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy
+from email import encoders, policy
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import EmailMessage, Message
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr, quote
@@ -36,6 +37,22 @@ _WIRE = policy.compat32.clone(linesep="\r\n", mangle_from_=False)
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 _SAFE_MSGID = re.compile(r"^<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>$")  # printable ASCII, no < or > inside
+
+
+@dataclass(frozen=True)
+class OutAttachment:
+    """A file a mail carries: the stored bytes, under their name and type.
+
+    ``inline`` parts with a ``content_id`` sit beside the HTML in a
+    multipart/related (the HTML shows them as ``cid:<content_id>``); the rest
+    are attachments of the mail.
+    """
+
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str = ""
+    inline: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,8 @@ class Outgoing:
     auto_submitted: str = ""  # "auto-replied", "auto-generated", or "" for mail a person wrote
     loop_marker: str = ""  # the X-Loop value: our support address
     cc: Sequence[tuple[str, str]] = field(default_factory=tuple)  # (display name, address), visible like To
+    attachments: Sequence[OutAttachment] = field(default_factory=tuple)
+    reply_to_name: str = ""  # the display name of Reply-To, so a client shows who the correspondent is
 
 
 def new_message_id(hostname: str) -> str:
@@ -103,16 +122,10 @@ def compose(mail: Outgoing) -> bytes:
     to = [checked(name, addr) for name, addr in mail.to]
     cc = [checked(name, addr) for name, addr in mail.cc]
     sender = checked(mail.from_name, mail.from_addr)
-    reply_to = checked("", mail.reply_to) if mail.reply_to else None
+    reply_to = checked(mail.reply_to_name, mail.reply_to) if mail.reply_to else None
     if needs_smtputf8(sender[1], *(addr for _, addr in to + cc), reply_to[1] if reply_to else ""):
         return _compose_smtputf8(mail, sender, to, reply_to, cc)
-    body: Message = _text_part(mail.text, "plain")
-    if mail.html:
-        alternative = MIMEMultipart("alternative")
-        for part in (body, _text_part(mail.html, "html")):
-            del part["MIME-Version"]
-            alternative.attach(part)
-        body = alternative
+    body = _body(mail)
     content = list(body.items())
     for name in {n for n, _ in content}:
         del body[name]
@@ -138,12 +151,51 @@ def _plain_headers(mail: Outgoing, reply_to: tuple[str, str] | None) -> list[tup
     if references:
         headers.append(("References", " ".join(references)))
     if reply_to:
-        headers.append(("Reply-To", reply_to[1]))
+        address = formataddr(reply_to, charset="utf-8") if reply_to[1].isascii() else _utf8_address(reply_to)
+        headers.append(("Reply-To", address))
     if mail.auto_submitted:
         headers += [("Auto-Submitted", clean_header(mail.auto_submitted)), ("X-Auto-Response-Suppress", "All")]
     if mail.loop_marker:
         headers.append(("X-Loop", clean_header(mail.loop_marker)))
     return headers
+
+
+def _body(mail: Outgoing) -> Message:
+    """The MIME tree: text, or text and HTML as alternatives (the HTML in a related part with its inline
+    images), inside a multipart/mixed with the attachments when there are any."""
+    inline = [a for a in mail.attachments if a.inline and a.content_id and mail.html]
+    files = [a for a in mail.attachments if a not in inline]
+    body: Message = _text_part(mail.text, "plain")
+    if mail.html:
+        html: Message = _text_part(mail.html, "html")
+        if inline:
+            html = _multipart("related", [html, *(_file_part(a) for a in inline)])
+        body = _multipart("alternative", [body, html])
+    if files:
+        body = _multipart("mixed", [body, *(_file_part(a) for a in files)])
+    return body
+
+
+def _multipart(subtype: str, parts: Sequence[Message]) -> MIMEMultipart:
+    container = MIMEMultipart(subtype)
+    for part in parts:
+        del part["MIME-Version"]  # once, at the top of the mail
+        container.attach(part)
+    return container
+
+
+def _file_part(item: OutAttachment) -> MIMEBase:
+    """One file in base64 (7-bit clean), its name in RFC 2231 form when it is not ASCII."""
+    maintype, _, subtype = (item.content_type or "application/octet-stream").partition("/")
+    part = MIMEBase(maintype or "application", subtype or "octet-stream")
+    part.set_payload(item.data)
+    encoders.encode_base64(part)
+    name = clean_header(item.filename)[:200] or "attachment"
+    filename: str | tuple[str, str, str] = name if name.isascii() else ("utf-8", "", name)
+    part.add_header("Content-Disposition", "inline" if item.inline else "attachment", filename=filename)
+    if item.content_id:
+        part["Content-ID"] = f"<{clean_header(item.content_id).strip('<>')[:250]}>"
+    return part
 
 
 def _text_part(text: str, subtype: str) -> MIMENonMultipart:
@@ -169,6 +221,11 @@ def _compose_smtputf8(mail: Outgoing, sender: tuple[str, str], to: list[tuple[st
     msg.set_content(mail.text)
     if mail.html:
         msg.add_alternative(mail.html, subtype="html")
+    for item in mail.attachments:
+        maintype, _, subtype = (item.content_type or "application/octet-stream").partition("/")
+        kwargs = {"cid": f"<{item.content_id.strip('<>')}>"} if item.content_id else {}
+        msg.add_attachment(item.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+                           filename=clean_header(item.filename)[:200] or "attachment", **kwargs)
     return msg.as_bytes()
 
 

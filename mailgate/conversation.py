@@ -25,7 +25,8 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from mailgate import agents, audit, command_plan, commands, lifecycle, templating
+from mailgate import agents, attachments_out, audit, command_plan, commands, lifecycle, templating
+from mailgate import answer as reply_answer
 from mailgate.commands import Plan, Result
 from mailgate.config import AgentConfig
 from mailgate.context import MessageContext
@@ -46,6 +47,8 @@ templating.register_kind(
             "ok": True,
             "results": [{"command": "#take", "ok": True, "result": "assigned to Bob"}],
             "relayed_to": ["alice@customer.example"],
+            "kept": [{"filename": "setup.exe", "size": "2.0 MB", "bytes": 2097152,
+                      "type": "application/x-dosexec", "reason": "an executable (application/x-dosexec)"}],
             "note": False,
             "manual": "",
         },
@@ -207,13 +210,14 @@ def _agent_mail(ctx: MessageContext, ticket: Ticket, message: Message, agent: Ag
             return
         apply_plan(ctx, ticket, plan, agent)
     relayed_to: list[str] = []
-    answer = "\n\n".join(t for t in (read.answer.strip(), *texts) if t)
-    if answer and not ctx.new_ticket and (plan is None or plan.sends_to_customer):
-        relayed_to = relay(ctx, ticket, message, agent, answer)
+    kept: list[dict[str, Any]] = []
+    found = reply_answer.of_agent_mail(ctx.raw, bool(ctx.mail.html), read.answer, read.commands, texts)
+    if found.text and not ctx.new_ticket and (plan is None or plan.sends_to_customer):
+        relayed_to, kept = relay(ctx, ticket, message, agent, found)
     if plan is not None and plan.resolved_notice:
         send_resolved_notice(ctx, ticket)
-    if plan is not None:
-        send_transcript(ctx, ticket, agent, plan, relayed_to=relayed_to)
+    if plan is not None or kept:
+        send_transcript(ctx, ticket, agent, plan, relayed_to=relayed_to, kept=kept)
 
 
 def _result(result: Result) -> dict[str, Any]:
@@ -359,8 +363,10 @@ def _last_from_customer(ctx: MessageContext, ticket: Ticket) -> Message | None:
     )
 
 
-def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig, text: str) -> list[str]:
-    """Send the agent's answer to the customer and the watchers, From the support address."""
+def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig,
+          found: reply_answer.Answer) -> tuple[list[str], list[dict[str, Any]]]:
+    """Send the agent's answer to the customer and the watchers, From the support address, with the agent's
+    files; returns who got it, and the files kept on the ticket (with why) for the transcript."""
     config, session, now = ctx.services.config, ctx.session, ctx.services.clock.now()
     watchers = session.scalars(
         select(Watcher.address)
@@ -371,7 +377,9 @@ def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentCon
     recipients = [(ticket.customer.name, ticket.customer.address)] + [("", w) for w in watchers]
     recipients = [(n, a) for n, a in recipients if a != agent.address and not config.support.accepts(a)]
     if not recipients:
-        return []
+        return [], []
+    text = found.text
+    files, kept = attachments_out.for_customer(ctx.services, session, message, found.html)
     name = agent.name or config.support.name
     row = _enqueue(  # To the customer, the watchers in Cc: what a reply-all would do
         ctx,
@@ -380,7 +388,7 @@ def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentCon
         recipients=recipients[:1],
         cc=recipients[1:],
         context={
-            "reply": {"text": text, "html": "", "author_name": name, "author_address": ""},
+            "reply": {"text": text, "html": found.html, "author_name": name, "author_address": ""},
             "agent": {"name": name, "address": ""},
         },
         in_reply_to=_last_from_customer(ctx, ticket),
@@ -389,9 +397,10 @@ def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentCon
         sender_name=f"{name} via {config.support.name}",
         store_message=False,
         author=agent.address,
+        attachments=files,
     )
     if row is None:
-        return []
+        return [], []
     row.message_pk = message.id
     message.direction, message.new_text = "out", text
     if ticket.status == "new":
@@ -408,9 +417,13 @@ def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentCon
         )
     addresses = [a for _, a in recipients]
     audit.record(
-        session, now, "reply.relayed", ticket=ticket, message=message, actor=agent.address, to=addresses, outbox=row.id
+        session, now, "reply.relayed", ticket=ticket, message=message, actor=agent.address, to=addresses, outbox=row.id,
+        files=[f.filename for f in files], kept=[k.filename for k in kept],
     )
-    return addresses
+    if kept:
+        audit.record(session, now, "attachments.kept", ticket=ticket, message=message, actor=agent.address,
+                     files=[{"filename": k.filename, "type": k.sniffed_type, "reason": k.reason} for k in kept])
+    return addresses, [k.as_context() for k in kept]
 
 
 def send_resolved_notice(ctx: MessageContext, ticket: Ticket) -> None:
@@ -426,10 +439,12 @@ def send_resolved_notice(ctx: MessageContext, ticket: Ticket) -> None:
     )
 
 
-def send_transcript(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, plan: Plan, relayed_to: list[str]) -> None:
-    """The agent's receipt: what each command did, or why the mail changed nothing."""
+def send_transcript(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, plan: Plan | None,
+                    relayed_to: list[str], kept: list[dict[str, Any]] | None = None) -> None:
+    """The agent's receipt: what each command did, or why the mail changed nothing, and which of the agent's
+    files stayed on the ticket instead of reaching the customer."""
     manual = ""
-    if plan.help:
+    if plan is not None and plan.help:
         try:
             manual = MANUAL.read_text(encoding="utf-8").split(MANUAL_END, 1)[0].strip()
         except OSError:
@@ -442,10 +457,11 @@ def send_transcript(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, pla
         context={
             "agent": {"name": agent.name, "address": agent.address},
             "transcript": {
-                "ok": plan.ok,
-                "results": [_result(r) for r in plan.results],
+                "ok": plan.ok if plan is not None else True,
+                "results": [_result(r) for r in plan.results] if plan is not None else [],
                 "relayed_to": relayed_to,
-                "note": plan.note and plan.ok,
+                "kept": kept or [],
+                "note": bool(plan is not None and plan.note and plan.ok),
                 "manual": manual,
             },
         },

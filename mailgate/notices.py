@@ -71,12 +71,8 @@ def when(instant: datetime | None, timezone: str) -> dict[str, str]:
 
 
 def queue_agents(services: Any, queue: str) -> list[str]:
-    """Who works a queue: its ``agents``, else every agent that lists it."""
-    config = services.config
-    entry = config.queue(queue)
-    if entry is not None and entry.agents:
-        return list(entry.agents)
-    return [a.address for a in config.agents if queue in a.queues]
+    """Who works a queue (:meth:`mailgate.config.Config.queue_agents`, the same people a new ticket notifies)."""
+    return services.config.queue_agents(queue)
 
 
 def escalation_address(services: Any, queue: str) -> str:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mailgate import audit, bounces, outbound_settings, scheduler, sender, signing, templating
+from mailgate import attachments_out, audit, bounces, outbound_settings, scheduler, sender, signing, templating
 from mailgate.config import Config
 from mailgate.context import MessageContext, Services
 from mailgate.loopguard import Incoming
@@ -35,14 +35,24 @@ from mailgate.store import sender_address
 
 log = logging.getLogger("mailgate.outbound")
 
+FILES_COMMAND = "#files"  # an agent's command that mails the ticket's files (mailgate.command_plan)
+_AGENT = {"name": "Bob", "address": "bob@example.com"}
+_FILES = {"attached": ["screenshot.png"], "command": FILES_COMMAND,
+          "listed": [{"filename": "dump.log", "size": "12.0 MB", "bytes": 12582912, "type": "text/plain",
+                      "reason": ""}]}
+for _kind in ("notify_new_ticket", "notify_reply"):
+    templating.register_kind(_kind, {"agent": _AGENT, "files": _FILES})
+
 
 def install(runtime: Any) -> None:
     config: Config = runtime.config
     settings = outbound_settings.parse(config, templating.SHIPPED_DIR)
+    attachments_out.settings(config)  # [notify] and [relay]: a bad value stops serve
     import_kind_registrations()
     templates = templating.load(settings.template_dirs)
     extras = runtime.services.extras
-    extras["outbound"] = OutboundState(settings=settings, templates=templates, key=signing.load_key(config))
+    key = signing.load_key(config, runtime.engine)  # the installation's key, shared through the database
+    extras["outbound"] = OutboundState(settings=settings, templates=templates, key=key)
     extras["sender"] = sender.default_sender(config)
     extras.setdefault("thread_finders", []).insert(0, ("verp", bounces.find_ticket))
     extras.setdefault("reactors", []).append(react)
@@ -115,11 +125,8 @@ def incoming_from(ctx: MessageContext) -> Incoming:
 
 
 def queue_agents(config: Config, queue: str) -> list[str]:
-    """The agents a queue notifies: its ``agents`` list and every agent that lists the queue."""
-    configured = config.queue(queue)
-    listed = list(configured.agents) if configured else []
-    listed += [a.address for a in config.agents if queue in a.queues]
-    return list(dict.fromkeys(listed))
+    """The agents a queue notifies (:meth:`mailgate.config.Config.queue_agents`, the one definition)."""
+    return config.queue_agents(queue)
 
 
 def react(ctx: MessageContext) -> None:
@@ -166,8 +173,11 @@ def acknowledge(ctx: MessageContext, ticket: Ticket, message: Message, incoming:
 
 def notify(ctx: MessageContext, ticket: Ticket, message: Message, kind: str, addresses: list[str],
            incoming: Incoming) -> None:
-    """One notification per agent (never to the person who wrote the mail)."""
+    """One notification per agent (never to the person who wrote the mail), with the customer's files."""
     config = ctx.services.config
+    attached, listed = attachments_out.for_agents(ctx.services, ctx.session, message)
+    files = {"attached": [a.filename for a in attached], "listed": [item.as_context() for item in listed],
+             "command": FILES_COMMAND}
     for address in addresses:
         if address == incoming.sender:
             continue
@@ -176,7 +186,7 @@ def notify(ctx: MessageContext, ticket: Ticket, message: Message, kind: str, add
         _safely(ctx, ticket, kind, lambda a=address, n=name: enqueue(
             ctx.session, ctx.services, ticket=ticket, kind=kind, recipients=[(n, a)], in_reply_to=message,
             automatic=True, incoming=incoming, reply_to=reply_address(ctx.services, ticket, a),
-            context={"agent": {"name": n, "address": a}}))
+            context={"agent": {"name": n, "address": a}, "files": files}, attachments=attached))
 
 
 def _safely(ctx: MessageContext, ticket: Ticket, kind: str, action: Callable[[], object]) -> None:

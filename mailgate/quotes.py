@@ -271,6 +271,11 @@ class _Scan:
         return 0
 
 
+def is_intro(line: str) -> bool:
+    """A line that introduces quoted history ("On … wrote:", "Le … a écrit :", …), in any language we know."""
+    return _is_intro(" ".join(line.split()))
+
+
 def _is_intro(line: str) -> bool:
     if not line.endswith(":"):
         return False
