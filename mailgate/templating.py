@@ -71,7 +71,8 @@ _KIND_SAMPLES: dict[str, dict[str, Any]] = {
     "acknowledgment": {},
     "notify_new_ticket": dict(_AGENT),
     "notify_reply": dict(_AGENT),
-    "agent_reply": {"reply": {"text": "Please unplug it.", "author_name": "Bob", "author_address": "bob@example.com"}},
+    "agent_reply": {"reply": {"text": "Please unplug it.", "html": "<p>Please <b>unplug</b> it.</p>",
+                              "author_name": "Bob", "author_address": "bob@example.com"}},
     "resolved": {},
     "loop_alert": {"alert": {"count": 200, "limit": 200, "window": "10m", "since": "2026-01-05T09:00:00+00:00"}},
 }
