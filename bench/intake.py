@@ -194,3 +194,55 @@ def ingest_mbox(count: int, seed: int, db_url: str | None = None) -> dict[str, A
                 "exit": done.returncode, "summary": summary[-1] if summary else done.stderr.decode()[-500:]}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def pipe_door(runs: int) -> dict[str, Any]:
+    """``mailgate ingest`` of one small mail against a bare ``python -c pass``, alternated in the same run.
+
+    What an MTA pays per delivery: wall clock and CPU (user + system, from the
+    children's rusage) of the whole process, medians of ``runs`` each.
+    """
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from servers import ROOT, sqlite_url
+
+    workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-pipe-"))
+    config = mailgate_config(workdir, sqlite_url(workdir))
+    mail = workdir / "one.eml"
+    mail.write_bytes(b"From: Alice <alice@customer.example.com>\r\nTo: support@example.com\r\n"
+                     b"Subject: my printer\r\nMessage-ID: <pipe@customer.example.com>\r\n\r\nIt jams.\r\n")
+    # as installed: pip writes the bytecode at install time, so both commands run from a warm pycache
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    commands = {"bare": [sys.executable, "-c", "pass"],
+                "ingest": [sys.executable, "-m", "mailgate", "--config", str(config), "ingest", str(mail)]}
+    spent: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in commands}
+    try:
+        for argv in commands.values():
+            subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=60)
+        for _ in range(runs):
+            for name, argv in commands.items():
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                started = time.perf_counter()
+                done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=60)
+                wall = time.perf_counter() - started
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                assert done.returncode == 0, done.stderr
+                spent[name]["wall"].append(wall)
+                spent[name]["cpu"].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    out: dict[str, Any] = {"runs": runs}
+    for name in commands:
+        out[f"{name}_wall_ms"] = round(median(spent[name]["wall"]) * 1000, 1)
+        out[f"{name}_cpu_ms"] = round(median(spent[name]["cpu"]) * 1000, 1)
+    out["wall_ratio"] = round(out["ingest_wall_ms"] / out["bare_wall_ms"], 2)
+    out["cpu_ratio"] = round(out["ingest_cpu_ms"] / max(out["bare_cpu_ms"], 0.1), 2)
+    return out

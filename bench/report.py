@@ -75,7 +75,13 @@ def markdown(doc: dict[str, Any]) -> str:
                          res.get("intake_mixed", {}))
     ingest = res.get("ingest_mbox", {})
     rows.append([f"`ingest --mbox` {sizes['ingest_count']:,} mails: msgs/s", "", _num(ingest.get("msgs_per_s"), 1),
-                 "", ">= 300", _met(None if "msgs_per_s" not in ingest else ingest["msgs_per_s"] >= 300)])
+                 "", ">= 1000", _met(None if "msgs_per_s" not in ingest else ingest["msgs_per_s"] >= 1000)])
+    pipe = res.get("pipe_door", {})
+    rows.append(["`ingest` of one mail (pipe door): ms wall, CPU; ratio to `python -c pass`",
+                 f"{_num(pipe.get('bare_wall_ms'), 1)}, {_num(pipe.get('bare_cpu_ms'), 1)}",
+                 f"{_num(pipe.get('ingest_wall_ms'), 1)}, {_num(pipe.get('ingest_cpu_ms'), 1)} "
+                 f"({_num(pipe.get('wall_ratio'), 2)}x, CPU {_num(pipe.get('cpu_ratio'), 2)}x)", "", "<= 3x",
+                 _met(None if "wall_ratio" not in pipe else pipe["wall_ratio"] <= 3)])
     route = res.get("routing", {})
     rows.append([f"routing against {sizes['rules']} rules: µs per mail", "", _num(route.get("us_per_message"), 1),
                  "", "", ""])

@@ -37,11 +37,11 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 FULL = {"clients": 16, "per_connection": 50, "small_count": 3000, "mixed_count": 1000, "rounds": 3,
         "ingest_count": 10_000, "lookup_small": 10_000, "lookup_big": 1_000_000, "lookup_count": 2000,
         "big_count": 10, "big_size": 20_000_000, "startup_runs": 5, "rules": 500, "steps_count": 500,
-        "max_seconds": 300}
+        "max_seconds": 300, "pipe_runs": 21}
 QUICK = {"clients": 16, "per_connection": 20, "small_count": 200, "mixed_count": 60, "rounds": 1,
          "ingest_count": 300, "lookup_small": 1_000, "lookup_big": 10_000, "lookup_count": 200,
          "big_count": 10, "big_size": 2_000_000, "startup_runs": 1, "rules": 500, "steps_count": 100,
-         "max_seconds": 120}
+         "max_seconds": 120, "pipe_runs": 3}
 
 
 def machine() -> dict[str, Any]:
@@ -113,6 +113,7 @@ def collect(size: dict[str, Any], pg_url: str | None, only: set[str]) -> tuple[d
         "intake_small": lambda: intake("small", size, pg_url),
         "intake_mixed": lambda: intake("mixed", size, pg_url),
         "ingest_mbox": lambda: intake_mod.ingest_mbox(size["ingest_count"], seed=2),
+        "pipe_door": lambda: intake_mod.pipe_door(size["pipe_runs"]),
         "routing": lambda: routing(size["rules"]),
         "lookups": lambda: lookups.measure(size["lookup_small"], size["lookup_big"], size["lookup_count"], pg_url,
                                            rounds=size["rounds"]),

@@ -37,11 +37,10 @@ import contextlib
 import itertools
 import json
 import os
-import threading
 import time
+from _thread import allocate_lock
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +133,15 @@ class Spool:
         self.root = root
         self.tmp = root / "tmp"
         self.dirs = {state: root / state for state in _STATES}
-        self._incoming_sync = DirSync(self.dirs["incoming"])
+        self._sync: DirSync | None = None  # made on first use: the pipe door spools one mail and needs no threads
+        self._sync_made = allocate_lock()
+
+    @property
+    def _incoming_sync(self) -> DirSync:
+        with self._sync_made:
+            if self._sync is None:
+                self._sync = DirSync(self.dirs["incoming"])
+            return self._sync
 
     def ensure(self) -> None:
         """Create the folders; raise SpoolError if the spool cannot be used."""
@@ -163,7 +170,7 @@ class Spool:
         if not meta.id:
             meta.id = new_id()
         if not meta.received_at:
-            meta.received_at = datetime.now(UTC).isoformat(timespec="seconds")
+            meta.received_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())  # no datetime import
         return PendingEntry(self, meta)
 
     def writer(self, meta: SpoolMeta | None = None) -> _SpoolWriter:
@@ -304,7 +311,7 @@ class PendingEntry:
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._fd: int | None = None
-        self._lock = threading.Lock()  # a spill in a thread and a discard on a lost connection
+        self._lock = allocate_lock()  # a spill in a thread and a discard on a lost connection
         self._discarded = False
 
     def add(self, data: bytes) -> bool:
@@ -408,6 +415,8 @@ class DirSync:
     """
 
     def __init__(self, path: Path, fsync: Callable[[Path], None] = fsync_dir) -> None:
+        import threading
+
         self.path = path
         self.fsync = fsync
         self.done = 0  # fsyncs made

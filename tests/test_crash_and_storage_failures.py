@@ -181,14 +181,16 @@ def test_ingest_exits_75_when_it_cannot_store(config_file, tmp_path):
     assert stored_message_ids(config_file) == []
 
 
-def test_ingest_stores_a_mail_from_stdin_and_a_file(config_file, tmp_path):
+def test_ingest_spools_a_mail_from_stdin_and_a_file_and_the_daemon_stores_both(config_file, tmp_path, daemon_factory):
     result = mailgate(config_file, "ingest", input=make_mail(subject="piped", msgid="<p1@x>"))
     assert result.returncode == 0, result.stderr
     mail = tmp_path / "m.eml"
     mail.write_bytes(make_mail(subject="Re: piped [#1]", msgid="<p2@x>"))
     assert mailgate(config_file, "ingest", str(mail)).returncode == 0
-    assert sorted(stored_message_ids(config_file)) == ["<p1@x>", "<p2@x>"]
-    assert _spool_entries(config_file) == []
+    assert len(_spool_entries(config_file)) == 2
+    daemon_factory(config_file)
+    wait_for(lambda: sorted(stored_message_ids(config_file)) == ["<p1@x>", "<p2@x>"], message="both stored")
+    wait_for(lambda: _spool_entries(config_file) == [], message="the spool settled")
 
 
 def test_ingest_refuses_what_is_not_a_mail_with_65(config_file):

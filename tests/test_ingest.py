@@ -8,6 +8,7 @@ retry later. Every test runs the real command as a subprocess on real files.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import subprocess
@@ -56,10 +57,44 @@ def small_limit(tmp_path: Path, db_url: str) -> Path:
     return write_config(tmp_path, db_url, smtp={"max_message_size": LIMIT})
 
 
-def test_a_mail_of_exactly_max_message_size_is_stored(small_limit):
+def test_a_mail_of_exactly_max_message_size_is_spooled_and_the_daemon_stores_it(small_limit, daemon_factory):
     result = mailgate(small_limit, "ingest", input=sized_mail(LIMIT))
     assert result.returncode == 0, result.stderr
-    assert stored_message_ids(small_limit) == ["<big@customer.example>"]
+    [entry] = spool_files(small_limit)
+    assert entry.parent.name == "incoming"
+    daemon_factory(small_limit)
+    wait_for(lambda: stored_message_ids(small_limit) == ["<big@customer.example>"], message="stored by the daemon")
+
+
+def test_a_running_daemon_stores_what_the_pipe_door_spools(config_file, daemon_factory):
+    daemon_factory(config_file)
+    result = mailgate(config_file, "ingest", input=sized_mail(4096, msgid="<piped@customer.example>"))
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: stored_message_ids(config_file) == ["<piped@customer.example>"], message="stored by the daemon")
+    wait_for(lambda: spool_files(config_file) == [], message="the spool entry settled")
+
+
+PIPE_DOOR_PROBE = """
+import json, sys
+from mailgate.cli import main
+status = main(sys.argv[1:])
+print(json.dumps({"status": status, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_the_pipe_door_imports_neither_the_orm_nor_the_smtp_server_nor_alembic_nor_jinja2(config_file, tmp_path):
+    """An MTA runs ingest once per mail: it spools and leaves, without the daemon's heavy imports."""
+    mail = tmp_path / "one.eml"
+    mail.write_bytes(sized_mail(2048, msgid="<light@customer.example>"))
+    done = subprocess.run(
+        [sys.executable, "-c", PIPE_DOOR_PROBE, "--config", str(config_file), "ingest", str(mail)],
+        capture_output=True, cwd=ROOT, timeout=120, check=False,
+    )
+    report = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert report["status"] == 0, done.stderr
+    heavy = {"aiosmtpd", "sqlalchemy", "alembic", "jinja2", "mailgate.models", "mailgate.templating", "asyncio"}
+    assert sorted(m for m in report["modules"] if m.split(".")[0] in heavy or m in heavy) == []
+    assert [p.parent.name for p in spool_files(config_file)] == ["incoming"]
 
 
 def test_one_byte_over_max_message_size_is_refused_for_good_with_5_3_4_and_nothing_spooled(small_limit):
@@ -156,7 +191,7 @@ def test_with_the_database_away_a_mail_is_spooled_with_0_and_stored_by_the_daemo
     away = write_config(tmp_path, f"sqlite:///{tmp_path / 'not-a-dir' / 'mailgate.sqlite3'}")
     result = mailgate(away, "ingest", input=sized_mail(4096, msgid="<while-away@customer.example>"))
     assert result.returncode == 0, result.stderr
-    assert b"spooled; the daemon will store it" in result.stderr
+    assert b"the daemon will store it" in result.stderr
     [entry] = spool_files(away)
     assert entry.parent.name == "incoming"
     back = write_config(tmp_path, db_url)  # same data directory and spool, a reachable database
@@ -239,7 +274,7 @@ def test_the_help_lists_every_exit_code(config_file):
     result = mailgate(config_file, "ingest", "--help")
     text = " ".join(result.stdout.decode().split())
     assert result.returncode == 0
-    for code in ("0 stored or spooled", "65 not a mail or too big", "66 a named file", "75 try again later"):
+    for code in ("0 spooled durably", "65 not a mail or too big", "66 a named file", "75 try again later"):
         assert code in text
 
 

@@ -34,7 +34,25 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands run once per mail by an MTA: their parser is built from their own module alone, so the
+# process imports neither the other command groups nor what those import.
+PIPE_COMMANDS: dict[str, str] = {"ingest": "mailgate.cli.ingest"}
+
+
+def _command_of(argv: Sequence[str]) -> str:
+    """The subcommand named in ``argv`` ("" when there is none before an option it cannot skip)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--config", "--log-level"):
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+        elif not arg.startswith(("--config=", "--log-level=")):
+            return ""
+    return ""
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailgate", description="An email-first helpdesk.")
     parser.add_argument("--config", metavar="PATH",
                         help="config file (default ./config.toml, else ./config.example.toml)")
@@ -42,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override [mailgate] log_level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(sub)
     _global_options_everywhere(parser)
     return parser
@@ -59,7 +77,9 @@ def _global_options_everywhere(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pipe = PIPE_COMMANDS.get(_command_of(argv))
+    parser = build_parser((pipe,) if pipe else COMMAND_MODULES)
     args = parser.parse_args(argv)
     from mailgate.errors import ConfigError, DatabaseSchemaError
 

@@ -3,18 +3,22 @@
 ``mailgate ingest [FILE ...|-]`` reads one mail per file (stdin with ``-`` or
 no file) and streams it into the spool (chunks into spool/tmp, fsync, rename),
 so a big mail is never held whole in memory. It stops reading at
-``[smtp] max_message_size``, the limit the SMTP door enforces too. A mail that
-the door kept in memory (up to 1 MB) is then processed at once; a bigger one is
-left to the daemon, whose worker is built for big mail, so this one-shot
-process stays small whatever the size. ``mailgate serve`` must run whatever
-the door: it stores what is left in the spool and sends every acknowledgment.
+``[smtp] max_message_size``, the limit the SMTP door enforces too, and leaves
+it to the daemon: ``mailgate serve`` must run whatever the door; its workers
+store what is in the spool and send every acknowledgment.
+
+An MTA runs this once per mail, so it costs what an MTA expects of a delivery
+agent (bench/README.md: a few times a bare ``python -c pass``): it imports
+only the spool and the config (never the ORM, the SMTP server, Alembic or
+Jinja2), builds the parser of this one command (``cli.PIPE_COMMANDS``) and
+checks no template or rule: ``serve``, ``templates check`` and a reload do.
 
 Exit codes (sysexits), as an MTA expects them. Each failure writes one line to
 stderr, meant for the MTA's log and bounce text; where the exit code alone
 would give Postfix the wrong reason, the line begins with the RFC 3463 code,
 which Postfix's pipe(8) takes in precedence over the exit code:
 
-* 0 (EX_OK): stored, or durably spooled for the daemon;
+* 0 (EX_OK): durably spooled; the daemon stores it (also when the database is away);
 * 65 (EX_DATAERR): never retry. Not a mail (no header), or larger than
   ``max_message_size`` (the line then begins with ``5.3.4``; nothing is spooled);
 * 66 (EX_NOINPUT): a named file cannot be read;
@@ -51,7 +55,6 @@ if TYPE_CHECKING:
 
 EX_NOINPUT = 66
 CHUNK_BYTES = 1 << 16  # read from the MTA this much at a time
-INLINE_MAX = 1 << 20  # a mail up to this size is processed at once; a bigger one is left to the daemon
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="store mails given as files, on stdin, or in an mbox/maildir",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The pipe door: stream one mail per FILE (or stdin) into the spool, up to [smtp] max_message_size.",
-        epilog="exit codes: 0 stored or spooled for the daemon; 65 not a mail or too big (5.3.4), never retry;\n"
+        epilog="exit codes: 0 spooled durably, the daemon stores it; 65 not a mail or too big (5.3.4), never retry;\n"
         "66 a named file cannot be read; 75 try again later (spool unwritable, configuration\n"
         "unreadable or wrong: 4.3.5). `mailgate serve` stores what is left in the spool.",
     )
@@ -82,7 +85,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from mailgate.errors import ConfigError
 
     try:
-        config = load(args)
+        config = load(args, log=bool(args.mbox or args.maildir))  # the pipe door logs nothing: stderr is the MTA's
     except ConfigError as exc:
         # 75, not 78: the mail is not at fault, and an MTA keeps a 75 until the admin has fixed the file
         problem = " ".join(str(exc).split())
@@ -118,12 +121,8 @@ def _ingest_files(args: argparse.Namespace, config: Config) -> int:
         except SpoolError as exc:
             print(f"mailgate: {name}: cannot store now, retry later: {exc}", file=sys.stderr)
             status = EX_TEMPFAIL
-    small = [meta for meta, size in spooled if size <= INLINE_MAX]
     for meta, size in spooled:
-        if size > INLINE_MAX:
-            print(f"mailgate: spooled {meta.id} ({size} bytes); the daemon will store it", file=sys.stderr)
-    if small:
-        _process_now(args, config, spool, small)
+        print(f"mailgate: spooled {meta.id} ({size} bytes); the daemon will store it", file=sys.stderr)
     return status
 
 
@@ -169,30 +168,6 @@ def _copy_checked(stream: BinaryIO, entry: PendingEntry, name: str, limit: int) 
             )
     if not looks_like_mail(entry.head):
         raise _Refused(EX_DATAERR, f"mailgate: {name}: not a mail (no header); refused")
-
-
-def _process_now(args: argparse.Namespace, config: Config, spool: Spool, metas: list[SpoolMeta]) -> None:
-    """Run the pipeline on what we just spooled; if the database is away the daemon will."""
-    from mailgate.app import build
-    from mailgate.worker import Worker
-
-    try:
-        runtime = build(config)
-    except Exception as exc:
-        print(f"mailgate: spooled; the daemon will store it (database unavailable: {exc})", file=sys.stderr)
-        return
-    try:
-        claimed = []
-        for meta in metas:
-            entry = spool.find(meta.id)
-            taken = spool.claim(entry) if entry is not None and entry.state == "incoming" else None
-            if taken is not None:
-                claimed.append((taken, meta))
-        Worker(spool, runtime.sessions, runtime.services).process_claimed(claimed)
-    except Exception as exc:
-        print(f"mailgate: spooled; the daemon will store it ({type(exc).__name__}: {exc})", file=sys.stderr)
-    finally:
-        runtime.close()
 
 
 def _iter_mailbox(args: argparse.Namespace) -> Iterator[bytes]:
