@@ -59,7 +59,9 @@ def install(runtime: object) -> None:
     services: Services = runtime.services  # type: ignore[attr-defined]
     config = services.config
     services.extras["agents"] = AgentsState(
-        key=load_key(config), auth=agent_auth.parse_settings(config), lifecycle=lifecycle.parse_settings(config)
+        key=load_key(config, runtime.engine),  # type: ignore[attr-defined]
+        auth=agent_auth.parse_settings(config),
+        lifecycle=lifecycle.parse_settings(config),
     )
     finders = services.extras.setdefault("thread_finders", [])
     finders.insert(0, ("signed", find_by_signed_address))

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate import db
-from mailgate.blobs import BlobStore
+from mailgate.blobs import open_blobs
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config
 from mailgate.context import Services
@@ -48,7 +48,7 @@ def build(config: Config, clock: Clock | None = None, *, create_schema: bool = T
         db.ensure_schema(engine)
     spool = Spool(config.spool_dir)
     spool.ensure()
-    services = Services(config=config, clock=clock or SystemClock(), blobs=BlobStore(config.blob_dir))
+    services = Services(config=config, clock=clock or SystemClock(), blobs=open_blobs(config, engine))
     runtime = Runtime(config=config, engine=engine, sessions=db.make_sessionmaker(engine), spool=spool,
                       services=services)
     import importlib

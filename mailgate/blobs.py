@@ -1,135 +1,17 @@
-"""Content-addressed blob store for raw mails and attachments.
+"""The blob store (raw mails and attachments), behind one interface with two backends.
 
-A blob lives at ``blobs/<aa>/<bb>/<sha256>``: the name is its hash, so a
-filename from a mail never becomes a path, the same attachment sent twice is
-stored once, and a blob can be verified at any time. Blobs are fsynced before
-the database transaction that references them commits; a blob nobody
-references (after a rollback) is harmless garbage.
-
-Group commit: inside ``with blobs.batch():`` (the worker wraps each batch
-transaction in one) a put only writes the file; leaving the block fsyncs every
-file of the batch at once from a few threads, then renames them into place and
-fsyncs their folders, so the file system merges the flushes into a few journal
-commits instead of two per blob. The block must be left before the database
-commit; until then the pending blobs are readable like the others.
+``[blobs] backend`` chooses ``files`` (a content-addressed directory on this
+machine, :mod:`mailgate.storage.blob_files`) or ``database`` (chunked rows in
+the database, written in the transaction of the message that references
+them, :mod:`mailgate.storage.blob_database`). Every reader (CLI, export,
+relaying, reports) goes through :class:`mailgate.storage.blobstore.Blobs`.
+``BlobStore`` stays the name of the files backend for the callers that build
+one on a directory.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
-import re
-import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from mailgate.storage.blob_files import FileBlobStore as BlobStore
+from mailgate.storage.blobstore import Blobs, open_blobs
 
-from mailgate.fsutil import fsync_dir
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-_SYNC_THREADS = 8
-
-
-@dataclass
-class _Pending:
-    tmp: Path
-    target: Path
-    fd: int
-
-
-class BlobStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.tmp = root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._pool: ThreadPoolExecutor | None = None
-
-    def _pending(self) -> dict[str, _Pending] | None:
-        return getattr(self._local, "pending", None)
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Defer the fsyncs of every put inside the block to its end, and do them together."""
-        if self._pending() is not None:  # nested: the outer block syncs
-            yield
-            return
-        self._local.pending = {}
-        try:
-            yield
-        except BaseException:
-            self._discard(self._local.pending)
-            raise
-        else:
-            self._sync(self._local.pending)
-        finally:
-            self._local.pending = None
-
-    def path(self, sha256: str) -> Path:
-        if not _SHA256.match(sha256):
-            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
-
-    def put(self, data: bytes) -> str:
-        """Store ``data`` durably (at the end of the batch, inside one); return its sha256. Idempotent."""
-        sha = hashlib.sha256(data).hexdigest()
-        pending = self._pending()
-        target = self.path(sha)
-        if (pending is not None and sha in pending) or target.exists():
-            return sha
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp / f"{sha}.{os.getpid()}.{threading.get_ident()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if pending is None:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        if pending is not None:
-            pending[sha] = _Pending(tmp, target, fd)
-            return sha
-        os.close(fd)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-        return sha
-
-    def _sync(self, pending: dict[str, _Pending]) -> None:
-        if not pending:
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="blob-fsync")
-        items = list(pending.values())
-        try:
-            list(self._pool.map(lambda item: os.fsync(item.fd), items))
-        except BaseException:
-            self._discard(pending)
-            raise
-        for item in items:
-            os.close(item.fd)
-            os.replace(item.tmp, item.target)
-        list(self._pool.map(fsync_dir, {item.target.parent for item in items}))
-
-    def _discard(self, pending: dict[str, _Pending]) -> None:
-        for item in pending.values():
-            with contextlib.suppress(OSError):
-                os.close(item.fd)
-            item.tmp.unlink(missing_ok=True)
-
-    def get(self, sha256: str) -> bytes:
-        pending = self._pending()
-        if pending is not None and sha256 in pending:
-            return pending[sha256].tmp.read_bytes()
-        return self.path(sha256).read_bytes()
-
-    def exists(self, sha256: str) -> bool:
-        pending = self._pending()
-        return (pending is not None and sha256 in pending) or self.path(sha256).exists()
+__all__ = ["BlobStore", "Blobs", "open_blobs"]

@@ -274,7 +274,8 @@ class Config:
 # Sections owned by other modules; they parse them from Config.raw themselves.
 _FOREIGN_SECTIONS = {"imap", "rules", "spam", "metrics", "sla", "loop", "templates", "agent_auth",
                      "lifecycle", "bounces", "logging", "scheduler", "daemon",
-                     "notify", "relay"}  # notify, relay: mailgate.attachments_out
+                     "notify", "relay",  # notify, relay: mailgate.attachments_out
+                     "blobs"}  # blobs: mailgate.storage.blobstore
 
 
 def load_config(path: Path | str) -> Config:
@@ -306,6 +307,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 
     s = root.table("smtp")
     host, port = s.listen("listen", "127.0.0.1:2525")
+    main.str("node", "")  # read by mailgate.node
     smtp = SmtpConfig(
         enabled=s.bool("enabled", True),
         host=host,

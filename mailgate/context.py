@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailgate.blobs import BlobStore
+from mailgate.blobs import Blobs
 from mailgate.clock import Clock
 from mailgate.config import Config
 from mailgate.models import Message, Ticket
@@ -53,7 +53,7 @@ class Services:
 
     config: Config
     clock: Clock
-    blobs: BlobStore
+    blobs: Blobs
     extras: dict[str, Any] = field(default_factory=dict)
 
 

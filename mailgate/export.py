@@ -26,14 +26,14 @@ from typing import Any, BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate.blobs import BlobStore
+from mailgate.blobs import Blobs
 from mailgate.models import Event, Message, Outbox, Ticket
 from mailgate.views import show_ticket
 
 _FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
 
 
-def conversation(session: Session, blobs: BlobStore, ticket: Ticket) -> Iterator[tuple[str, datetime, bytes]]:
+def conversation(session: Session, blobs: Blobs, ticket: Ticket) -> Iterator[tuple[str, datetime, bytes]]:
     """(envelope sender, time, raw bytes) of every mail of the ticket, oldest first."""
     items: list[tuple[datetime, int, str, bytes]] = []
     for message in session.scalars(select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)):
@@ -45,7 +45,7 @@ def conversation(session: Session, blobs: BlobStore, ticket: Ticket) -> Iterator
         yield sender, when, raw
 
 
-def raw_of(blobs: BlobStore, message: Message) -> bytes:
+def raw_of(blobs: Blobs, message: Message) -> bytes:
     if message.raw_sha256:
         try:
             return blobs.get(message.raw_sha256)
@@ -78,7 +78,7 @@ def write_mbox(handle: BinaryIO, mails: Iterator[tuple[str, datetime, bytes]]) -
     return count
 
 
-def export_mbox(session: Session, blobs: BlobStore, number: int, path: Path) -> int | None:
+def export_mbox(session: Session, blobs: Blobs, number: int, path: Path) -> int | None:
     """Write the mbox; the number of mails written, or None when there is no such ticket."""
     ticket = session.scalar(select(Ticket).where(Ticket.number == number))
     if ticket is None:

@@ -245,3 +245,29 @@ class ImapState(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger, default=0)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Blob(Base):
+    """A blob kept in the database (``[blobs] backend = "database"``): its sha256, size and chunk count (0007)."""
+
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BlobChunk(Base):
+    """One chunk of a blob, in order: a 25 MB attachment is read and written a chunk at a time (0007)."""
+
+    __tablename__ = "blob_chunks"
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Installation(Base):
+    """Values shared by every daemon on one database: the signing key and its fingerprint (0007)."""
+
+    __tablename__ = "installation"
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")

@@ -101,7 +101,7 @@ def process_batch(
     """
     outcomes = []
     # the blobs of the whole batch are fsynced together, before the commit (the block closes first)
-    with sessions() as session, session.begin(), services.blobs.batch():
+    with sessions() as session, session.begin(), services.blobs.batch(session):
         for raw, envelope in items:
             outcome = Outcome(envelope)
             try:

@@ -1,0 +1,1 @@
+"""Storage: where blobs live (files or database), and copying an installation between databases."""

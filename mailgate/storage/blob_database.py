@@ -1,0 +1,156 @@
+"""The ``database`` blob backend: blobs as chunked ``bytea`` rows (the default on PostgreSQL).
+
+Daemons on several machines share one database, so a blob kept there is
+readable by all of them: an attachment received by one is relayed, exported
+or shown by another. ``blobs`` holds one row per sha256 (size, chunk count);
+``blob_chunks`` holds the bytes, :data:`~mailgate.storage.blobstore.CHUNK_SIZE`
+at a time, so writing or streaming a 25 MB attachment never holds more than a
+chunk beyond the bytes the caller already has.
+
+Same transaction: inside ``with blobs.batch(session):`` (the worker's batch
+transaction) a put writes its rows through that session, so a blob is
+committed with the message that references it, or rolled back with it (a
+message's savepoint included). Outside a batch a put commits on its own: a
+blob nobody references is harmless, as with files.
+
+Deduplicated: the ``blobs`` row is inserted with ON CONFLICT DO NOTHING, and
+the chunks only by the insert that made the row. Two daemons storing the same
+attachment at once: the second waits for the first's transaction and then
+stores nothing (or stores it, if the first rolled back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mailgate.models import Blob, BlobChunk
+from mailgate.storage.blobstore import CHUNK_SIZE
+
+
+class DatabaseBlobStore:
+    """Blobs in the ``blobs`` and ``blob_chunks`` tables of ``engine``'s database."""
+
+    def __init__(self, engine: Engine, chunk_size: int = CHUNK_SIZE) -> None:
+        self.engine = engine
+        self.chunk_size = chunk_size
+        self._bound: ContextVar[Any] = ContextVar(f"blob-session-{id(self)}", default=None)
+
+    @contextlib.contextmanager
+    def bind(self, session: Any) -> Iterator[None]:
+        """Write and read blobs through ``session`` (its transaction) inside the block."""
+        token = self._bound.set(session)
+        try:
+            yield
+        finally:
+            self._bound.reset(token)
+
+    @contextlib.contextmanager
+    def batch(self, session: Any = None) -> Iterator[None]:
+        """The blobs put inside the block commit with ``session``'s transaction (nothing to flush)."""
+        if session is None or self._bound.get() is not None:
+            yield
+            return
+        with self.bind(session):
+            yield
+
+    @contextlib.contextmanager
+    def _connection(self, write: bool) -> Iterator[Any]:
+        bound = self._bound.get()
+        if bound is not None:
+            yield bound
+        elif write:
+            with self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.connect() as conn:
+                yield conn
+
+    def _insert_head(self, conn: Any, sha256: str) -> bool:
+        """Claim the ``blobs`` row; False when another put (here or on another daemon) made it."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(Blob).values(sha256=sha256, size=0, chunks=0).on_conflict_do_nothing(
+            index_elements=["sha256"])
+        return bool(conn.execute(stmt).rowcount)
+
+    def _write(self, conn: Any, sha256: str, chunks: Iterable[bytes]) -> bool:
+        if conn.execute(select(Blob.sha256).where(Blob.sha256 == sha256)).first() is not None:
+            return False
+        if not self._insert_head(conn, sha256):
+            return False
+        digest, size, seq = hashlib.sha256(), 0, 0
+        for chunk in chunks:
+            digest.update(chunk)
+            conn.execute(BlobChunk.__table__.insert().values(sha256=sha256, seq=seq, data=bytes(chunk)))
+            size, seq = size + len(chunk), seq + 1
+        if digest.hexdigest() != sha256:
+            raise ValueError(f"blob {sha256}: its content hashes to {digest.hexdigest()}")
+        conn.execute(update(Blob).where(Blob.sha256 == sha256).values(size=size, chunks=seq))
+        return True
+
+    def _slices(self, data: bytes) -> Iterator[memoryview]:
+        view = memoryview(data)
+        for start in range(0, max(len(view), 1), self.chunk_size):
+            yield view[start:start + self.chunk_size]
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (in the bound transaction, else in one of its own); return its sha256."""
+        sha = hashlib.sha256(data).hexdigest()
+        with self._connection(write=True) as conn:
+            self._write(conn, sha, self._slices(data))
+        return sha
+
+    def put_stream(self, sha256: str, chunks: Iterable[bytes]) -> bool:
+        """Store a blob of known sha256 from chunks; a content that does not hash to it raises ValueError."""
+        with self._connection(write=True) as conn, _savepoint(conn):
+            return self._write(conn, sha256, chunks)
+
+    def exists(self, sha256: str) -> bool:
+        with self._connection(write=False) as conn:
+            return conn.execute(select(Blob.sha256).where(Blob.sha256 == sha256)).first() is not None
+
+    def iter_chunks(self, sha256: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The blob's chunks in order, fetched one at a time."""
+        with self._connection(write=False) as conn:
+            count = conn.execute(select(Blob.chunks).where(Blob.sha256 == sha256)).scalar()
+            if count is None:
+                raise FileNotFoundError(f"no blob {sha256}")
+            for seq in range(count):
+                yield conn.execute(select(BlobChunk.data).where(BlobChunk.sha256 == sha256,
+                                                                 BlobChunk.seq == seq)).scalar_one()
+
+    def get(self, sha256: str) -> bytes:
+        return b"".join(self.iter_chunks(sha256))
+
+    def shas(self) -> Iterator[str]:
+        """Every stored sha256 in order, read a page at a time."""
+        last = ""
+        while True:
+            with self.engine.connect() as conn:
+                page = list(conn.execute(select(Blob.sha256).where(Blob.sha256 > last)
+                                         .order_by(Blob.sha256).limit(500)).scalars())
+            if not page:
+                return
+            yield from page
+            last = page[-1]
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(Blob)).scalar_one())
+
+
+@contextlib.contextmanager
+def _savepoint(conn: Any) -> Iterator[None]:
+    """A failed put inside a caller's transaction undoes only its own rows."""
+    begin_nested = getattr(conn, "begin_nested", None)
+    if begin_nested is None or not conn.in_transaction():
+        yield
+        return
+    with begin_nested():
+        yield

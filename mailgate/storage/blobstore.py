@@ -1,0 +1,73 @@
+"""The one interface every blob reader and writer uses, and the ``[blobs]`` section.
+
+::
+
+    [blobs]
+    backend = "database"   # or "files"; default: database on PostgreSQL, files on SQLite
+
+``files`` keeps blobs in ``<data_dir>/blobs`` on this machine; ``database``
+keeps them in the database beside the messages, so every daemon sharing one
+PostgreSQL reads every attachment and raw mail. ``mailgate blobs migrate
+--to database|files`` moves existing blobs from one to the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from mailgate.config import Config, Table
+
+BACKENDS = ("files", "database")
+CHUNK_SIZE = 1 << 20  # 1 MiB: a blob is read and written this much at a time
+
+
+class Blobs(Protocol):
+    """A content-addressed store: a blob's name is its sha256, a put of the same bytes is stored once."""
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (in the bound transaction, if any); return its sha256."""
+
+    def get(self, sha256: str) -> bytes:
+        """The blob's bytes; FileNotFoundError when there is none."""
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def batch(self, session: Any = None) -> contextlib.AbstractContextManager[None]:
+        """Group the puts of one database transaction (``session``): they commit or vanish with it."""
+
+    def iter_chunks(self, sha256: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]: ...
+
+    def put_stream(self, sha256: str, chunks: Iterable[bytes]) -> bool:
+        """Store a blob of known sha256 from chunks, checking the hash; False when already there."""
+
+    def shas(self) -> Iterator[str]:
+        """Every stored sha256, in order."""
+
+
+def backend_name(config: Config) -> str:
+    """The configured backend; the default follows the database: ``database`` on PostgreSQL."""
+    table = Table(config.raw.get("blobs"), config.path, "blobs")
+    default = "database" if config.db_url.startswith("postgresql") else "files"
+    name = table.str("backend", default, choices=BACKENDS)
+    table.finish()
+    return name
+
+
+def open_backend(name: str, config: Config, engine: Engine) -> Blobs:
+    """A blob store of the named backend for this installation."""
+    if name == "database":
+        from mailgate.storage.blob_database import DatabaseBlobStore
+
+        return DatabaseBlobStore(engine)
+    from mailgate.storage.blob_files import FileBlobStore
+
+    return FileBlobStore(config.blob_dir)
+
+
+def open_blobs(config: Config, engine: Engine) -> Blobs:
+    """The blob store ``[blobs] backend`` names."""
+    return open_backend(backend_name(config), config, engine)
