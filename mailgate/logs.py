@@ -49,8 +49,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
-def setup(level: str = "info", fmt: str = "logfmt") -> None:
+class NodeFilter(logging.Filter):
+    """Puts ``node=`` on every line, so the logs of several daemons on one database can be merged."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "node"):
+            record.node = self.node
+        return True
+
+
+def setup(level: str = "info", fmt: str = "logfmt", node: str = "") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    if node:
+        handler.addFilter(NodeFilter(node))
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from mailgate import health
 from mailgate.config import Table
 from mailgate.models import Outbox
+from mailgate.node import node_name
 
 log = logging.getLogger("mailgate.metrics")
 
@@ -57,6 +58,10 @@ class Metrics:
         self.breaches = Counter("mailgate_sla_breaches", "SLA targets missed (escalations)", ["queue", "target"],
                                 registry=r)
         r.register(StateCollector(runtime))
+        from prometheus_client import Info
+
+        Info("mailgate_node", "This daemon's [mailgate] node name (one per machine on a shared database)",
+             registry=r).info({"node": node_name(runtime.config)})
 
     def count_smtp(self, verdict: str) -> None:
         self.smtp.labels(verdict).inc()
@@ -208,5 +213,6 @@ async def _route(method: str, path: str, runtime: Any, metrics: Metrics) -> tupl
     if path == "/healthz":
         healthy, results = await asyncio.to_thread(health.check, runtime)
         body = "".join(f"{name}: {result}\n" for name, result in results.items()).encode()
+        body += f"node: {node_name(runtime.config)}\n".encode()  # which daemon answered (mailgate.node)
         return (200 if healthy else 503), body, "text/plain; charset=utf-8"
     return 404, b"not found: try /metrics or /healthz\n", "text/plain"

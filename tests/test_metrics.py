@@ -6,9 +6,11 @@ import http.client
 import re
 import shutil
 import smtplib
+import socket
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 
 from mailgate import health
 from mailgate.app import build
@@ -89,7 +91,7 @@ def test_metrics_count_what_was_sent(metrics_daemon):
 
 def test_healthz_fails_while_the_spool_is_unwritable(metrics_daemon):
     _daemon, port, config = metrics_daemon
-    assert get(port, "/healthz") == (200, "spool: ok\ndatabase: ok\n")
+    assert get(port, "/healthz") == (200, f"spool: ok\ndatabase: ok\nnode: {socket.gethostname()}\n")
     tmp = load_config(config).spool_dir / "tmp"
     shutil.rmtree(tmp)
     tmp.write_text("a file where the spool's tmp/ folder should be")  # root ignores chmod; this it cannot
@@ -102,8 +104,9 @@ def test_healthz_fails_while_the_spool_is_unwritable(metrics_daemon):
 
 
 def test_health_check_fails_when_the_database_is_unreachable(tmp_path: Path, make_config):
-    config = load_config(make_config(mailgate={"database_url": "postgresql+psycopg://nobody@127.0.0.1:1/none"}))
-    runtime = build(config, create_schema=False)
+    runtime = build(load_config(make_config()))  # starting reads the installation's key from the database
+    runtime.engine.dispose()
+    runtime.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # then it goes away
     try:
         healthy, results = health.check(runtime)
     finally:

@@ -26,8 +26,9 @@ def load(args: argparse.Namespace, *, log: bool = True) -> Config:
     config = load_config(config_path(args))
     if log:
         from mailgate import logs
+        from mailgate.node import node_name
 
-        logs.setup(args.log_level or config.log_level, config.log_format)
+        logs.setup(args.log_level or config.log_level, config.log_format, node_name(config))
     return config
 
 
