@@ -186,6 +186,10 @@ class SpoolConfig:
     batch_size: int = 50
     max_claims: int = 3  # claimed this often without a verdict (it kills or wedges the worker): quarantined
     mail_budget: float = 60.0  # seconds of pipeline work one mail may take; 0: no budget
+    workers: int = 1  # pipeline worker processes beside the door; 1: the pipeline runs in the door's process
+
+
+DEFAULT_WORKERS = 1  # [spool] workers when not set (see mailgate.workers)
 
 
 @dataclass(frozen=True)
@@ -303,11 +307,11 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     log_level = main.str("log_level", "info", choices=("debug", "info", "warning", "error"))
     log_format = main.str("log_format", "logfmt", choices=("logfmt", "json"))
     main.str("secret_file", "")  # read by mailgate.signing
+    main.str("node", "")  # read by mailgate.node
     main.finish()
 
     s = root.table("smtp")
     host, port = s.listen("listen", "127.0.0.1:2525")
-    main.str("node", "")  # read by mailgate.node
     smtp = SmtpConfig(
         enabled=s.bool("enabled", True),
         host=host,
@@ -340,7 +344,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     spool = SpoolConfig(max_attempts=sp.int("max_attempts", 5, minimum=1),
                         batch_size=sp.int("batch_size", 50, minimum=1),
                         max_claims=sp.int("max_claims", 3, minimum=1),
-                        mail_budget=sp.duration("mail_budget", "60s"))
+                        mail_budget=sp.duration("mail_budget", "60s"),
+                        workers=sp.int("workers", DEFAULT_WORKERS, minimum=1))
     sp.finish()
 
     dbt = root.table("database")
