@@ -221,8 +221,19 @@ def backoff(attempts: int, base: float, ceiling: float) -> float:
     return float(min(ceiling, base * 2 ** max(0, attempts - 1)))
 
 
+MAILDIR_LEASE = 15.0  # writing one file into storage/sent takes milliseconds, even on a loaded disk
+
+
 def lease_seconds(config: Config) -> float:
-    """How long a claim holds: longer than one SMTP conversation can take."""
+    """How long a claim holds: longer than one delivery can take, and no longer.
+
+    A process killed while it holds a claim strands that row until the lease
+    runs out, so the lease is what a crash costs the customer in delay: the
+    length of an SMTP conversation (its timeout, three times over) for a
+    smarthost, a few seconds for the maildir.
+    """
+    if not config.outbound.smarthost:
+        return MAILDIR_LEASE
     return max(60.0, 3 * config.outbound.timeout)
 
 

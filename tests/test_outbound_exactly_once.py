@@ -185,6 +185,23 @@ def test_a_crash_between_the_maildir_write_and_the_commit_makes_no_second_copy(m
     assert len(ids) == 3 and len(set(ids)) == 3
 
 
+def test_a_claim_stranded_by_a_crash_holds_seconds_for_the_maildir_and_a_conversation_for_a_smarthost(
+    make_config, harness_factory, clock
+):
+    h = harness_factory(make_config())
+    deliver_new_tickets(h, 1)
+    runtime = h.runtime
+    with pytest.raises(Crash):
+        sender.deliver_due(runtime.sessions, runtime.services, CrashAfterWrite(runtime.services.extras["sender"]))
+    clock.advance(5)
+    assert sender.deliver_due(runtime.sessions, runtime.services) == 0, "the claim still holds"
+    clock.advance(11)
+    assert sender.deliver_due(runtime.sessions, runtime.services) == 1, "a killed process delays a mail by seconds"
+    assert len(maildir_files(h)) == 1
+    smarthost = load_config(make_config(outbound={"smarthost": "127.0.0.1:2525", "timeout": "30s"}))
+    assert sender.lease_seconds(smarthost) >= 90, "never shorter than three SMTP timeouts"
+
+
 def test_a_row_whose_file_a_mail_client_has_read_is_not_written_again(make_config, harness_factory):
     h = harness_factory(make_config())
     deliver_new_tickets(h, 1)
