@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailgate.cli.outbox",
     "mailgate.cli.templates",
     "mailgate.cli.doctor",
+    "mailgate.cli.blobs",
 )
 
 

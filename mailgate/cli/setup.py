@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     down.set_defaults(func=cmd_db_downgrade)
     cur = dbsub.add_parser("current", help="show the schema revision")
     cur.set_defaults(func=cmd_db_current)
+    from mailgate.cli import db_copy  # `db copy`: its own module (argparse only at import)
+
+    db_copy.register(dbsub)
 
 
 def _example() -> Path | None:

@@ -1,4 +1,4 @@
-"""``mailgate tickets list|show``."""
+"""``mailgate tickets list|show|export|attachment``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--mbox", metavar="FILE", help="write every mail of the ticket to this mbox file")
     target.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write JSON (default: stdout)")
     export.set_defaults(func=cmd_export)
+    att = tsub.add_parser("attachment", help="write one attachment's bytes to stdout (from any daemon's database)")
+    att.add_argument("number", type=int)
+    att.add_argument("index", type=int, help="1 for the ticket's first attachment, in the order `show` lists them")
+    att.set_defaults(func=cmd_attachment)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -92,4 +96,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         import json
 
         Path(args.json).write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    return 0
+
+
+def cmd_attachment(args: argparse.Namespace) -> int:
+    """Stream the blob a chunk at a time: a 25 MB attachment is never held whole."""
+    from mailgate.storage.attachments import ticket_attachments
+
+    rt = runtime(args)
+    with rt.sessions() as session:
+        found = ticket_attachments(session, args.number)
+    if found is None:
+        print(f"mailgate: no ticket #{args.number}", file=sys.stderr)
+        return 1
+    if not 1 <= args.index <= len(found):
+        print(f"mailgate: ticket #{args.number} has {len(found)} attachments, no number {args.index}", file=sys.stderr)
+        return 1
+    attachment = found[args.index - 1]
+    try:
+        for chunk in rt.services.blobs.iter_chunks(attachment.sha256):
+            sys.stdout.buffer.write(chunk)
+    except FileNotFoundError:
+        print(f"mailgate: the bytes of {attachment.filename!r} (sha256 {attachment.sha256}) are not in the "
+              "blob store: see `mailgate blobs migrate`", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.flush()
+    print(f"#{args.number} [{args.index}] {attachment.filename} ({attachment.size} bytes)", file=sys.stderr)
     return 0
