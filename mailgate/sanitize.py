@@ -236,16 +236,25 @@ def _normal_tag(name: str, rest: str) -> tuple[str, int]:
 
 
 def html_to_text(clean_html: str) -> str:
-    """A plain-text reading of HTML that ``sanitize`` already cleaned: it does not sanitize again."""
-    if not clean_html:
+    """A plain-text reading of HTML that ``sanitize`` already cleaned: it does not sanitize again.
+
+    inscriptis lays the text out as a browser would (paragraphs, list bullets and
+    numbers, table cells, entities), with link targets kept as ``[text](url)``; it
+    and lxml are imported here, on first use, so a plain-text mail never pays for them.
+    """
+    if not clean_html or not clean_html.strip():
         return ""
-    text = _BREAK.sub("\n", clean_html)
-    text = _ANY_TAG.sub("", text)
-    text = text.replace("&nbsp;", " ").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
-    text = text.replace("&amp;", "&")
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    from inscriptis import get_text
+    from inscriptis.css_profiles import CSS_PROFILES
+    from inscriptis.model.config import ParserConfig
+
+    try:
+        text = get_text(clean_html, ParserConfig(css=CSS_PROFILES["strict"], display_links=True))
+    except Exception:  # lxml refuses some inputs (e.g. only a comment): no text, the HTML is still kept
+        return ""
+    text = _SELF_LINK.sub(r"\1", text)
+    text = "\n".join(line.rstrip() for line in text.splitlines())
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
 
 
-_BREAK = re.compile(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>")
-# nh3 serialises attribute values in double quotes, where > may appear unescaped.
-_ANY_TAG = re.compile(r'<(?:[^>"]|"[^"]*")*>')
+_SELF_LINK = re.compile(r"\[([^\[\]\n]{1,2000})\]\(\1\)")  # a bare URL is a link to itself: shown once

@@ -128,7 +128,7 @@ def test_the_allow_list_is_kept_with_its_attributes_and_protocols():
 def test_a_quoted_attribute_value_may_hold_angle_brackets():
     clean, _ = sanitize('<a href="https://a.example/" title="a > b <c>">link</a> after')
     assert clean == '<a href="https://a.example/" title="a &gt; b &lt;c&gt;">link</a> after'
-    assert html_to_text(clean) == "link after"
+    assert html_to_text(clean) == "[link](https://a.example/) after"
 
 
 def test_a_lone_angle_bracket_is_text():
@@ -147,11 +147,11 @@ def test_a_parsed_mail_runs_the_sanitizer_once_and_its_text_comes_from_the_clean
     mail = parse(html_only_mail("<p>Hello <b>you</b></p><script>alert(1)</script><div>bye</div>"))
     assert len(calls) == 1
     assert mail.html.strip() == "<p>Hello <b>you</b></p><div>bye</div>"
-    assert mail.text == "Hello you\nbye"
+    assert mail.text == "Hello you\n\nbye"
 
 
 def test_html_to_text_reads_breaks_and_entities_of_clean_html():
-    assert html_to_text("<p>a &amp; b</p><p>&lt;c&gt;&nbsp;d</p><br>e") == "a & b\n<c> d\n\ne"
+    assert html_to_text("<p>a &amp; b</p><p>&lt;c&gt;&nbsp;d</p><br>e") == "a & b\n\n<c> d\n\ne"
 
 
 def test_a_less_than_sign_that_starts_no_tag_stays_text():
