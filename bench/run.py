@@ -98,9 +98,9 @@ def intake(corpus_name: str, size: dict[str, Any], pg_url: str | None) -> dict[s
 
 def routing(rules: int) -> dict[str, Any]:
     try:
-        from mailgate.rules_bench import route_benchmark
+        from bench.rules_bench import route_benchmark
     except ImportError:
-        return {"rules": rules, "us_per_message": None, "note": "n/a: no mailgate.rules_bench"}
+        return {"rules": rules, "us_per_message": None, "note": "n/a: no bench/rules_bench.py"}
     return {"rules": rules, "us_per_message": round(route_benchmark(n_rules=rules), 1)}
 
 

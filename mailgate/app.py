@@ -12,6 +12,7 @@ from mailgate.blobs import open_blobs
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config
 from mailgate.context import Services
+from mailgate.plugins import PLUGINS
 from mailgate.spool import Spool
 
 
@@ -28,18 +29,6 @@ class Runtime:
         self.engine.dispose()
 
 
-# Functions that add what their module needs to a fresh Runtime (reactors, thread
-# finders, rule sets …): ``install(runtime) -> None``. Each module that extends the
-# pipeline lists itself here, so every door (serve, ingest, tests) gets the same pipeline.
-PLUGINS: tuple[str, ...] = (
-    "mailgate.scheduler",
-    "mailgate.outbound",
-    "mailgate.agents",
-    "mailgate.rules_plugin",
-    "mailgate.imap_intake",
-    "mailgate.sweeps",
-    "mailgate.metrics",
-)
 
 
 def build(config: Config, clock: Clock | None = None, *, create_schema: bool = True) -> Runtime:

@@ -80,3 +80,8 @@ class MessageContext:
         """End the pipeline for this message (a duplicate, a dropped mail)."""
         self.verdict = verdict
         self.stopped = True
+
+
+def sender_address(ctx: MessageContext) -> str:
+    """Who wrote: the From address, else the envelope sender, else a placeholder that says so."""
+    return ctx.mail.from_addr or ctx.envelope.mail_from.lower() or "unknown@invalid"

@@ -27,11 +27,11 @@ from typing import Any
 
 from mailgate import attachments_out, audit, bounces, outbound_settings, scheduler, sender, signing, templating
 from mailgate.config import Config
-from mailgate.context import MessageContext, Services
+from mailgate.context import MessageContext, Services, sender_address
 from mailgate.loopguard import Incoming
 from mailgate.models import Message, Ticket
 from mailgate.outbox import OutboundState, enqueue, reply_address, state
-from mailgate.store import sender_address
+from mailgate.plugins import PLUGINS
 
 log = logging.getLogger("mailgate.outbound")
 
@@ -63,8 +63,6 @@ def install(runtime: Any) -> None:
 def import_kind_registrations() -> None:
     """Import every plugin module, so the kinds of mail they declare (templating.register_kind) are known
     before the templates are checked, whatever the order of installation."""
-    from mailgate.app import PLUGINS
-
     for name in PLUGINS:
         importlib.import_module(name)
 

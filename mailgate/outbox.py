@@ -41,7 +41,7 @@ from mailgate.context import Services
 from mailgate.followup import remember_message_id
 from mailgate.models import Event, Message, Outbox, Ticket
 from mailgate.outbound_settings import Settings
-from mailgate.sameness import content_digest
+from mailgate.sameness import content_digest, dedupe_key
 from mailgate.templating import DEFAULT_LOCALE, Templates
 from mailgate.tokens import format_token, subject_with_token
 
@@ -231,8 +231,6 @@ def is_ours(config: Config, address: str, st: OutboundState | None = None) -> bo
 
 def _store(session: Session, services: Services, ticket: Ticket, mail: compose.Outgoing, text: str, html: str,
            raw: bytes, kind: str, author: str) -> Message:
-    from mailgate.pipeline import dedupe_key  # here: the pipeline's steps import this module
-
     sha, digest = services.blobs.put(raw), content_digest(raw)
     message = Message(
         ticket_id=ticket.id, direction="out", content_sha256=digest,

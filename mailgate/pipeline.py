@@ -27,14 +27,14 @@ from sqlalchemy.orm import Session
 
 from mailgate import followup, parsing
 from mailgate.agents import authenticate, follow_up
-from mailgate.context import Envelope, MessageContext, Services
+from mailgate.context import Envelope, MessageContext, Services, sender_address
 from mailgate.conversation import converse
 from mailgate.followup import msgid_key
 from mailgate.models import Message, MessageRef, Ticket
 from mailgate.react import react
 from mailgate.routing import route
-from mailgate.sameness import content_digest
-from mailgate.store import sender_address, store
+from mailgate.sameness import content_digest, dedupe_key
+from mailgate.store import store
 
 log = logging.getLogger("mailgate.pipeline")
 
@@ -48,18 +48,6 @@ class MailBudgetExceeded(Exception):
 def parse(ctx: MessageContext) -> None:
     ctx.mail = parsing.parse(ctx.raw)
     ctx.raw_sha256 = hashlib.sha256(ctx.raw).hexdigest()
-
-
-def dedupe_key(message_id: str, raw_sha256: str, author: str = "", digest: str = "") -> str:
-    """One key per mail: its Message-ID with its author and content digest, or its bytes when it has none.
-
-    Without ``digest`` it is the key of earlier versions, the Message-ID alone
-    (rows stored before the digest existed carry it).
-    """
-    if not message_id:
-        return raw_sha256
-    text = f"mid:{message_id}" if not digest else f"mid:{message_id}\0{author}\0{digest}"
-    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
 def dedupe(ctx: MessageContext) -> None:

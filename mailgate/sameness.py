@@ -79,3 +79,15 @@ def _fields(head: bytes) -> list[tuple[str, bytes]]:
             name, _, value = line.partition(b":")
             fields.append((name.decode("ascii", "replace").strip(), [value]))
     return [(name, b" ".join(b" ".join(parts).split())) for name, parts in fields]
+
+
+def dedupe_key(message_id: str, raw_sha256: str, author: str = "", digest: str = "") -> str:
+    """One key per mail: its Message-ID with its author and content digest, or its bytes when it has none.
+
+    Without ``digest`` it is the key of earlier versions, the Message-ID alone
+    (rows stored before the digest existed carry it).
+    """
+    if not message_id:
+        return raw_sha256
+    text = f"mid:{message_id}" if not digest else f"mid:{message_id}\0{author}\0{digest}"
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailgate import audit, watchers
-from mailgate.context import MessageContext
+from mailgate.context import MessageContext, sender_address
 from mailgate.followup import remember_message_id
 from mailgate.models import Attachment, Counter, Customer, Message, Ticket
 
@@ -37,11 +37,6 @@ def get_or_create_customer(session: Session, address: str, name: str, now: datet
     elif name and not customer.name:
         customer.name = name
     return customer
-
-
-def sender_address(ctx: MessageContext) -> str:
-    """Who wrote: the From address, else the envelope sender, else a placeholder that says so."""
-    return ctx.mail.from_addr or ctx.envelope.mail_from.lower() or "unknown@invalid"
 
 
 def store(ctx: MessageContext) -> None:

@@ -8,8 +8,7 @@ import json
 from sqlalchemy import func, select
 
 from mailgate.models import Event, Message, Outbox
-from mailgate.pipeline import dedupe_key
-from mailgate.sameness import content_digest
+from mailgate.sameness import content_digest, dedupe_key
 from tests.helpers import mailgate, make_mail, wait_for
 from tests.outbound_helpers import sent_mails
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mailgate.routing import decide
 from mailgate.rulefacts import MailFacts
-from mailgate.rules_bench import load_synthetic, route_benchmark, sample_mails
+from bench.rules_bench import load_synthetic, route_benchmark, sample_mails
 from mailgate.spam import SpamSettings
 
 

@@ -1,0 +1,20 @@
+"""The plugin list: which modules extend the pipeline, in the order they are installed.
+
+Only names, so that any layer may read the list (the outbound plugin imports
+every module in it to learn their kinds of mail) without importing the wiring.
+"""
+
+from __future__ import annotations
+
+# Functions that add what their module needs to a fresh Runtime (reactors, thread
+# finders, rule sets …): ``install(runtime) -> None``. Each module that extends the
+# pipeline lists itself here, so every door (serve, ingest, tests) gets the same pipeline.
+PLUGINS: tuple[str, ...] = (
+    "mailgate.scheduler",
+    "mailgate.outbound",
+    "mailgate.agents",
+    "mailgate.rules_plugin",
+    "mailgate.imap_intake",
+    "mailgate.sweeps",
+    "mailgate.metrics",
+)
