@@ -18,6 +18,12 @@ capped exponential backoff, logging once when it goes and once when it is back.
     [daemon]
     stop_grace = "20s"   # SIGTERM to exit, whatever is in hand (below systemd's TimeoutStopSec=30)
     plugins = []         # extra modules installed like the built-in ones: install(runtime), start(runtime, stop)
+
+With ``[spool] workers`` > 1 the pipeline runs in that many worker processes
+instead of this one (:mod:`mailgate.workers`): the daemon starts them after
+the spool recovery, forwards SIGTERM and SIGHUP to them, restarts one that
+dies (its claimed entries back in the spool first) and kills those still busy
+when the grace is spent.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from mailgate.app import Runtime
 from mailgate.config import Config, Table
 from mailgate.smtp_intake import IntakeHandler, smtp_factory
 from mailgate.worker import DatabaseUnavailable, Worker
+from mailgate.workers import Supervisor
 
 log = logging.getLogger("mailgate.daemon")
 
@@ -146,7 +153,16 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
             except Exception:
                 log.exception("reload failed; the previous version stays in force")
 
-    loop.add_signal_handler(signal.SIGHUP, _reload)
+    supervisor: Supervisor | None = None
+    if config.spool.workers > 1:
+        supervisor = Supervisor(config, runtime.spool, config.spool.workers, lambda: _wake_sender(runtime))
+
+    def _reload_everywhere() -> None:
+        _reload()
+        if supervisor is not None:
+            supervisor.signal_all(signal.SIGHUP)  # every worker process reloads its rules and templates too
+
+    loop.add_signal_handler(signal.SIGHUP, _reload_everywhere)
 
     recovered = runtime.spool.recover()
     if recovered:
@@ -168,7 +184,8 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
         return protocol
 
     worker_stop = asyncio.Event()  # set only once the mails in hand are spooled, so the worker stores them too
-    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(_worker_loop(worker, wake, worker_stop), name="worker")]
+    pipeline = _worker_loop(worker, wake, worker_stop) if supervisor is None else supervisor.run(wake, worker_stop)
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(pipeline, name="worker")]
     for module in runtime.plugins:
         start: Callable[[Runtime, asyncio.Event], Awaitable[None]] | None = getattr(module, "start", None)
         if start is not None:
@@ -202,6 +219,8 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
     for protocol in protocols:
         if protocol.transport is not None:
             protocol.transport.close()
+    if supervisor is not None:
+        supervisor.deadline = deadline
     worker_stop.set()
     wake.set()
     done, pending = await asyncio.wait(tasks, timeout=max(0.1, deadline - loop.time()))
@@ -218,6 +237,13 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
         logging.shutdown()
         os._exit(0)
     log.info("stopped")
+
+
+def _wake_sender(runtime: Runtime) -> None:
+    """A worker process committed: its outbox rows are for this process's sender."""
+    waker = runtime.services.extras.get("wake_sender")
+    if waker is not None:
+        waker()
 
 
 def _in_transaction(protocol: Any) -> bool:

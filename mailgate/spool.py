@@ -15,6 +15,7 @@ envelope only in the sidecar) are still read.
     spool/tmp/         being written; garbage after a crash
     spool/incoming/    durable, waiting for the pipeline
     spool/work/        claimed by a worker; put back in incoming/ at start, one more "claims" counted
+    spool/work/<w>/    claimed by worker process <w> (``[spool] workers`` > 1): put back when that process dies
     spool/quarantine/  failed max_attempts times; ``mailgate spool replay`` puts it back
 
 The ``.eml`` rename into ``incoming/`` is the commit point (a sidecar is
@@ -129,10 +130,13 @@ def new_id() -> str:
 
 
 class Spool:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, worker: str = "") -> None:
+        """``worker``: the name of a worker process; its claims go to work/<worker>/, so that its
+        death returns exactly its own entries (:meth:`recover_worker`)."""
         self.root = root
         self.tmp = root / "tmp"
         self.dirs = {state: root / state for state in _STATES}
+        self.claims_dir = self.dirs["work"] / worker if worker else self.dirs["work"]
         self._sync: DirSync | None = None  # made on first use: the pipe door spools one mail and needs no threads
         self._sync_made = allocate_lock()
 
@@ -146,7 +150,7 @@ class Spool:
     def ensure(self) -> None:
         """Create the folders; raise SpoolError if the spool cannot be used."""
         try:
-            for path in (self.tmp, *self.dirs.values()):
+            for path in (self.tmp, *self.dirs.values(), self.claims_dir):
                 path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SpoolError(f"spool {self.root} unusable: {exc.strerror or exc}") from exc
@@ -192,14 +196,31 @@ class Spool:
 
     def iter_entries(self, state: str = "incoming") -> Iterator[SpoolEntry]:
         """Entries in arrival order, built one at a time: a worker that wants fifty of a
-        backlog of thousands pays for fifty."""
-        folder = self.dirs[state]
+        backlog of thousands pays for fifty. ``work`` includes the worker processes' folders."""
+        if state == "work":
+            for folder in self._work_dirs():
+                yield from self._entries_in(folder)
+            return
+        yield from self._entries_in(self.dirs[state])
+
+    def _entries_in(self, folder: Path) -> Iterator[SpoolEntry]:
         try:
             names = sorted(n for n in os.listdir(folder) if n.endswith(".eml"))
         except FileNotFoundError:
             return
+        state = "incoming" if folder == self.dirs["incoming"] else folder.name
+        state = state if state in _STATES else "work"
         for name in names:
-            yield self._entry(state, name[:-4])
+            entry_id = name[:-4]
+            yield SpoolEntry(entry_id, state, folder / name, folder / f"{entry_id}.json")
+
+    def _work_dirs(self) -> list[Path]:
+        """work/ and the folders of the worker processes inside it."""
+        work = self.dirs["work"]
+        try:
+            return [work, *sorted(p for p in work.iterdir() if p.is_dir())]
+        except FileNotFoundError:
+            return []
 
     def _entry(self, state: str, entry_id: str) -> SpoolEntry:
         folder = self.dirs[state]
@@ -207,18 +228,19 @@ class Spool:
 
     def find(self, entry_id: str) -> SpoolEntry | None:
         for state in _STATES:
-            entry = self._entry(state, entry_id)
-            if entry.eml.exists():
-                return entry
+            for folder in self._work_dirs() if state == "work" else [self.dirs[state]]:
+                entry = SpoolEntry(entry_id, state, folder / f"{entry_id}.eml", folder / f"{entry_id}.json")
+                if entry.eml.exists():
+                    return entry
         return None
 
     def depth(self) -> dict[str, int]:
         counts = {}
         for state in _STATES:
-            try:
-                counts[state] = sum(1 for n in os.listdir(self.dirs[state]) if n.endswith(".eml"))
-            except FileNotFoundError:
-                counts[state] = 0
+            counts[state] = 0
+            for folder in self._work_dirs() if state == "work" else [self.dirs[state]]:
+                with contextlib.suppress(FileNotFoundError):
+                    counts[state] += sum(1 for n in os.listdir(folder) if n.endswith(".eml"))
         return counts
 
     # -- moving ----------------------------------------------------------
@@ -235,8 +257,11 @@ class Spool:
         return target
 
     def claim(self, entry: SpoolEntry) -> SpoolEntry | None:
-        """Take an incoming entry for processing; None if another worker took it first."""
-        target = self._entry("work", entry.id)
+        """Take an incoming entry for processing; None if another worker took it first.
+
+        The rename is the claim: of several processes renaming one file, exactly one succeeds."""
+        folder = self.claims_dir
+        target = SpoolEntry(entry.id, "work", folder / f"{entry.id}.eml", folder / f"{entry.id}.json")
         try:
             os.replace(entry.eml, target.eml)
         except FileNotFoundError:
@@ -273,20 +298,28 @@ class Spool:
         mail that keeps doing that (a poison pill). The claim itself (the
         rename into work/) is the record, so the normal path writes nothing more.
         """
-        count = 0
-        for entry in self.entries("work"):
-            meta = entry.read_meta()
-            meta.extra["claims"] = int(meta.extra.get("claims", 0)) + 1
-            self._move(entry, "incoming", meta)
-            count += 1
+        count = self._return_claimed(self.entries("work"))
         for name in os.listdir(self.tmp):
             (self.tmp / name).unlink(missing_ok=True)
-        for folder in self.dirs.values():
+        for folder in [*self.dirs.values(), *self._work_dirs()]:
             # a sidecar whose .eml never arrived is a write that never committed
             for name in os.listdir(folder):
                 if name.endswith(".json") and not (folder / (name[:-5] + ".eml")).exists():
                     (folder / name).unlink(missing_ok=True)
         return count
+
+    def recover_worker(self, worker: str) -> int:
+        """A worker process died: its claimed entries go back to incoming/, each charged one claim
+        (once per death: the entries of the other workers are not touched)."""
+        folder = self.dirs["work"] / worker
+        return self._return_claimed(list(self._entries_in(folder)))
+
+    def _return_claimed(self, entries: list[SpoolEntry]) -> int:
+        for entry in entries:
+            meta = entry.read_meta()
+            meta.extra["claims"] = int(meta.extra.get("claims", 0)) + 1
+            self._move(entry, "incoming", meta)
+        return len(entries)
 
     def iter_all(self) -> Iterator[SpoolEntry]:
         for state in _STATES:

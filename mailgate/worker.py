@@ -152,13 +152,16 @@ class Worker:
         self.batch_size = services.config.spool.batch_size
         self.batch_bytes = BATCH_BYTES
         self.on_committed = on_committed
+        self.accepts: Callable[[SpoolEntry], bool] | None = None  # set by mailgate.workers in a worker process
         self.status = database_status(self)
         self.one_at_a_time = 0  # batches of one entry still to make, to find a mail that fakes an outage
         self.narrowed = False  # this batch is one of those
         keep_big_buffers_out_of_the_heap()
 
     def waiting(self) -> Iterator[SpoolEntry]:
-        return self.spool.iter_entries("incoming")
+        """Incoming entries in arrival order; of a worker process, only those routed to it (``accepts``)."""
+        entries = self.spool.iter_entries("incoming")
+        return entries if self.accepts is None else (entry for entry in entries if self.accepts(entry))
 
     def process_available(self) -> int:
         """Process up to one batch of waiting entries; return how many were settled.

@@ -1,0 +1,339 @@
+"""The pipeline in several worker processes beside the door (``[spool] workers`` > 1).
+
+One worker in the door's interpreter is bound by one core; with ``workers = N``
+the daemon starts N processes (``python -m mailgate.workers``), each with its
+own engine, session and batch transaction, all taking entries from the one
+spool. ``workers = 1`` keeps the pipeline in the daemon's own process.
+
+Exactly once and in order, across processes:
+
+* A claim is a rename into the worker's own folder, ``spool/work/<w>/``: of two
+  processes renaming one entry exactly one succeeds, so no entry is processed
+  twice at once.
+* Entries are routed by a stable key, the root of the conversation as the
+  headers name it (:func:`thread_key`: the first References id, else
+  In-Reply-To, else the subject token, else the mail's own Message-ID). A first
+  mail and its follow-ups share that key, so one worker takes them, in arrival
+  order, and a follow-up arriving with its first mail still threads: it is
+  processed after it, in the same transaction or a later one.
+* A worker process that dies leaves its claims in its own folder; the daemon
+  puts exactly those back (each charged one ``claims``, once per death: see
+  ``[spool] max_claims``) and starts it again. Entries of the other workers are
+  not touched.
+* SIGTERM and SIGHUP reach every worker: the daemon forwards them. A worker
+  stops after its batch (it drains what is ready first, like the in-process
+  worker); on SIGHUP it reloads rules and templates between two batches. A
+  worker whose daemon is gone (its stdin closes) stops too.
+
+The daemon wakes the workers by writing a byte to their stdin when a mail is
+spooled; a worker writes a line to its stdout after each commit, which wakes
+the daemon's sender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import sys
+import threading
+import zlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from mailgate.spool import SpoolEntry
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
+    from mailgate.config import Config
+    from mailgate.spool import Spool
+    from mailgate.worker import Worker
+
+log = logging.getLogger("mailgate.workers")
+
+HEAD_BYTES = 16384  # the headers the key is read from
+_HEADER = re.compile(rb"^(references|in-reply-to|subject|message-id):[ \t]*(.*(?:\r?\n[ \t].*)*)", re.I | re.M)
+_MSGID = re.compile(rb"<[^<>\s]+>")
+_TOKEN = re.compile(rb"\[[^\[\]\s#]*#(\d+)\]")
+
+
+def thread_key(head: bytes) -> str:
+    """The conversation a mail belongs to, as far as its headers say, without parsing it.
+
+    The same for a first mail and every reply to it (RFC 5322 keeps the root
+    first in References); a mail with none of these headers keys on its bytes.
+    """
+    end = head.find(b"\n\n")
+    end2 = head.find(b"\r\n\r\n")
+    cut = min(e for e in (end, end2, len(head)) if e >= 0)
+    found: dict[bytes, bytes] = {}
+    for match in _HEADER.finditer(head[:cut]):
+        found.setdefault(match.group(1).lower(), match.group(2))
+    for name in (b"references", b"in-reply-to"):
+        ids = _MSGID.findall(found.get(name, b""))
+        if ids:
+            return ids[0].decode("ascii", "replace").lower()
+    token = _TOKEN.search(found.get(b"subject", b""))
+    if token:
+        return f"#{int(token.group(1))}"
+    ids = _MSGID.findall(found.get(b"message-id", b""))
+    if ids:
+        return ids[0].decode("ascii", "replace").lower()
+    return f"sha:{zlib.crc32(head)}"
+
+
+def share_of(key: str, count: int) -> int:
+    """The worker (0 … count-1) a key belongs to: the same in every process and every start."""
+    return zlib.crc32(key.encode("utf-8", "replace")) % count
+
+
+class Router:
+    """``Worker.accepts`` of worker ``index`` of ``count``: reads each entry's head once."""
+
+    def __init__(self, index: int, count: int) -> None:
+        self.index, self.count = index, count
+        self._shares: dict[str, int] = {}
+
+    def __call__(self, entry: SpoolEntry) -> bool:
+        share = self._shares.get(entry.id)
+        if share is None:
+            try:
+                with open(entry.eml, "rb") as handle:
+                    handle.readline()  # the envelope line
+                    head = handle.read(HEAD_BYTES)
+            except OSError:
+                return False  # claimed or settled meanwhile
+            if len(self._shares) > 100_000:
+                self._shares.clear()
+            share = self._shares[entry.id] = share_of(thread_key(head), self.count)
+        return share == self.index
+
+
+def worker_name(index: int) -> str:
+    return f"w{index}"
+
+
+# -- the worker process ---------------------------------------------------------------------------
+
+
+class _Signals:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.reload = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop())
+        signal.signal(signal.SIGINT, lambda *_: self._stop())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload())
+        threading.Thread(target=self._read_stdin, name="wake", daemon=True).start()
+
+    def _stop(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def _reload(self) -> None:
+        self.reload = True
+        self.wake.set()
+
+    def _read_stdin(self) -> None:
+        """A byte: a mail was spooled. End of file: the daemon is gone, stop."""
+        stream = sys.stdin.buffer
+        while stream.read1(4096) if hasattr(stream, "read1") else stream.read(1):
+            self.wake.set()
+        self._stop()
+
+
+def _reload(runtime: Runtime) -> None:
+    log.info("SIGHUP: reloading rule files and templates")
+    for module in runtime.plugins:
+        handler: Callable[[Runtime], None] | None = getattr(module, "reload", None)
+        if handler is None:
+            continue
+        try:
+            handler(runtime)
+        except Exception:
+            log.exception("reload failed; the previous version stays in force")
+
+
+def _tell_daemon(_outcomes: object) -> None:
+    """After a commit: the daemon's sender has new outbox rows."""
+    try:
+        sys.stdout.write("committed\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def run_loop(worker: Worker, runtime: Runtime, signals: _Signals) -> None:
+    """Batches until stopped and nothing is ready; an outage waits for the database, charging nobody."""
+    from mailgate.worker import DatabaseUnavailable
+
+    backoff = 0.5
+    while True:
+        if signals.reload:
+            signals.reload = False
+            _reload(runtime)
+        signals.wake.clear()
+        try:
+            done = worker.process_available()
+            backoff = 0.5
+        except DatabaseUnavailable as exc:
+            if worker.status.down(str(exc)):
+                log.error("database unavailable: holding the spool, no mail is charged", extra={"error": str(exc)})
+            while not signals.stop.wait(backoff) and worker.probe():
+                backoff = min(backoff * 2, 30.0)
+            if signals.stop.is_set():
+                return
+            worker.status.back()
+            continue
+        except Exception:
+            log.exception("worker batch failed; retrying", extra={"backoff": backoff})
+            signals.stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+            done = 0
+        if done:
+            continue
+        if signals.stop.is_set():
+            return
+        signals.wake.wait(1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailgate-worker", description="one pipeline worker of `mailgate serve`")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--log-level")
+    args = parser.parse_args(argv)
+    _die_with_the_daemon()
+    signals = _Signals()
+    signals.install()  # before the slow imports: a SIGTERM during start-up stops it cleanly
+
+    from mailgate import logs
+    from mailgate.app import build
+    from mailgate.config import load_config
+    from mailgate.spool import Spool
+    from mailgate.worker import Worker
+
+    config = load_config(args.config)
+    logs.setup(args.log_level or config.log_level, config.log_format)
+    runtime = build(config, create_schema=False)  # the daemon checked the schema before starting us
+    spool = Spool(config.spool_dir, worker=worker_name(args.index))
+    spool.ensure()
+    worker = Worker(spool, runtime.sessions, runtime.services, on_committed=_chain(runtime))
+    worker.accepts = Router(args.index, args.count)
+    log.info("worker started", extra={"worker": worker_name(args.index), "of": args.count})
+    try:
+        run_loop(worker, runtime, signals)
+    finally:
+        runtime.close()
+    log.info("worker stopped", extra={"worker": worker_name(args.index)})
+    return 0
+
+
+def _chain(runtime: Runtime) -> Callable[[list[object]], None]:
+    hook = runtime.services.extras.get("on_committed")
+
+    def committed(outcomes: list[object]) -> None:
+        if hook is not None:
+            hook(outcomes)
+        _tell_daemon(outcomes)
+
+    return committed
+
+
+# -- the daemon's side -----------------------------------------------------------------------------
+
+RESTART_FIRST = 0.5  # seconds before a dead worker is started again (doubling while it keeps dying young)
+RESTART_MAX = 30.0
+LIVED_LONG = 60.0  # a worker that ran this long before it died is restarted at once again
+
+
+class Supervisor:
+    """The worker processes of one daemon: started, woken, signalled, restarted, stopped within the grace."""
+
+    def __init__(self, config: Config, spool: Spool, count: int, on_committed: Callable[[], None]) -> None:
+        self.config, self.spool, self.count = config, spool, count
+        self.on_committed = on_committed
+        self.procs: dict[int, asyncio.subprocess.Process] = {}
+        self.started = 0  # processes started, restarts included
+        self.deadline: float | None = None  # loop time by which every worker must be gone (set at shutdown)
+        self._stopping = False
+
+    async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
+        keepers = [asyncio.create_task(self._keep(i), name=f"worker-{i}") for i in range(self.count)]
+        waker = asyncio.create_task(self._wake_all(wake), name="wake-workers")
+        await stop.wait()
+        self._stopping = True
+        self.signal_all(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        timeout = None if self.deadline is None else max(0.1, self.deadline - loop.time() - 0.5)
+        _done, pending = await asyncio.wait(keepers, timeout=timeout)
+        if pending:
+            log.error("stop grace spent: killing the workers still busy; their mail goes back to the spool",
+                      extra={"workers": ",".join(sorted(t.get_name() for t in pending))})
+            self.signal_all(signal.SIGKILL)
+            await asyncio.wait(keepers, timeout=10)
+        waker.cancel()
+
+    def signal_all(self, signum: int) -> None:
+        for proc in list(self.procs.values()):
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signum)
+
+    async def _keep(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        delay = RESTART_FIRST
+        while not self._stopping:
+            argv = [sys.executable, "-m", "mailgate.workers", "--config", str(self.config.path),
+                    "--index", str(index), "--count", str(self.count)]
+            proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                        stdout=asyncio.subprocess.PIPE)
+            self.procs[index], self.started = proc, self.started + 1
+            born = loop.time()
+            reader = asyncio.create_task(self._read(proc))
+            code = await proc.wait()
+            await reader
+            self.procs.pop(index, None)
+            returned = self.spool.recover_worker(worker_name(index))
+            if self._stopping and code == 0:
+                return
+            log.error("worker process ended; its claimed mail is back in the spool",
+                      extra={"worker": worker_name(index), "exit": code, "returned": returned})
+            if self._stopping:
+                return
+            delay = RESTART_FIRST if loop.time() - born > LIVED_LONG else delay
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX)
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for _line in proc.stdout:
+            self.on_committed()
+
+    async def _wake_all(self, wake: asyncio.Event) -> None:
+        while True:
+            await wake.wait()
+            wake.clear()
+            for proc in list(self.procs.values()):
+                if proc.stdin is not None and not proc.stdin.is_closing():
+                    with contextlib.suppress(OSError, RuntimeError):
+                        proc.stdin.write(b".")
+
+
+def _die_with_the_daemon() -> None:
+    """Linux: the kernel kills this worker when its daemon dies, as a kill -9 kills an in-process worker:
+    its claims stay in its folder and go back at the next start, and no orphan goes on alone."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())
