@@ -201,3 +201,27 @@ def test_sighup_reaches_every_worker_and_sigterm_stops_them_all(make_config, dae
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
     assert daemon.log().count("worker stopped") == 2
+
+
+def test_an_mbox_import_in_two_processes_stores_each_mail_once_and_threads_the_replies(make_config, tmp_path):
+    import mailbox
+
+    from tests.helpers import mailgate
+
+    config = make_config(spool=WORKERS)
+    box = mailbox.mbox(tmp_path / "history.mbox")
+    for n in range(40):
+        for raw in _first_and_reply(n):
+            box.add(raw)
+    box.flush()
+    box.close()
+    result = mailgate(config, "ingest", "--mbox", str(tmp_path / "history.mbox"), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert "imported 80 mails" in result.stdout.decode() and "40 new" in result.stdout.decode()
+    rows, tickets = _rows(config)
+    assert tickets == 40 and len(rows) == 80
+    by_id = {mid: (number, pk) for mid, number, pk in rows}
+    for n in range(40):
+        assert by_id[f"<r{n}@x>"][0] == by_id[f"<q{n}@x>"][0] and by_id[f"<r{n}@x>"][1] > by_id[f"<q{n}@x>"][1]
+    again = mailgate(config, "ingest", "--mbox", str(tmp_path / "history.mbox"), "--workers", "2")
+    assert "80 duplicate" in again.stdout.decode()

@@ -72,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--mbox", metavar="FILE", help="import every mail of an mbox file")
     src.add_argument("--maildir", metavar="DIR", help="import every mail of a maildir")
     p.add_argument("--batch", type=int, default=200, help="mails per transaction for --mbox/--maildir")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="with --mbox/--maildir: import in N processes (default: [spool] workers)")
     p.add_argument(
         "--auto-reply",
         action="store_true",
@@ -189,18 +191,83 @@ def _iter_mailbox(args: argparse.Namespace) -> Iterator[bytes]:
 
 
 def _import_many(args: argparse.Namespace, config: Config) -> int:
+    origin = args.mbox or args.maildir
+    count = max(1, args.workers or config.spool.workers)
+    started = time.monotonic()
+    try:
+        counts = _import_share(args, config, 0, 1) if count == 1 else _import_in_processes(args, config, count)
+    except FileNotFoundError as exc:
+        print(f"mailgate: cannot read {exc}", file=sys.stderr)
+        return EX_NOINPUT
+    except _ImportBroke as exc:
+        print(f"mailgate: import stopped: {exc}; run it again (what was stored is not stored twice)",
+              file=sys.stderr)
+        return EX_TEMPFAIL
+    total = sum(counts.values())
+    elapsed = time.monotonic() - started
+    rate = total / elapsed if elapsed > 0 else 0.0
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
+    print(f"imported {total} mails from {origin} in {elapsed:.1f}s ({rate:.0f}/s): {detail}")
+    return EX_OK if not counts["failed"] else EX_TEMPFAIL
+
+
+class _ImportBroke(Exception):
+    """A worker process of the import ended without its counts."""
+
+
+def _import_in_processes(args: argparse.Namespace, config: Config, count: int) -> Counter[str]:
+    """The mailbox shared by ``count`` processes, each taking the mails whose conversation key is its
+    own (mailgate.workers): a first mail and its replies stay in one process, in order."""
+    import multiprocessing
+
+    from mailgate import db
+
+    if not (Path(args.mbox).is_file() if args.mbox else Path(args.maildir).is_dir()):
+        raise FileNotFoundError(args.mbox or args.maildir)
+    engine = db.make_engine(config.db_url, busy_timeout=config.database.busy_timeout)
+    try:
+        db.ensure_schema(engine)  # once, before the processes start
+    finally:
+        engine.dispose()
+    fork = multiprocessing.get_context("fork")
+    results = fork.Queue()
+    procs = [fork.Process(target=_share_in_child, args=(args, config, i, count, results)) for i in range(count)]
+    for proc in procs:
+        proc.start()
+    counts: Counter[str] = Counter()
+    try:
+        for _ in procs:
+            got = results.get()
+            if isinstance(got, str):
+                raise _ImportBroke(got)
+            counts.update(got)
+    finally:
+        for proc in procs:
+            proc.join()
+    return counts
+
+
+def _share_in_child(args: argparse.Namespace, config: Config, index: int, count: int, results: object) -> None:
+    try:
+        results.put(dict(_import_share(args, config, index, count)))  # type: ignore[attr-defined]
+    except BaseException as exc:
+        results.put(f"{type(exc).__name__}: {exc}")  # type: ignore[attr-defined]
+
+
+def _import_share(args: argparse.Namespace, config: Config, index: int, count: int) -> Counter[str]:
+    """Import the mails of the mailbox routed to share ``index`` of ``count`` (all of them for 1 of 1)."""
     from mailgate.app import build
     from mailgate.context import Envelope
     from mailgate.intake import looks_like_mail
     from mailgate.spool import SpoolMeta
     from mailgate.worker import process_batch
+    from mailgate.workers import share_of, thread_key
 
-    runtime = build(config)
+    runtime = build(config, create_schema=count == 1)
     source = "mbox" if args.mbox else "maildir"
     origin = args.mbox or args.maildir
     counts: Counter[str] = Counter()
-    started = time.monotonic()
-    progress = _Progress(enabled=sys.stderr.isatty())
+    progress = _Progress(enabled=count == 1 and sys.stderr.isatty())
     batch: list[tuple[bytes, Envelope]] = []
 
     def flush() -> None:
@@ -221,28 +288,22 @@ def _import_many(args: argparse.Namespace, config: Config) -> int:
         batch.clear()
 
     try:
-        for index, raw in enumerate(_iter_mailbox(args), start=1):
+        for number, raw in enumerate(_iter_mailbox(args), start=1):
+            if count > 1 and share_of(thread_key(raw[:16384]), count) != index:
+                continue
             if not looks_like_mail(raw):
                 counts["refused"] += 1
                 continue
-            batch.append((raw, Envelope(source=source, spool_id=f"{source}:{index}", quiet=not args.auto_reply)))
+            batch.append((raw, Envelope(source=source, spool_id=f"{source}:{number}", quiet=not args.auto_reply)))
             if len(batch) >= max(1, args.batch):
                 flush()
                 progress.show(sum(counts.values()))
         if batch:
             flush()
-    except FileNotFoundError as exc:
-        print(f"mailgate: cannot read {exc}", file=sys.stderr)
-        return EX_NOINPUT
     finally:
         progress.done()
         runtime.close()
-    total = sum(counts.values())
-    elapsed = time.monotonic() - started
-    rate = total / elapsed if elapsed > 0 else 0.0
-    detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
-    print(f"imported {total} mails from {origin} in {elapsed:.1f}s ({rate:.0f}/s): {detail}")
-    return EX_OK if not counts["failed"] else EX_TEMPFAIL
+    return counts
 
 
 class _Progress:
