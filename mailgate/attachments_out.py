@@ -155,7 +155,7 @@ def for_customer(services: Any, session: Any, message: Message, html: str) -> tu
     for item in files_of(session, message):
         cid = item.content_id.strip("<>")
         shown = bool(cid and html and f"cid:{cid}" in html)
-        if cid and html and not shown and (item.inline or item.content_type.startswith("image/")):
+        if cid and html and not shown and item.content_type.startswith("image/"):
             continue  # an image of the quoted history
         reason = blocked_reason(item, blocked)
         if reason:

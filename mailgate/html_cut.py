@@ -35,6 +35,7 @@ _QUOTE_CLASSES = frozenset({"gmail_quote", "moz-cite-prefix", "yahoo_quoted", "g
 _QUOTE_IDS = frozenset({"divrplyfwdmsg", "appendonsend", "mail-editor-reference-message-container"})
 _BORDER_TOP = re.compile(r"border-top\s*:\s*solid", re.IGNORECASE)
 _BREAKS = frozenset({"br", "wbr"})
+_NOT_TEXT = frozenset({"style", "script", "title", "head"})  # their content is never what a person reads
 
 
 def raw_html(raw: bytes) -> str:
@@ -71,12 +72,15 @@ class _Scanner(HTMLParser):
         self.texts: list[tuple[int, int, str, int]] = []  # (start, end, text, start of the enclosing tag)
         self.last_tag = 0
         self.tags: list[tuple[int, int, str]] = []  # (start, end, tag name) of every start tag and break
+        self.hidden: str = ""  # inside <style>, <script>, <title> or <head>: its end tag
 
     def _at(self) -> int:
         line, column = self.getpos()
         return self.line_starts[line - 1] + column
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _NOT_TEXT:
+            self.hidden = tag
         if self.quote_at is not None:
             return
         start = self._at()
@@ -95,8 +99,12 @@ class _Scanner(HTMLParser):
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
 
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self.hidden:
+            self.hidden = ""
+
     def handle_data(self, data: str) -> None:
-        if self.quote_at is not None or not data.strip():
+        if self.quote_at is not None or self.hidden or not data.strip():
             return
         start = self._at()
         self.texts.append((start, start + len(data), data, self.last_tag))

@@ -97,6 +97,21 @@ def harness(harness_factory: Callable[[Path], Harness], config_file: Path) -> Ha
     return harness_factory(config_file)
 
 
+@pytest.fixture(autouse=True)
+def sent_mail_is_well_formed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test: each mail in its sent maildirs has the structure of tests/mail_structure.py."""
+    root = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if root is None:
+        return
+    from tests import mail_structure
+
+    for path in sorted(root.rglob("sent/*/*")):
+        if path.parent.name in ("new", "cur") and path.is_file():
+            found = mail_structure.problems(path.read_bytes())
+            assert not found, f"{path.name}: {'; '.join(found)}"
+
+
 @pytest.fixture
 def daemon_factory() -> Iterator[Callable[..., Daemon]]:
     """Start real `mailgate serve` processes; each is stopped (SIGTERM, then SIGKILL) after the test."""
