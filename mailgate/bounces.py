@@ -95,6 +95,8 @@ class Report:
     is_dsn: bool = False
     original_message_id: str = ""
     recipients: list[RecipientStatus] = field(default_factory=list)
+    is_feedback: bool = False  # an ARF feedback report (RFC 5965): a recipient marked our mail as abuse
+    complainants: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -118,10 +120,14 @@ def parse_report(raw: bytes) -> Report:
         message.get_content_type() == "multipart/report"
         and str(message.get_param("report-type", "")).lower() == "delivery-status"
     )
+    report.is_feedback = str(message.get_param("report-type", "")).lower() == "feedback-report"
     for part in message.walk():
         ctype = part.get_content_type()
         if ctype == "message/delivery-status":
             report.recipients += _recipient_blocks(part)
+        elif ctype == "message/feedback-report":
+            report.is_feedback = True
+            report.complainants += _feedback_recipients(part)
         elif ctype == "message/rfc822" and not report.original_message_id:
             payload = part.get_payload()
             inner = payload[0] if isinstance(payload, list) and payload else None
@@ -172,6 +178,16 @@ def _recipient_blocks(part: StdMessage) -> list[RecipientStatus]:
     return found
 
 
+def _feedback_recipients(part: StdMessage) -> list[str]:
+    """The ``Original-Rcpt-To`` fields of an ARF report: who complained (RFC 5965 section 3.2)."""
+    payload: Any = part.get_payload()
+    blocks = payload if isinstance(payload, list) else []
+    if not blocks and isinstance(payload, str):
+        blocks = [HeaderParser().parsestr(payload)]
+    found = [_addr(v) for block in blocks for v in block.get_all("original-rcpt-to", [])]
+    return [a for a in found if "@" in a][:50]
+
+
 def _addr(value: str) -> str:
     value = clean_header(value)
     if ";" in value:
@@ -184,18 +200,21 @@ def _first_id(value: str) -> str:
     return ids[0] if ids else ""
 
 
-def looks_like_bounce(ctx: MessageContext) -> bool:
-    """A DSN by its type, or a report from MAILER-DAEMON or postmaster.
+def looks_like_bounce(ctx: MessageContext, to_verp: bool = False) -> bool:
+    """A DSN or a feedback report by its type, or a report from MAILER-DAEMON or postmaster.
 
     A null envelope sender alone is not enough: RFC 3834 asks autoresponders to
     use one too, and their mail is stored like any other (the loop guard keeps
-    it from getting an answer).
+    it from getting an answer). Nor is the sender's name: a mail from
+    postmaster@ with a human body and no report part is a person writing, unless
+    it came back to a VERP return path of ours or flufl.bounce reads a failure in it.
     """
-    ctype = ctx.mail.header("content-type").lower()
-    if "multipart/report" in ctype and "delivery-status" in ctype:
+    if ctx.mail.kind in ("bounce", "feedback"):  # by type, or a system sender with a report part
         return True
     senders = (ctx.mail.header("return-path"), ctx.envelope.mail_from, ctx.mail.from_addr)
-    return any(v.strip("<> ").rpartition("@")[0].lower() in ("mailer-daemon", "postmaster") for v in senders)
+    if not any(v.strip("<> ").rpartition("@")[0].lower() in ("mailer-daemon", "postmaster") for v in senders):
+        return False
+    return to_verp or bool(scanned_failures(ctx.raw))
 
 
 def _verp_id(ctx: MessageContext, key: bytes) -> int | None:
@@ -218,7 +237,7 @@ def find_ticket(ctx: MessageContext) -> Ticket | None:
     key = ctx.services.extras["outbound"].key
     session = ctx.session
     outbox_id = _verp_id(ctx, key)
-    if not looks_like_bounce(ctx):
+    if not looks_like_bounce(ctx, to_verp=outbox_id is not None):
         row = session.get(Outbox, outbox_id) if outbox_id is not None else None
         return session.get(Ticket, row.ticket_id) if row is not None and row.ticket_id else None
     report = parse_report(ctx.raw)
@@ -301,6 +320,9 @@ def settle(session: Session, ctx: MessageContext, note: BounceNote, ticket: Tick
             outbox=row.id,
             addresses=foreign[:50],
         )
+    if note.report.is_feedback:
+        _complaint(session, ctx, note, ticket, row, sent_to)
+        return
     if not reported and not note.report.is_dsn:
         # A bounce that is no standard report: the mail failed, for a reason we cannot read.
         statuses = [RecipientStatus(address=a, status="", action="failed") for a in row.rcpt_tos]
@@ -333,6 +355,19 @@ def settle(session: Session, ctx: MessageContext, note: BounceNote, ticket: Tick
             audit.record(
                 session, now, "mail.delivery_report", ticket=ticket, message=ctx.message, actor="mailgate", **detail
             )
+
+
+def _complaint(session: Session, ctx: MessageContext, note: BounceNote, ticket: Ticket | None, row: Outbox,
+               sent_to: set[str]) -> None:
+    """A proven feedback report: no more automatic mail to the complainant, as after a hard bounce."""
+    now = ctx.services.clock.now()
+    days = ctx.services.extras["outbound"].settings.bounces.suppress_days
+    named = note.report.complainants or sorted(sent_to)  # ARF may redact the recipient: the row says who it was
+    for address in (a for a in named if a in sent_to):
+        audit.record(session, now, "mail.complaint", ticket=ticket, message=ctx.message, actor="mailgate",
+                     outbox=row.id, mail_kind=row.kind, recipient=address)
+        if days:
+            suppress(session, address, now + timedelta(days=days), "feedback report (marked as abuse)", now)
 
 
 def suppress(session: Session, address: str, until: Any, reason: str, now: Any) -> None:

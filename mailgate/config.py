@@ -222,6 +222,13 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class ReadingConfig:
+    """``[reading]``: what mailgate does with the mail it reads (see mailgate.mail.held)."""
+
+    unthreaded_automatic: str = "hold"  # hold: an auto-reply/report that threads to no ticket opens none
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     hostname: str
@@ -236,6 +243,7 @@ class Config:
     agents: tuple[AgentConfig, ...] = ()
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     queues: tuple[QueueConfig, ...] = ()
+    reading: ReadingConfig = field(default_factory=ReadingConfig)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -389,13 +397,17 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     names = [q.name for q in queues]
     if len(set(names)) != len(names):
         raise root.error("queues", "two queues share a name")
+    rd = root.table("reading")
+    reading = ReadingConfig(unthreaded_automatic=rd.str("unthreaded_automatic", "hold", choices=("hold", "ticket")))
+    rd.finish()
+
     for name in _FOREIGN_SECTIONS:
         root._seen.add(name)
     root.finish()
     return Config(path=path, hostname=hostname, data_dir=data_dir, database_url=database_url,
                   log_level=log_level, log_format=log_format, smtp=smtp, support=support,
                   spool=spool, outbound=outbound, agents=tuple(agents), queues=tuple(queues),
-                  database=database, raw=data)
+                  database=database, reading=reading, raw=data)
 
 
 # Keys inside core tables that other modules read from Config.raw.

@@ -30,6 +30,7 @@ from mailgate.agents import authenticate, follow_up
 from mailgate.context import Envelope, MessageContext, Services, sender_address
 from mailgate.conversation import converse
 from mailgate.followup import msgid_key
+from mailgate.mail.held import hold_unthreaded
 from mailgate.models import Message, MessageRef, Ticket
 from mailgate.react import react
 from mailgate.routing import route
@@ -97,6 +98,7 @@ def _by_reference(ctx: MessageContext) -> Ticket | None:
 THREAD_FINDERS: tuple[tuple[str, Callable[[MessageContext], Ticket | None]], ...] = (
     ("token", _by_token),
     ("reference", _by_reference),
+    ("automatic", hold_unthreaded),  # last: automatic mail that found no ticket opens none (mailgate.mail.held)
 )
 
 
