@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mailgate.cli.templates",
     "mailgate.cli.doctor",
     "mailgate.cli.blobs",
+    "mailgate.cli.mail",
 )
 
 
