@@ -10,6 +10,8 @@ import re
 
 # A header field: a name of printable ASCII without colon or space, then a colon.
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
+# A banner some mailers and exports write above the headers (the parser skips it: mailgate.mail.headers).
+_BANNER = re.compile(rb"^[ \t]*[-=_*~#]{2,}[^\r\n:]{0,200}[-=_*~#]{2,}[ \t]*\r?\n")
 
 
 def looks_like_mail(raw: bytes) -> bool:
@@ -22,5 +24,7 @@ def looks_like_mail(raw: bytes) -> bool:
     """
     start = raw[:4096].lstrip(b"\r\n")
     if start.startswith(b"From ") and b"\n" in start:  # an mbox "From " line
+        start = start.split(b"\n", 1)[1]
+    if _BANNER.match(start) and b"\n" in start:  # "---- Original email message ----" above the headers
         start = start.split(b"\n", 1)[1]
     return bool(_HEADER_LINE.match(start))

@@ -201,7 +201,9 @@ def _read_headers(mail: ParsedMail, message: StdMessage, hint: str | None) -> No
     mail.subject = mail.header("subject")[:2000]
 
     def people(name: str) -> list[tuple[str, str]]:
-        values = [charsets.header_bytes_text(_FOLD.sub("", str(v)), hint) for v in message.get_all(name, [])]
+        # raw_items: compat32's get_all turns 8-bit bytes into a Header that has lost them
+        raw = [v for k, v in message.raw_items() if k.strip().lower() == name]
+        values = [charsets.header_bytes_text(_FOLD.sub("", str(v)), hint) for v in raw]
         return [(clean_header(n)[:200], clean_header(a)) for n, a in addresses.read(values, hint)]
 
     senders = people("from")

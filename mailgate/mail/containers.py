@@ -53,7 +53,8 @@ def fallback_name(part: StdMessage, index: int) -> str:
     ctype = part.get_content_type()
     if ctype == "message/rfc822":
         return f"message-{index}.eml"
-    ext = mimetypes.guess_extension(ctype, strict=False) or ".bin"
+    text = ctype.startswith("text/") or ctype in ("message/delivery-status", "message/feedback-report")
+    ext = mimetypes.guess_extension(ctype, strict=False) or (".txt" if text else ".bin")
     return f"part-{index}{ext}"
 
 
