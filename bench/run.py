@@ -105,6 +105,7 @@ def routing(rules: int) -> dict[str, Any]:
 
 
 def collect(size: dict[str, Any], pg_url: str | None, only: set[str]) -> tuple[dict[str, Any], list[str]]:
+    import blobs_intake
     import intake as intake_mod
     import lookups
     import steps
@@ -121,6 +122,7 @@ def collect(size: dict[str, Any], pg_url: str | None, only: set[str]) -> tuple[d
                                                            size["max_seconds"]),
         "startup": lambda: intake_mod.startup(None, size["startup_runs"]),
         "pipeline_steps": lambda: steps.measure(size["steps_count"]),
+        "intake_attachments_pg": lambda: blobs_intake.run(size, pg_url),  # [blobs] database vs files
     }
     results: dict[str, Any] = {}
     failures: list[str] = []
