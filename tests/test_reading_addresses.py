@@ -63,4 +63,5 @@ def test_a_mail_with_junk_after_the_sender_keeps_its_sender():
 
 
 def test_a_group_with_no_address_yields_no_recipient():
-    assert parse(mail_from("a@example.com").replace(b"To: support@example.com", b"To: undisclosed-recipients:;")).to == []
+    raw = mail_from("a@example.com").replace(b"To: support@example.com", b"To: undisclosed-recipients:;")
+    assert parse(raw).to == []

@@ -111,5 +111,5 @@ def cmd_held(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_json(rows)
     else:
-        print_table(rows, ["at", "kind", "from", "subject", "reason", "raw_sha256"])
+        print_table(rows, ["at", "mail_kind", "from", "subject", "reason", "raw_sha256"])
     return 0

@@ -36,7 +36,7 @@ def hold_unthreaded(ctx: MessageContext) -> Ticket | None:
         HELD_EVENT,
         actor=mail.from_addr or ctx.envelope.mail_from,
         message_id=mail.message_id,
-        kind=mail.kind,
+        mail_kind=mail.kind,
         reason=mail.kind_reason,
         subject=mail.subject[:300],
         source=ctx.envelope.source,
