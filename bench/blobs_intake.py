@@ -50,7 +50,7 @@ def measure(messages: Sequence[Outgoing], db_url: str, backend: str, clients: in
         result = _load(server, messages, clients, per_connection, max_seconds)
         done_at, _acks, complete = progress.wait(result.accepted, timeout=max_seconds + 60)
         figures = _figures(result, done_at - result.started, server.cpu_seconds() - cpu0, server.peak_rss_mb())
-        figures.update(committed=complete, bytes=sum(len(m.raw) for m in messages))
+        figures.update(committed=complete, bytes=sum(len(m.payload) for m in messages))
     finally:
         progress.close()
         server.stop()
@@ -73,7 +73,7 @@ def run(size: dict[str, Any], pg_url: str | None) -> dict[str, Any]:
                 one[backend] = measure(messages, url, backend, *load)
         rounds.append(one)
     out: dict[str, Any] = {"corpus": "attachments", "messages": len(messages),
-                           "mb": round(sum(len(m.raw) for m in messages) / 1e6, 1), "rounds": rounds}
+                           "mb": round(sum(len(m.payload) for m in messages) / 1e6, 1), "rounds": rounds}
     for backend in ("reference", "database", "files"):
         out[backend] = {k: _median([r[backend][k] for r in rounds])
                         for k in ("msgs_per_s", "smtp_p99_ms", "cpu_ms_per_msg", "peak_rss_mb")}
