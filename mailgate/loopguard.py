@@ -154,11 +154,18 @@ def may_auto_reply(*, recipients: Sequence[str], incoming: Incoming | None, coun
     return True, ""
 
 
+SYSTEM_CACHE = "loopguard.system"  # key in Session.info: (system count, last outbox id, as of)
+SYSTEM_CACHE_SECONDS = 5.0  # a cached system count is this fresh at most (rows leaving the window meanwhile
+# make it count a few too many, never too few)
+
+
 def gather_counts(session: Session, now: datetime, *, recipients: Sequence[str], sender: str | None,
                   ticket_id: int | None, limits: Limits) -> Counts:
     """Read the counts the rules need from the outbox and the suppressions, in one round trip.
 
     Each count is its own subquery so that each uses its own index (recipient, ticket, created_at).
+    The system-wide count (the breaker's) reads up to ``system_limit`` rows: it is read once per
+    session (one worker batch) and then only the rows added since are counted, by primary key.
     """
     counted = (Outbox.automatic.is_(True), Outbox.status != "held")
 
@@ -176,14 +183,25 @@ def gather_counts(session: Session, now: datetime, *, recipients: Sequence[str],
         in_ticket = count(Outbox.ticket_id == ticket_id,
                           Outbox.created_at > now - timedelta(seconds=limits.per_ticket_window),
                           cap=limits.per_ticket_limit)
-    system = count(Outbox.created_at > now - timedelta(seconds=limits.system_window), cap=limits.system_limit)
+    cached = session.info.get(SYSTEM_CACHE)
+    fresh = cached is not None and 0 <= (now - cached[2]).total_seconds() <= SYSTEM_CACHE_SECONDS
+    if fresh:
+        base, last_id = cached[0], cached[1]
+        system = count(Outbox.id > last_id, cap=max(1, limits.system_limit - base))
+    else:
+        base, last_id = 0, 0
+        system = count(Outbox.created_at > now - timedelta(seconds=limits.system_window), cap=limits.system_limit)
+    newest = select(func.max(Outbox.id)).scalar_subquery()
     suppressed = (select(Suppression.address)
                   .where(Suppression.address.in_(list(recipients)),
                          or_(Suppression.until.is_(None), Suppression.until > now))
                   .limit(1).scalar_subquery())
-    row = session.execute(select(to_sender, in_ticket, system, suppressed)).one()
+    row = session.execute(select(to_sender, in_ticket, system, suppressed, newest)).one()
+    system_in_window = base + int(row[2] or 0)
+    if not fresh:
+        session.info[SYSTEM_CACHE] = (system_in_window, int(row[4] or 0), now)
     return Counts(to_sender_last_hour=int(row[0] or 0), ticket_in_window=int(row[1] or 0),
-                  system_in_window=int(row[2] or 0), suppressed=(row[3],) if row[3] else ())
+                  system_in_window=system_in_window, suppressed=(row[3],) if row[3] else ())
 
 
 def span(seconds: float) -> str:
