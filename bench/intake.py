@@ -65,15 +65,17 @@ def _measure_sink(server: Server, workdir: Path, messages: Sequence[Outgoing], c
 
 
 def measure_mailgate(messages: Sequence[Outgoing], db_url: str | None, clients: int, per_connection: int,
-                     max_seconds: float, batch_size: int | None = None) -> dict[str, Any]:
+                     max_seconds: float, batch_size: int | None = None, workers: int = 1) -> dict[str, Any]:
     """``db_url`` None: SQLite in a fresh data directory."""
     from servers import sqlite_url
 
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-mg-"))
     url = db_url or sqlite_url(workdir)
-    server = mailgate_serve(mailgate_config(workdir, url, batch_size)).start()
+    server = mailgate_serve(mailgate_config(workdir, url, batch_size, workers)).start()
     progress = Progress(url)
     try:
+        if workers > 1:
+            _wait_for_workers(server, workers)
         cpu0 = server.cpu_seconds()
         result = _load(server, messages, clients, per_connection, max_seconds)
         done_at, acks, complete = progress.wait(result.accepted, timeout=max_seconds + 60)
@@ -97,6 +99,13 @@ def measure_mailgate(messages: Sequence[Outgoing], db_url: str | None, clients: 
             print(figures["server_traceback"], file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
     return figures
+
+
+def _wait_for_workers(server: Server, workers: int, timeout: float = 60) -> None:
+    """Until every worker process logged that it started (so the load meets the whole pipeline)."""
+    deadline = time.monotonic() + timeout
+    while server.log().count("worker started") < workers and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def startup(db_url: str | None, runs: int = 3) -> dict[str, Any]:
@@ -140,7 +149,8 @@ def big_mail(index: int, size: int) -> bytes:
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
-def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: float) -> dict[str, Any]:
+def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: float,
+                    workers: int = 1) -> dict[str, Any]:
     """Peak RSS while ``count`` mails of ``size`` bytes arrive at once: the SMTP door alone (intake only),
     then ``mailgate serve`` at the end of the arrival and once every mail is stored."""
     from servers import sqlite_url
@@ -156,9 +166,12 @@ def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: floa
     finally:
         alone.stop()
     url = db_url or sqlite_url(workdir)
-    server = mailgate_serve(mailgate_config(workdir, url)).start()
+    server = mailgate_serve(mailgate_config(workdir, url, workers=workers)).start()
     progress = Progress(url)
     try:
+        if workers > 1:
+            _wait_for_workers(server, workers)
+        out["workers"] = workers
         out["rss_at_start_mb"] = round(server.peak_rss_mb(), 1)
         result = _load(server, messages, clients=count, per_connection=1, max_seconds=max_seconds)
         out["peak_rss_arrival_mb"] = round(server.peak_rss_mb(), 1)
@@ -172,8 +185,9 @@ def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: floa
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def ingest_mbox(count: int, seed: int, db_url: str | None = None) -> dict[str, Any]:
-    """``mailgate ingest --mbox`` of ``count`` mails into a fresh database: wall clock of the command."""
+def ingest_mbox(count: int, seed: int, db_url: str | None = None, workers: int = 1) -> dict[str, Any]:
+    """``mailgate ingest --mbox`` of ``count`` mails into a fresh database, in ``workers`` processes:
+    wall clock of the command."""
     import subprocess
     import sys
 
@@ -184,13 +198,14 @@ def ingest_mbox(count: int, seed: int, db_url: str | None = None) -> dict[str, A
     try:
         mbox = workdir / "corpus.mbox"
         corpus.write_mbox(corpus.generate(count, seed=seed, small=True), mbox)
-        config = mailgate_config(workdir, db_url or sqlite_url(workdir))
+        config = mailgate_config(workdir, db_url or sqlite_url(workdir), workers=workers)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "mailgate", "--config", str(config), "--log-level", "warning",
                                "ingest", "--mbox", str(mbox)], cwd=ROOT, capture_output=True, timeout=3600)
         seconds = time.perf_counter() - started
         summary = done.stdout.decode(errors="replace").strip().splitlines()
-        return {"messages": count, "seconds": round(seconds, 2), "msgs_per_s": round(count / seconds, 1),
+        return {"messages": count, "workers": workers, "seconds": round(seconds, 2),
+                "msgs_per_s": round(count / seconds, 1),
                 "exit": done.returncode, "summary": summary[-1] if summary else done.stderr.decode()[-500:]}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -50,6 +50,17 @@ def _intake_rows(name: str, label: str, target: float, r: dict[str, Any]) -> lis
     else:
         rows.append([f"{label}: SMTP latency p99 ms", _num(ref.get("smtp_p99_ms"), 1),
                      cell(lite, "smtp_p99_ms", None, 1), cell(pg, "smtp_p99_ms", None, 1), "", ""])
+    for suffix in ("_workers",):
+        lw, pw = r.get("sqlite" + suffix), r.get("postgresql" + suffix)
+        if lw or pw:
+            rows.append([f"{label}: with `[spool] workers = {r.get('workers')}`: msgs/s (ratio), p99 ms (ratio)", "",
+                         f"{cell(lw, 'msgs_per_s', 'sqlite_workers_ratio')}, "
+                         f"{cell(lw, 'smtp_p99_ms', 'sqlite_workers_p99_ratio', 1)}",
+                         f"{cell(pw, 'msgs_per_s', 'postgresql_workers_ratio')}, "
+                         f"{cell(pw, 'smtp_p99_ms', 'postgresql_workers_p99_ratio', 1)}" if pw else NA, "", ""])
+            rows.append([f"{label}: with workers: CPU ms per message, peak RSS MB (all processes)", "",
+                         f"{cell(lw, 'cpu_ms_per_msg', None, 2)}, {cell(lw, 'peak_rss_mb')}",
+                         f"{cell(pw, 'cpu_ms_per_msg', None, 2)}, {cell(pw, 'peak_rss_mb')}" if pw else NA, "", ""])
     door = r.get("door")
     if door:
         rows.append([f"{label}: SMTP door alone, no pipeline: msgs/s (ratio), p99 ms, CPU ms/msg",
@@ -76,6 +87,11 @@ def markdown(doc: dict[str, Any]) -> str:
     ingest = res.get("ingest_mbox", {})
     rows.append([f"`ingest --mbox` {sizes['ingest_count']:,} mails: msgs/s", "", _num(ingest.get("msgs_per_s"), 1),
                  "", ">= 1000", _met(None if "msgs_per_s" not in ingest else ingest["msgs_per_s"] >= 1000)])
+    ingest_w = res.get("ingest_mbox_workers", {})
+    if ingest_w:
+        rows.append([f"`ingest --mbox` {sizes['ingest_count']:,} mails in {ingest_w.get('workers')} processes: msgs/s",
+                     "", _num(ingest_w.get("msgs_per_s"), 1), "", ">= 1000",
+                     _met(None if "msgs_per_s" not in ingest_w else ingest_w["msgs_per_s"] >= 1000)])
     pipe = res.get("pipe_door", {})
     rows.append(["`ingest` of one mail (pipe door): ms wall, CPU; ratio to `python -c pass`",
                  f"{_num(pipe.get('bare_wall_ms'), 1)}, {_num(pipe.get('bare_cpu_ms'), 1)}",
@@ -107,6 +123,12 @@ def markdown(doc: dict[str, Any]) -> str:
                  "(end of arrival / until all stored)", "",
                  f"{_num(big.get('peak_rss_arrival_mb'))} / {_num(big.get('peak_rss_mb'))}", "", "< 250",
                  _met(None if "peak_rss_mb" not in big else big["peak_rss_mb"] < 250)])
+    bigw = res.get("big_mail_rss_workers", {})
+    if bigw:
+        rows.append([f"peak RSS MB, same, `[spool] workers = {bigw.get('workers')}` (all processes: "
+                     "end of arrival / until all stored)", "",
+                     f"{_num(bigw.get('peak_rss_arrival_mb'))} / {_num(bigw.get('peak_rss_mb'))}", "", "< 250",
+                     _met(None if "peak_rss_mb" not in bigw else bigw["peak_rss_mb"] < 250)])
     start = res.get("startup", {})
     rows.append(["start-up to the 220 greeting, s (restart / first start)", "",
                  f"{_num(start.get('restart_s'), 2)} / {_num(start.get('first_start_s'), 2)}", "", "< 1.5",

@@ -44,6 +44,9 @@ QUICK = {"clients": 16, "per_connection": 20, "small_count": 200, "mixed_count":
          "max_seconds": 120, "pipe_runs": 3}
 
 
+WORKERS = os.cpu_count() or 1  # [spool] workers of the "…_workers" measurements: one per core
+
+
 def machine() -> dict[str, Any]:
     def run(*argv: str) -> str:
         try:
@@ -77,18 +80,23 @@ def intake(corpus_name: str, size: dict[str, Any], pg_url: str | None) -> dict[s
     rounds: list[dict[str, Any]] = []
     for _ in range(size["rounds"]):
         one = {"reference": measure_reference(messages, *load), "door": measure_door(messages, *load),
-               "sqlite": measure_mailgate(messages, None, *load)}
+               "sqlite": measure_mailgate(messages, None, *load),
+               "sqlite_workers": measure_mailgate(messages, None, *load, workers=WORKERS)}
         if pg_url:
             with ExitStack() as stack:
                 one["postgresql"] = measure_mailgate(messages, stack.enter_context(pg_schema(pg_url)), *load)
+            with ExitStack() as stack:
+                one["postgresql_workers"] = measure_mailgate(messages, stack.enter_context(pg_schema(pg_url)), *load,
+                                                             workers=WORKERS)
         rounds.append(one)
-    out: dict[str, Any] = {"corpus": corpus_name, "messages": count, "rounds": rounds}
-    for backend in ("door", "sqlite", "postgresql") if pg_url else ("door", "sqlite"):
+    out: dict[str, Any] = {"corpus": corpus_name, "messages": count, "rounds": rounds, "workers": WORKERS}
+    backends = ("door", "sqlite", "sqlite_workers", "postgresql", "postgresql_workers")
+    for backend in (b for b in backends if b in rounds[0]):
         out[f"{backend}_ratio"] = round(_median([r[backend]["msgs_per_s"] / r["reference"]["msgs_per_s"]
                                                  for r in rounds]), 2)
         out[f"{backend}_p99_ratio"] = round(_median([r[backend]["smtp_p99_ms"] / r["reference"]["smtp_p99_ms"]
                                                      for r in rounds]), 2)
-    for backend in ("reference", "door", "sqlite", "postgresql"):
+    for backend in ("reference", *backends):
         if backend in rounds[0]:
             keys = ("msgs_per_s", "smtp_p50_ms", "smtp_p99_ms", "cpu_ms_per_msg", "peak_rss_mb")
             out[backend] = {k: _median([r[backend][k] for r in rounds]) for k in keys}
@@ -114,12 +122,15 @@ def collect(size: dict[str, Any], pg_url: str | None, only: set[str]) -> tuple[d
         "intake_small": lambda: intake("small", size, pg_url),
         "intake_mixed": lambda: intake("mixed", size, pg_url),
         "ingest_mbox": lambda: intake_mod.ingest_mbox(size["ingest_count"], seed=2),
+        "ingest_mbox_workers": lambda: intake_mod.ingest_mbox(size["ingest_count"], seed=2, workers=WORKERS),
         "pipe_door": lambda: intake_mod.pipe_door(size["pipe_runs"]),
         "routing": lambda: routing(size["rules"]),
         "lookups": lambda: lookups.measure(size["lookup_small"], size["lookup_big"], size["lookup_count"], pg_url,
                                            rounds=size["rounds"]),
         "big_mail_rss": lambda: intake_mod.big_mail_memory(None, size["big_count"], size["big_size"],
                                                            size["max_seconds"]),
+        "big_mail_rss_workers": lambda: intake_mod.big_mail_memory(None, size["big_count"], size["big_size"],
+                                                                   size["max_seconds"], workers=WORKERS),
         "startup": lambda: intake_mod.startup(None, size["startup_runs"]),
         "pipeline_steps": lambda: steps.measure(size["steps_count"]),
         "intake_attachments_pg": lambda: blobs_intake.run(size, pg_url),  # [blobs] database vs files
@@ -153,9 +164,10 @@ def incomplete(results: dict[str, Any]) -> list[str]:
     if big and "error" not in big and (not big.get("stored") or big.get("errors")
                                        or big.get("door_accepted") != big.get("messages")):
         problems.append(f"big_mail_rss: {big}")
-    ingest = results.get("ingest_mbox", {})
-    if ingest and "error" not in ingest and ingest.get("exit") != 0:
-        problems.append(f"ingest_mbox: exit {ingest.get('exit')}")
+    for name in ("ingest_mbox", "ingest_mbox_workers"):
+        ingest = results.get(name, {})
+        if ingest and "error" not in ingest and ingest.get("exit") != 0:
+            problems.append(f"{name}: exit {ingest.get('exit')}")
     return problems
 
 

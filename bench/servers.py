@@ -63,19 +63,39 @@ class Server:
         assert self.proc is not None
         return self.proc.pid
 
+    def processes(self) -> list[int]:
+        """The server and its live children (the worker processes of ``[spool] workers``)."""
+        pids = [self.pid]
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                pids += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+        return pids
+
     def cpu_seconds(self) -> float:
-        """User + system CPU of the process (all its threads), from /proc/<pid>/stat."""
-        with open(f"/proc/{self.pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
+        """User + system CPU of the process and its live children (all their threads), from /proc/<pid>/stat."""
+        total = 0
+        for pid in self.processes():
+            try:
+                with open(f"/proc/{pid}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / _TICKS
 
     def peak_rss_mb(self) -> float:
-        """VmHWM: the most resident memory the process ever had."""
-        with open(f"/proc/{self.pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
+        """VmHWM summed over the process and its live children: the most resident memory each ever had
+        (an upper bound of the peak of the sum)."""
+        total = 0.0
+        for pid in self.processes():
+            try:
+                with open(f"/proc/{pid}/status") as handle:
+                    total += next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:")) / 1024
+            except (OSError, StopIteration):
+                continue
+        return total or float("nan")
 
     def stop(self, timeout: float = 30) -> int | None:
         if self.proc is None:
@@ -101,10 +121,10 @@ def door(config: Path) -> Server:
                   config.parent / "door.log", r"listening [\d.]+:(\d+)")
 
 
-def mailgate_config(workdir: Path, db_url: str, batch_size: int | None = None) -> Path:
+def mailgate_config(workdir: Path, db_url: str, batch_size: int | None = None, workers: int = 1) -> Path:
     """A config for a benchmark daemon: its own data directory, port 0, no smarthost."""
     workdir.mkdir(parents=True, exist_ok=True)
-    spool = f"batch_size = {batch_size}\n" if batch_size else ""
+    spool = (f"batch_size = {batch_size}\n" if batch_size else "") + f"workers = {workers}\n"
     text = f"""\
 [mailgate]
 hostname = "support.bench.example"
