@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailgate.models import Blob, BlobChunk
@@ -79,7 +79,7 @@ class DatabaseBlobStore:
             index_elements=["sha256"])
         return bool(conn.execute(stmt).rowcount)
 
-    def _write(self, conn: Any, sha256: str, chunks: Iterable[bytes]) -> bool:
+    def _write(self, conn: Any, sha256: str, chunks: Iterable[bytes | memoryview]) -> bool:
         if conn.execute(select(Blob.sha256).where(Blob.sha256 == sha256)).first() is not None:
             return False
         if not self._insert_head(conn, sha256):
@@ -87,7 +87,7 @@ class DatabaseBlobStore:
         digest, size, seq = hashlib.sha256(), 0, 0
         for chunk in chunks:
             digest.update(chunk)
-            conn.execute(BlobChunk.__table__.insert().values(sha256=sha256, seq=seq, data=bytes(chunk)))
+            conn.execute(insert(BlobChunk).values(sha256=sha256, seq=seq, data=bytes(chunk)))
             size, seq = size + len(chunk), seq + 1
         if digest.hexdigest() != sha256:
             raise ValueError(f"blob {sha256}: its content hashes to {digest.hexdigest()}")
@@ -106,7 +106,7 @@ class DatabaseBlobStore:
             self._write(conn, sha, self._slices(data))
         return sha
 
-    def put_stream(self, sha256: str, chunks: Iterable[bytes]) -> bool:
+    def put_stream(self, sha256: str, chunks: Iterable[bytes | memoryview]) -> bool:
         """Store a blob of known sha256 from chunks; a content that does not hash to it raises ValueError."""
         with self._connection(write=True) as conn, _savepoint(conn):
             return self._write(conn, sha256, chunks)

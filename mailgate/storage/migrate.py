@@ -57,9 +57,9 @@ def referenced(engine: Engine) -> Iterator[str]:
                 if sha:
                     seen.add(sha)
         for detail in session.execute(select(Event.detail).where(Event.kind.like("bounce.%"))).scalars():
-            sha = (detail or {}).get("raw_sha256") if isinstance(detail, dict) else None
-            if isinstance(sha, str) and sha:
-                seen.add(sha)
+            kept = detail.get("raw_sha256") if isinstance(detail, dict) else None
+            if isinstance(kept, str) and kept:
+                seen.add(kept)
     yield from sorted(seen)
 
 
