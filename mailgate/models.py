@@ -158,6 +158,7 @@ class Attachment(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     content_id: Mapped[str] = mapped_column(Text, default="")
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    part_of: Mapped[str] = mapped_column(Text, default="", server_default="")  # the attached message it was in
 
     message: Mapped[Message] = relationship(back_populates="attachments")
 

@@ -105,7 +105,8 @@ def store(ctx: MessageContext) -> None:
         sha = blobs.put(item.payload)
         session.add(Attachment(message_pk=message.id, filename=item.filename, content_type=item.content_type,
                                sniffed_type=sniff(item.payload), size=len(item.payload), sha256=sha,
-                               content_id=item.content_id, inline=item.inline))
+                               content_id=item.content_id, inline=item.inline,
+                               part_of=item.part_of))
     remember_message_id(session, mail.message_id, ticket.id, message.id)
     audit.record(session, now, "message.received", ticket=ticket, message=message, actor=address,
                  message_id=mail.message_id, via=ctx.thread_reason or "new", source=ctx.envelope.source,

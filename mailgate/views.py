@@ -51,7 +51,7 @@ def message_view(message: Message) -> dict[str, Any]:
         "defects": list(message.parse_defects or []),  # "unproven sender": stored, but it could not act
         "attachments": [
             {"filename": a.filename, "content_type": a.content_type, "sniffed_type": a.sniffed_type,
-             "size": a.size, "sha256": a.sha256}
+             "size": a.size, "sha256": a.sha256, "part_of": a.part_of or None}
             for a in message.attachments
         ],
     }
