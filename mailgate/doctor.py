@@ -164,10 +164,12 @@ def check_rules(config: Config) -> Check:
 
 
 def check_secret(config: Config, user: ServiceUser) -> Check:
-    from mailgate.signing import key_path
+    from mailgate.signing import configured_file, key_path
 
     path = key_path(config)
     if not path.exists():
+        if configured_file(config) is None:  # the default: one key for every daemon, in the database
+            return Check("secret", True, "the signing key is kept in the database (made on first start)")
         return Check("secret", True, f"{path} will be created (mode 0600) on first start")
     mode = path.stat().st_mode
     if mode & 0o077:
