@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import signal
 import sys
@@ -140,10 +141,15 @@ class _Signals:
         self.wake.set()
 
     def _read_stdin(self) -> None:
-        """A byte: a mail was spooled. End of file: the daemon is gone, stop."""
-        stream = sys.stdin.buffer
-        while stream.read1(4096) if hasattr(stream, "read1") else stream.read(1):
-            self.wake.set()
+        """A byte: a mail was spooled. End of file: the daemon is gone, stop.
+
+        The raw descriptor, not sys.stdin: a daemon thread blocked in a buffered read holds the
+        buffer's lock, and the interpreter aborts at exit when it cannot take it."""
+        try:
+            while os.read(0, 4096):
+                self.wake.set()
+        except OSError:
+            pass
         self._stop()
 
 

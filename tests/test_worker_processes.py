@@ -201,6 +201,7 @@ def test_sighup_reaches_every_worker_and_sigterm_stops_them_all(make_config, dae
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
     assert daemon.log().count("worker stopped") == 2
+    assert "worker process ended" not in daemon.log() and "Fatal Python error" not in daemon.log()  # both exited 0
 
 
 def test_an_mbox_import_in_two_processes_stores_each_mail_once_and_threads_the_replies(make_config, tmp_path):
