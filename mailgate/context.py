@@ -43,6 +43,7 @@ class RouteDecision:
     spam: bool = False
     auto_reply: bool = True
     template: str = ""
+    locale: str = ""  # a rule's locale for the ticket's mail ("" = tell it from the mail, see locale_detect)
     drop: bool = False
     rules: list[str] = field(default_factory=list)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from mailgate import agents, attachments_out, audit, command_plan, commands, lifecycle, templating
+from mailgate import agents, attachments_out, audit, command_plan, commands, lifecycle, locale_detect, templating
 from mailgate import answer as reply_answer
 from mailgate.commands import Plan, Result
 from mailgate.config import AgentConfig
@@ -123,6 +123,7 @@ def converse(ctx: MessageContext) -> None:
 
 def _opened(ctx: MessageContext, ticket: Ticket) -> None:
     notes, session, now = ctx.notes, ctx.session, ctx.services.clock.now()
+    ticket.locale = ticket_locale(ctx, ticket)
     follows = notes.get("follows")
     if follows:
         ticket.follows_id = follows["id"]
@@ -161,6 +162,18 @@ def _opened(ctx: MessageContext, ticket: Ticket) -> None:
             actor=notes["forwarded_by"],
             customer=ticket.customer.address,
         )
+
+
+def ticket_locale(ctx: MessageContext, ticket: Ticket) -> str:
+    """The language of the new ticket's mail: rule, Content-Language, the text's language, the queue's."""
+    config = ctx.services.config
+    configured = config.queue(ticket.queue)
+    fallback = (configured.locale if configured else "") or config.support.locale or templating.DEFAULT_LOCALE
+    outbound = ctx.services.extras.get("outbound")
+    directories = tuple(outbound.settings.template_dirs) if outbound is not None else (templating.SHIPPED_DIR,)
+    return locale_detect.choose(rule=ctx.route.locale, content_language=ctx.mail.header("content-language"),
+                                text=ctx.notes.get("new_text") or ctx.mail.text, fallback=fallback,
+                                known=locale_detect.available(directories))
 
 
 def _set_status(ctx: MessageContext, ticket: Ticket, target: str, actor: str, reason: str = "") -> None:

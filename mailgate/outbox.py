@@ -77,9 +77,10 @@ def state(services: Services) -> OutboundState:
 
 
 def queue_locale(config: Config, queue: str, ticket_locale: str = "") -> str:
-    """The locale of a queue's mail: [[queues]] locale, else the ticket's, else [support] locale, else en."""
+    """The locale of a ticket's mail: the ticket's (chosen when it opened, mailgate.locale_detect), else the
+    queue's [[queues]] locale, else [support] locale, else en."""
     configured = config.queue(queue)
-    return (configured.locale if configured else "") or ticket_locale or config.support.locale or DEFAULT_LOCALE
+    return ticket_locale or (configured.locale if configured else "") or config.support.locale or DEFAULT_LOCALE
 
 
 def reply_address(services: Services, ticket: Ticket | None, agent: str | None = None) -> str:

@@ -44,7 +44,7 @@ class Routing:
         d = self.decision
         return {"queue": d.queue, "priority": d.priority, "tags": list(d.tags), "assignee": d.assignee,
                 "spam": d.spam, "spam_reason": self.spam_reason, "auto_reply": d.auto_reply,
-                "template": d.template, "drop": d.drop, "rules": list(d.rules)}
+                "template": d.template, "locale": d.locale, "drop": d.drop, "rules": list(d.rules)}
 
 
 def current_rules(extras: dict[str, Any]) -> RuleSet:
@@ -59,7 +59,8 @@ def decide(ruleset: RuleSet, facts: MailFacts, settings: SpamSettings, default_q
     queue = out.value("queue") or default_queue
     decision = RouteDecision(queue=queue, priority=out.value("priority") or "normal", tags=list(out.tags),
                              assignee=out.value("assign"), auto_reply=out.value("auto_reply", True),
-                             template=out.value("template") or "", drop=bool(out.value("drop", False)),
+                             template=out.value("template") or "", locale=out.value("locale") or "",
+                             drop=bool(out.value("drop", False)),
                              rules=list(out.rules))
     routing = Routing(decision, routed_queue=queue, outcome=out)
     if listed is not None:

@@ -24,10 +24,11 @@ from mailgate.matchtable import compile_match
 from mailgate.rulesource import RuleSource
 
 PRIORITIES = ("low", "normal", "high", "urgent")
-ACTIONS = ("queue", "priority", "tags", "assign", "spam", "auto_reply", "template", "drop", "stop")
+ACTIONS = ("queue", "priority", "tags", "assign", "spam", "auto_reply", "template", "locale", "drop", "stop")
 RULE_KEYS = ("name", "description", "enabled", "match", *ACTIONS)
 _TAG = re.compile(r"^[^\s,]{1,100}$")
 _TEMPLATE = re.compile(r"^[\w][\w.-]{0,99}$")
+_LOCALE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z]{2,4})?$")
 _TOML_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 
 
@@ -51,6 +52,7 @@ class Actions:
     spam: bool | None = None
     auto_reply: bool | None = None
     template: str | None = None
+    locale: str | None = None
     drop: bool | None = None
     stop: bool = False
     # The first-wins actions set, as (action, value) pairs, and their names: computed once for routing.
@@ -63,7 +65,7 @@ class Actions:
         object.__setattr__(self, "keys", frozenset(key for key, _ in pairs))
 
 
-_FIRST_WINS = ("queue", "priority", "assign", "spam", "auto_reply", "template", "drop")
+_FIRST_WINS = ("queue", "priority", "assign", "spam", "auto_reply", "template", "locale", "drop")
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,7 @@ def _actions(item: Mapping[str, Any], vocab: Vocabulary, problem: Any) -> Action
                 values[key] = item[key]
             else:
                 problem(f"{key}: expected true or false, got {item[key]!r}", key)
-    for key in ("queue", "priority", "assign", "template"):
+    for key in ("queue", "priority", "assign", "template", "locale"):
         if key in item:
             value = item[key]
             if not isinstance(value, str) or not value.strip():
@@ -250,6 +252,8 @@ def _actions(item: Mapping[str, Any], vocab: Vocabulary, problem: Any) -> Action
                 "config)", "assign")
     if "template" in values and not _TEMPLATE.match(values["template"]):
         problem(f"template: expected a template name such as \"ack_vip\", got {values['template']!r}", "template")
+    if "locale" in values and not _LOCALE.match(values["locale"]):
+        problem(f"locale: expected a language such as \"fr\" or \"pt-BR\", got {values['locale']!r}", "locale")
     if "tags" in item:
         tags = item["tags"]
         if not isinstance(tags, list) or not all(isinstance(t, str) and _TAG.match(t) for t in tags):
