@@ -35,7 +35,7 @@ from mailgate.commands import Command, parse_commands
 from mailgate.config import AgentConfig
 from mailgate.context import MessageContext, Services
 from mailgate.lifecycle import LifecycleSettings
-from mailgate.loopguard import Incoming, automatic_reason
+from mailgate.loopguard import automatic_reason, incoming_from
 from mailgate.models import Ticket, Watcher
 from mailgate.quote_patterns import LANGUAGES
 from mailgate.quotes import Reply, split_reply
@@ -129,15 +129,6 @@ def find_by_signed_address(ctx: MessageContext) -> Ticket | None:
 # --- authenticate -------------------------------------------------------------------------------
 
 
-def incoming_facts(ctx: MessageContext) -> Incoming:
-    return Incoming(
-        sender=ctx.mail.from_addr,
-        return_path=ctx.envelope.mail_from if ctx.envelope.mail_from or ctx.envelope.source == "smtp" else None,
-        subject=ctx.mail.subject,
-        headers=ctx.mail.headers,
-    )
-
-
 def authenticate(ctx: MessageContext) -> None:
     """Pipeline step: is this an agent's mail, and does it prove it?"""
     agent = ctx.services.config.agent(ctx.mail.from_addr)
@@ -157,7 +148,7 @@ def authenticate(ctx: MessageContext) -> None:
             "Authentication-Results with an aligned dkim=pass or spf=pass"
         )
         return
-    automatic = automatic_reason(incoming_facts(ctx))
+    automatic = automatic_reason(incoming_from(ctx))
     if automatic:
         # An out-of-office answering a notification: kept, but it neither speaks to the customer nor steers.
         ctx.notes["automatic_agent_mail"] = automatic

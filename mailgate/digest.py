@@ -21,7 +21,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from mailgate import notices
+from mailgate import claims, notices
 from mailgate.models import Counter, Ticket
 from mailgate.sla import sla_of
 
@@ -41,9 +41,7 @@ def claim_day(session: Session, name: str, day: int) -> bool:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(insert(Counter).values(name=name, value=0).on_conflict_do_nothing(index_elements=["name"]))
-    result = session.execute(update(Counter).where(Counter.name == name, Counter.value < day).values(value=day)
-                             .execution_options(synchronize_session=False))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return claims.won(session, update(Counter).where(Counter.name == name, Counter.value < day).values(value=day))
 
 
 def facts(session: Session, queue: str, now: datetime, timezone: str) -> dict[str, Any]:

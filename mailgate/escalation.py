@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from mailgate import audit, notices
+from mailgate import audit, claims, notices
 from mailgate.models import Ticket
 from mailgate.sla import SlaConfig, sla_of
 
@@ -115,10 +115,8 @@ def due_for_escalation(session: Session, target: Target, now: datetime) -> list[
 
 def _claim(session: Session, ticket_id: int, target: Target, mark: InstrumentedAttribute[Any],
            extra: ColumnElement[bool], now: datetime) -> bool:
-    result = session.execute(
-        update(Ticket).where(Ticket.id == ticket_id, mark.is_(None), live(target), extra)
-        .values({mark: now}).execution_options(synchronize_session=False))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return claims.won(session, update(Ticket).where(Ticket.id == ticket_id, mark.is_(None), live(target), extra)
+                      .values({mark: now}))
 
 
 def warn(runtime: Any, ticket_id: int, target: Target) -> bool:

@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from mailgate.context import MessageContext, sender_address
 from mailgate.models import Outbox, Suppression
 
 BREAKER = "circuit breaker"  # the reason prefix of mail held by the system-wide window
@@ -209,3 +210,17 @@ def span(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def incoming_from(ctx: MessageContext) -> Incoming:
+    """The loop guard's view of the mail: the envelope sender is the return path when the door had one."""
+    envelope, mail = ctx.envelope, ctx.mail
+    return_path: str | None
+    if envelope.source == "smtp":
+        return_path = envelope.mail_from
+    elif "return-path" in mail.headers:
+        return_path = mail.header("return-path")
+    else:
+        return_path = envelope.mail_from or None
+    return Incoming(sender=sender_address(ctx), return_path=return_path, subject=mail.subject,
+                    headers=mail.headers)

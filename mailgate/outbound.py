@@ -27,9 +27,10 @@ from typing import Any
 
 from mailgate import attachments_out, audit, bounces, outbound_settings, scheduler, sender, signing, templating
 from mailgate.config import Config
-from mailgate.context import MessageContext, Services, sender_address
-from mailgate.loopguard import Incoming
+from mailgate.context import MessageContext
+from mailgate.loopguard import Incoming, incoming_from
 from mailgate.models import Message, Ticket
+from mailgate.notices import wake
 from mailgate.outbox import OutboundState, enqueue, reply_address, state
 from mailgate.plugins import PLUGINS
 
@@ -73,13 +74,6 @@ def reload(runtime: Any) -> None:
     log.info("templates reloaded", extra={"files": len(current.templates.files())})
 
 
-def wake(services: Services) -> None:
-    """Ask the delivery task to run now (a no-op outside the daemon)."""
-    waker = services.extras.get("wake_sender")
-    if waker is not None:
-        waker()
-
-
 async def start(runtime: Any, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
@@ -106,20 +100,6 @@ def _chain(extras: dict[str, Any], name: str, hook: Callable[[Any], None]) -> No
         hook(value)
 
     extras[name] = chained
-
-
-def incoming_from(ctx: MessageContext) -> Incoming:
-    """The loop guard's view of the mail: the envelope sender is the return path when the door had one."""
-    envelope, mail = ctx.envelope, ctx.mail
-    return_path: str | None
-    if envelope.source == "smtp":
-        return_path = envelope.mail_from
-    elif "return-path" in mail.headers:
-        return_path = mail.header("return-path")
-    else:
-        return_path = envelope.mail_from or None
-    return Incoming(sender=sender_address(ctx), return_path=return_path, subject=mail.subject,
-                    headers=mail.headers)
 
 
 def queue_agents(config: Config, queue: str) -> list[str]:

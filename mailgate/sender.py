@@ -32,12 +32,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailgate import audit
+from mailgate import audit, claims
 from mailgate.config import Config, OutboundConfig
 from mailgate.context import Services
 from mailgate.errors import PermanentDeliveryError, TemporaryDeliveryError
@@ -263,9 +263,7 @@ def deliver_due(
         lease = now + timedelta(seconds=lease_seconds(services.config))
         with sessions() as session, session.begin():
             claimed = (
-                cast(CursorResult[Any], session.execute(
-                    update(Outbox).where(Outbox.id == outbox_id, *due).values(claimed_until=lease))).rowcount
-                == 1
+                claims.won(session, update(Outbox).where(Outbox.id == outbox_id, *due).values(claimed_until=lease))
             )
             row = session.get(Outbox, outbox_id) if claimed else None
             job = (

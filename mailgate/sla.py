@@ -38,8 +38,9 @@ from typing import Any
 
 from mailgate.business_hours import Schedule, add_business_time, business_time_between
 from mailgate.config import Config, Table
+from mailgate.lifecycle import PRIORITIES
 
-DEFAULT_PRIORITIES = ("low", "normal", "high", "urgent")
+DEFAULT_PRIORITIES = PRIORITIES
 TARGETS = ("first_response", "resolution")
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from mailgate import audit, digest, escalation, lifecycle, notices
+from mailgate import audit, claims, digest, escalation, lifecycle, notices
 from mailgate.models import Ticket
 from mailgate.scheduler import Sweep, register
 from mailgate.sla import SlaConfig, parse_sla, sla_of
@@ -81,9 +81,8 @@ def _claim(session: Session, ticket_id: int, condition: ColumnElement[bool], now
     The WHERE repeats the due condition, so a daemon that waited for another's
     commit finds it false. The status change itself is :func:`lifecycle.set_status`.
     """
-    result = session.execute(update(Ticket).where(Ticket.id == ticket_id, condition)
-                             .values(updated_at=now, **values).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not claims.won(session, update(Ticket).where(Ticket.id == ticket_id, condition)
+                      .values(updated_at=now, **values)):
         return None
     return session.get(Ticket, ticket_id)
 

@@ -4,12 +4,15 @@ rate limits per sender, per ticket and system-wide; every held-back mail is reco
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
 
-from mailgate.loopguard import Counts, Incoming, Limits, automatic_reason, may_auto_reply
+from mailgate.context import Envelope
+from mailgate.loopguard import Counts, Incoming, Limits, automatic_reason, incoming_from, may_auto_reply
 from mailgate.models import Message, Ticket
+from mailgate.parsing import ParsedMail
 from tests.helpers import make_mail
 from tests.outbound_helpers import events, flush, other_database, outbox_rows, sent_mails
 
@@ -241,3 +244,16 @@ def test_two_helpdesks_whose_relay_strips_every_loop_header_still_stop(make_conf
 def second_db_url(tmp_path):
     with other_database(tmp_path, "b") as url:
         yield url
+
+
+def test_a_mail_fetched_by_imap_with_an_empty_return_path_is_a_bounce_for_every_step():
+    """One view of an incoming mail (loopguard.incoming_from) for the agents' step and the acknowledgment alike:
+    a mail fetched from a mailbox has no envelope, so its Return-Path header is the return path."""
+    mail = ParsedMail(from_addr="mailer@customer.example", subject="Delivery failure",
+                      headers={"return-path": ["<>"], "from": ["mailer@customer.example"]})
+    ctx = SimpleNamespace(mail=mail, envelope=Envelope(source="imap"))
+    incoming = incoming_from(ctx)  # type: ignore[arg-type]
+    assert incoming.return_path == "<>"
+    assert automatic_reason(incoming) == "empty return path (a bounce)"
+    over_smtp = SimpleNamespace(mail=mail, envelope=Envelope(source="smtp", mail_from="alice@customer.example"))
+    assert incoming_from(over_smtp).return_path == "alice@customer.example"  # type: ignore[arg-type]
