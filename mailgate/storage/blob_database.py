@@ -80,9 +80,7 @@ class DatabaseBlobStore:
         return bool(conn.execute(stmt).rowcount)
 
     def _write(self, conn: Any, sha256: str, chunks: Iterable[bytes | memoryview]) -> bool:
-        if conn.execute(select(Blob.sha256).where(Blob.sha256 == sha256)).first() is not None:
-            return False
-        if not self._insert_head(conn, sha256):
+        if not self._insert_head(conn, sha256):  # one round trip tells "new" from "stored already"
             return False
         digest, size, seq = hashlib.sha256(), 0, 0
         for chunk in chunks:
