@@ -128,6 +128,25 @@ def for_agents(services: Any, session: Any, message: Message | None) -> tuple[li
     return attached, listed
 
 
+MAX_FILE_MAILS = 20  # one #files sends at most this many mails
+
+
+def customer_files(session: Any, ticket_id: int) -> list[Attachment]:
+    """Every file the customer's mails brought into the ticket, oldest first."""
+    return list(session.scalars(select(Attachment).join(Message, Attachment.message_pk == Message.id)
+                                .where(Message.ticket_id == ticket_id, Message.direction == "in")
+                                .order_by(Attachment.id)).all())
+
+
+def file_mails(services: Any, session: Any, ticket_id: int) -> tuple[list[list[OutAttachment]], list[Listed]]:
+    """The ticket's files for ``#files``: batches under the limit, and the files no mail can carry."""
+    limit = settings(services.config).max_bytes
+    groups, too_big = batches(customer_files(session, ticket_id), limit)
+    left = [item for group in groups[MAX_FILE_MAILS:] for item in group] + too_big
+    sent = [[outgoing(services.blobs, item) for item in group] for group in groups[:MAX_FILE_MAILS]]
+    return sent, [Listed(i.filename or "attachment", i.size, i.sniffed_type or i.content_type) for i in left]
+
+
 def blocked_reason(item: Attachment, blocked: Iterable[str]) -> str:
     """Why a file of the agent must not reach the customer, or ""."""
     declared, sniffed = item.content_type.lower(), (item.sniffed_type or "").lower()

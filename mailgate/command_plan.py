@@ -234,6 +234,12 @@ def _fwd(plan: Plan, cmd: Command, env: Directory, me: AgentConfig) -> str:
     return f"ticket opened on behalf of {env.forwarded_sender}"
 
 
+def _files(plan: Plan, cmd: Command, env: Directory, me: AgentConfig) -> str:
+    _no_args(cmd)
+    plan.files = True
+    return "the ticket's files follow in separate mails, each under [notify] max_attachment_bytes"
+
+
 def _help(plan: Plan, cmd: Command, env: Directory, me: AgentConfig) -> str:
     plan.help = True
     return "the manual follows below"
@@ -257,6 +263,7 @@ HANDLERS: dict[str, Handler] = {
     "notspam": _notspam,
     "template": _template,
     "fwd": _fwd,
+    "files": _files,
     "help": _help,
 }
 

@@ -125,6 +125,7 @@ class Plan:
     list_sender: bool = False  # #spam block / #notspam allow
     forward: bool = False
     help: bool = False
+    files: bool = False  # #files: mail the ticket's files to the agent (mailgate.attachments_out)
 
     @property
     def ok(self) -> bool:

@@ -40,6 +40,15 @@ MANUAL_END = "<!-- end of the agents' manual"
 UNPROVEN_FLAG = "unproven sender"  # on Message.parse_defects: the mail was stored but could not act (docs/security.md)
 
 templating.register_kind(
+    "files",
+    {
+        "agent": {"name": "Bob", "address": "bob@example.com"},
+        "files": {"attached": ["screenshot.png"], "part": 1, "parts": 2,
+                  "listed": [{"filename": "video.mp4", "size": "40.0 MB", "bytes": 41943040, "type": "video/mp4",
+                              "reason": ""}]},
+    },
+)
+templating.register_kind(
     "transcript",
     {
         "agent": {"name": "Bob", "address": "bob@example.com"},
@@ -229,6 +238,8 @@ def _agent_mail(ctx: MessageContext, ticket: Ticket, message: Message, agent: Ag
         relayed_to, kept = relay(ctx, ticket, message, agent, found)
     if plan is not None and plan.resolved_notice:
         send_resolved_notice(ctx, ticket)
+    if plan is not None and plan.files:
+        send_files(ctx, ticket, agent)
     if plan is not None or kept:
         send_transcript(ctx, ticket, agent, plan, relayed_to=relayed_to, kept=kept)
 
@@ -450,6 +461,26 @@ def send_resolved_notice(ctx: MessageContext, ticket: Ticket) -> None:
         automatic=True,
         reply_to=customer_reply_address(ctx, ticket),
     )
+
+
+def send_files(ctx: MessageContext, ticket: Ticket, agent: AgentConfig) -> None:
+    """``#files``: the customer's files of the ticket to the agent, in mails each under the notification limit."""
+    groups, left = attachments_out.file_mails(ctx.services, ctx.session, ticket.id)
+    listed = [item.as_context() for item in left]
+    for part, group in enumerate(groups or [[]], 1):
+        _enqueue(
+            ctx,
+            ticket=ticket,
+            kind="files",
+            recipients=[(agent.name, agent.address)],
+            context={"agent": {"name": agent.name, "address": agent.address},
+                     "files": {"attached": [f.filename for f in group], "listed": listed if part == 1 else [],
+                               "part": part, "parts": len(groups)}},
+            in_reply_to=ctx.message,
+            automatic=True,
+            reply_to=agent_reply_address(ctx, ticket, agent),
+            attachments=group,
+        )
 
 
 def send_transcript(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, plan: Plan | None,

@@ -175,3 +175,29 @@ def test_every_mail_of_a_conversation_has_one_message_id_date_and_top_mime_versi
     for raw in raws:
         assert mail_structure.problems(raw) == []
         assert email.message_from_bytes(raw, policy=policy.default)["Message-ID"]
+
+
+def test_an_agents_files_command_mails_every_file_of_the_ticket_in_batches_under_the_limit(
+        make_config, daemon_factory):
+    config = make_config(agents=AGENTS, queues=QUEUES, notify={"max_attachment_bytes": "100B"})
+    daemon = daemon_factory(config)
+    bob = Inbox(config, "bob@example.com")
+    first, second, huge = b"a" * 59 + b"\n", b"b" * 59 + b"\n", b"c" * 300 + b"\n"
+    daemon.send(make_mail(body="Three logs attached.\n", attachments=[
+        ("first.log", "text/plain", first), ("second.log", "text/plain", second), ("huge.log", "text/plain", huge)]))
+    notification = bob.wait("the new-ticket notification", "New ticket")
+    assert files(notification) == {"first.log": first}
+    assert "second.log (60 B, text/plain)" in text(notification) and "huge.log (301 B" in text(notification)
+
+    daemon.send(make_mail(subject="Re: " + notification["Subject"], sender="Bob <bob@example.com>",
+                          to=notification["Reply-To"], in_reply_to=notification["Message-ID"], body="#files\n"),
+                mail_from="bob@example.com", rcpt=[notification["Reply-To"]])
+
+    def batches() -> list[EmailMessage] | None:
+        found = sorted((m for m in bob.mails() if "Files (part" in m["Subject"]), key=lambda m: m["Subject"])
+        return found if len(found) == 2 else None
+    part1, part2 = wait_for(batches, timeout=180, message="the two mails of #files")
+    assert part1["Subject"] == "[#1] Files (part 1 of 2): Printer on fire"
+    assert files(part1) == {"first.log": first} and files(part2) == {"second.log": second}
+    assert "huge.log (301 B, text/plain)" in text(part1)
+    assert "ok: the ticket's files follow" in text(bob.wait("the transcript", "> #files"))
