@@ -83,13 +83,22 @@ def register_kind(kind: str, sample: dict[str, Any] | None = None) -> None:
     _KIND_SAMPLES[kind] = dict(sample or {})
 
 
+def registered(kind: str) -> str:
+    """The kind a template stands for: itself, or the kind it replaces (``acknowledgment_vip``, the
+    ``template`` of a rule, is an ``acknowledgment`` and is checked as strictly)."""
+    if kind in _KIND_SAMPLES:
+        return kind
+    return max((k for k in _KIND_SAMPLES if kind.startswith(k + "_")), key=len, default=kind)
+
+
 def sample_context(kind: str = "") -> dict[str, Any]:
     """The context `check` renders a template of ``kind`` with: every documented name filled."""
-    return {**BASE_SAMPLE, **_KIND_SAMPLES.get(kind, {})}
+    return {**BASE_SAMPLE, **_KIND_SAMPLES.get(registered(kind), {})}
 
 
 def known_names(kind: str) -> frozenset[str] | None:
     """The names a template of ``kind`` may use; None for a kind nobody registered."""
+    kind = registered(kind)
     if kind not in _KIND_SAMPLES:
         return None
     return frozenset(BASE_SAMPLE) | frozenset(_KIND_SAMPLES[kind])
