@@ -29,7 +29,7 @@ def test_new_tickets_and_sla_warnings_go_to_the_same_agents_of_a_queue(make_conf
 
 def test_the_html_cut_keeps_the_answer_above_each_clients_quote_marker():
     cases = {
-        "gmail": '<div dir="ltr">New text</div><div class="gmail_quote">On Mon wrote:<blockquote>old</blockquote></div>',
+        "gmail": '<div dir="ltr">New text</div><div class="gmail_quote">On Mon wrote:<blockquote>old</div>',
         "outlook web": '<div>New text</div><div id="appendonsend"></div><hr><div id="divRplyFwdMsg">From: x</div>old',
         "outlook desktop": '<p>New text</p><div style="border:none;border-top:solid #E1E1E1 1.0pt">From: x</div>old',
         "thunderbird": '<p>New text</p><div class="moz-cite-prefix">On 5/1 x wrote:</div><blockquote type="cite">old',
