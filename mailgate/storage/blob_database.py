@@ -76,8 +76,8 @@ class DatabaseBlobStore:
         """Claim the ``blobs`` row; False when another put (here or on another daemon) made it."""
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(Blob).values(sha256=sha256, size=0, chunks=0).on_conflict_do_nothing(
-            index_elements=["sha256"])
-        return bool(conn.execute(stmt).rowcount)
+            index_elements=["sha256"]).returning(Blob.sha256)  # a row back: ours (rowcount may say -1)
+        return conn.execute(stmt).first() is not None
 
     def _write(self, conn: Any, sha256: str, chunks: Iterable[bytes | memoryview]) -> bool:
         if not self._insert_head(conn, sha256):  # one round trip tells "new" from "stored already"
