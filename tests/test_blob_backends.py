@@ -203,3 +203,35 @@ def test_a_25_mb_attachment_moves_and_reads_back_a_chunk_at_a_time(engine, tmp_p
     assert report.copied == 1 and digest.hexdigest() == sha
     assert rows(engine, BlobChunk) == 25
     assert peak < 6 * MIB, f"peak {peak / MIB:.1f} MiB for a 25 MiB blob"
+
+
+def test_two_daemons_storing_the_same_attachment_at_once_store_it_once(engine):
+    """The second transaction waits for the first, then stores nothing; no duplicate chunk, no error."""
+    import threading
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite takes one writer at a time: nothing runs at once")
+    data = b"the same invoice, sent to both machines\n" * 50_000
+    first, second = DatabaseBlobStore(engine, chunk_size=MIB), DatabaseBlobStore(engine, chunk_size=MIB)
+    errors: list[BaseException] = []
+
+    def other_daemon() -> None:
+        try:
+            with Session(engine) as session, session.begin(), second.batch(session):
+                second.put(data)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with Session(engine) as session:
+        session.begin()
+        with first.batch(session):
+            first.put(data)
+            thread = threading.Thread(target=other_daemon)
+            thread.start()
+            thread.join(timeout=1)
+            assert thread.is_alive(), "the second insert waits for the first transaction"
+        session.commit()
+    thread.join(timeout=60)
+    assert not errors and not thread.is_alive()
+    assert rows(engine, Blob) == 1 and rows(engine, BlobChunk) == 2
+    assert first.get(hashlib.sha256(data).hexdigest()) == data
