@@ -82,18 +82,34 @@ def read_key_file(config: Config, path: Path, create: bool = True) -> bytes | No
     return data
 
 
-def _record(engine: Engine, values: dict[str, str]) -> dict[str, str]:
-    """Insert the rows nobody inserted yet, in one transaction; return what the database holds now."""
+def _record(engine: Engine, config: Config, key: bytes, keep_key: bool) -> bytes:
+    """Record ``key`` (and its fingerprint) unless a key was recorded first; return the installation's key.
+
+    One transaction: the rows of a daemon that loses the race, or whose key does
+    not match, are rolled back with it, so the database never holds two stories.
+    """
     from mailgate.models import Installation
 
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    values = {FINGERPRINT_ROW: fingerprint(key), **({KEY_ROW: key.decode()} if keep_key else {})}
     with engine.begin() as conn:
-        for name, value in values.items():
+        for name, value in values.items():  # the fingerprint first: it is what decides
             conn.execute(dialect.insert(Installation).values(name=name, value=value)
                          .on_conflict_do_nothing(index_elements=["name"]))
         rows = conn.execute(select(Installation.name, Installation.value)
                             .where(Installation.name.in_([KEY_ROW, FINGERPRINT_ROW])))
-        return {name: value for name, value in rows}
+        held = {name: value for name, value in rows}
+        if keep_key and held[FINGERPRINT_ROW] != fingerprint(held.get(KEY_ROW, "").encode()):
+            raise ConfigError(
+                f"{config.path}: mailgate.secret_file: this installation signs with a key file (fingerprint "
+                f"{held[FINGERPRINT_ROW]}) and this daemon has none: set [mailgate] secret_file to a copy of it")
+        if not keep_key and held[FINGERPRINT_ROW] != fingerprint(key):
+            raise ConfigError(
+                f"{config.path}: mailgate.secret_file: the key in {key_path(config)} (fingerprint "
+                f"{fingerprint(key)}) is not the key of this installation (the database records "
+                f"{held[FINGERPRINT_ROW]}): every daemon on one database must sign with the same key; copy the "
+                "key file of the other daemons here, or remove secret_file to use the key kept in the database")
+        return held[KEY_ROW].encode() if keep_key else key
 
 
 def load_key(config: Config, engine: Engine | None = None) -> bytes:
@@ -102,31 +118,12 @@ def load_key(config: Config, engine: Engine | None = None) -> bytes:
     Without an ``engine`` only the key file is read (tools that have no database).
     """
     override = configured_file(config)
-    if engine is None:
+    if engine is None or override is not None:
         key = read_key_file(config, key_path(config))
         assert key is not None
-        return key
-    if override is not None:
-        key = read_key_file(config, override)
-        assert key is not None
-        held = _record(engine, {FINGERPRINT_ROW: fingerprint(key)})
-        if held[FINGERPRINT_ROW] != fingerprint(key):
-            raise ConfigError(
-                f"{config.path}: mailgate.secret_file: the key in {override} (fingerprint {fingerprint(key)}) "
-                f"is not the key of this installation (the database records {held[FINGERPRINT_ROW]}): every "
-                "daemon on one database must sign with the same key; copy the key file of the other daemons "
-                "here, or remove secret_file to use the key kept in the database")
-        return key
+        return key if engine is None else _record(engine, config, key, keep_key=False)
     candidate = read_key_file(config, config.data_dir / "secret", create=False) or _new_key()
-    held = _record(engine, {KEY_ROW: candidate.decode(), FINGERPRINT_ROW: fingerprint(candidate)})
-    if KEY_ROW not in held:
-        raise ConfigError(
-            f"{config.path}: mailgate.secret_file: this installation signs with a key file (fingerprint "
-            f"{held[FINGERPRINT_ROW]}) and this daemon has none: set [mailgate] secret_file to a copy of it")
-    key = held[KEY_ROW].encode()
-    if held[FINGERPRINT_ROW] != fingerprint(key):
-        raise ConfigError(f"{config.path}: the database holds a signing key that does not match its fingerprint")
-    return key
+    return _record(engine, config, candidate, keep_key=True)
 
 
 def sign(key: bytes, text: str) -> str:

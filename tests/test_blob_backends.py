@@ -235,3 +235,22 @@ def test_two_daemons_storing_the_same_attachment_at_once_store_it_once(engine):
     assert not errors and not thread.is_alive()
     assert rows(engine, Blob) == 1 and rows(engine, BlobChunk) == 2
     assert first.get(hashlib.sha256(data).hexdigest()) == data
+
+
+def test_a_daemon_without_the_key_file_of_a_file_keyed_installation_refuses_and_records_nothing(
+        tmp_path, engine, db_url):
+    from mailgate.models import Installation
+    from tests.helpers import write_config
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "site.key").write_text("SITEKEYKEPTINAFILE0123456789ABCD\n")
+    with_file = load_config(write_config(tmp_path / "a", db_url, mailgate={"secret_file": "../site.key"}))
+    assert signing.load_key(with_file, engine) == b"SITEKEYKEPTINAFILE0123456789ABCD"
+    without = load_config(write_config(tmp_path / "b", db_url))
+    with pytest.raises(ConfigError, match="signs with a key file"):
+        signing.load_key(without, engine)
+    with engine.connect() as conn:
+        names = set(conn.execute(select(Installation.name)).scalars())
+    assert names == {"signing_key_fingerprint"}, "the key file's secret never reaches the database"
+    assert signing.load_key(with_file, engine) == b"SITEKEYKEPTINAFILE0123456789ABCD"
