@@ -149,6 +149,7 @@ class _Walk:
     """What the walk over the MIME tree collects."""
 
     hint: str | None
+    inside: bool = False  # walking an attached message: its own attached messages are not copied again
     texts: list[str] = field(default_factory=list)
     htmls: list[str] = field(default_factory=list)
     attachments: list[ParsedAttachment] = field(default_factory=list)
@@ -260,6 +261,8 @@ def _leaves(part: StdMessage) -> list[StdMessage]:
 
 def _leaf(part: StdMessage, ctype: str, walk: _Walk) -> None:
     name = containers.part_name(part, walk.hint)
+    if ctype.startswith("multipart/"):  # a multipart whose boundary never came: its body is text
+        ctype, name = "text/plain", ""
     body = ctype in ("text/plain", "text/html") and part.get_content_disposition() != "attachment" and not name
     if body:
         text, decision = charsets.decode(_payload(part), part.get_param("charset") or None)
@@ -308,6 +311,9 @@ def _attached_message(part: StdMessage, walk: _Walk) -> None:
     if inner is None:
         _keep(part, walk)
         return
+    if walk.inside:  # a message inside an attached message: the outer copy holds it; list its files only
+        _walk(inner, walk)
+        return
     try:
         data = inner.as_bytes()
     except Exception:  # an inner header the generator cannot write back: its text, bytes kept as read
@@ -317,7 +323,7 @@ def _attached_message(part: StdMessage, walk: _Walk) -> None:
     walk.attachments.append(ParsedAttachment(safe_filename(name), "message/rfc822", data,
                                              content_id=clean_header(str(part.get("content-id", "")))[:500]))
     owner = walk.attachments[-1].filename
-    inside = _Walk(hint=walk.hint, count=walk.count)
+    inside = _Walk(hint=walk.hint, inside=True, count=walk.count)
     _walk(inner, inside)
     walk.count = inside.count
     for item in inside.attachments:

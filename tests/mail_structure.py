@@ -25,7 +25,7 @@ def problems(raw: bytes) -> list[str]:
         count = len(top.get_all(name, []))
         if count != 1:
             found.append(f"{count} {name} headers at the top")
-    for part in list(top.walk())[1:]:
+    for part in _own_parts(top)[1:]:
         if part.get("MIME-Version") is not None:
             found.append("MIME-Version inside a part")
     long_lines = [n for n, line in enumerate(raw.split(b"\n"), 1) if len(line.rstrip(b"\r")) > 998]
@@ -39,3 +39,13 @@ def problems(raw: bytes) -> list[str]:
     elif any(str(p.get("Content-Transfer-Encoding", "")).lower() in ("8bit", "binary") for p in top.walk()):
         found.append("declares 8bit but is 7-bit: needs neither 8BITMIME nor SMTPUTF8")
     return found
+
+
+def _own_parts(message: email.message.Message) -> list[email.message.Message]:
+    """The parts of the mail itself: an attached message (message/rfc822) has its own MIME-Version."""
+    parts = [message]
+    payload = message.get_payload()
+    if message.is_multipart() and message.get_content_type() != "message/rfc822" and isinstance(payload, list):
+        for child in payload:
+            parts += _own_parts(child)
+    return parts

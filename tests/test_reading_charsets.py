@@ -82,3 +82,20 @@ def test_encoded_words_split_across_one_multibyte_character_are_joined_before_de
 def test_a_plain_utf8_mail_takes_the_strict_path_without_the_detector():
     mail = parse("From: a@example.com\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGrüße\r\n".encode())
     assert mail.text.strip() == "Grüße" and mail.charsets[0]["how"] == "declared"
+
+
+def test_utf8_with_one_broken_sequence_stays_utf8_with_one_replacement_character():
+    decoded, decision = charsets.decode("Grüße aus Köln, schöne Grüße".encode() + b" \xe9 Ende", "utf-8")
+    assert decoded == "Grüße aus Köln, schöne Grüße \ufffd Ende" and decision.how == "replaced"
+
+
+def test_latin1_text_labelled_utf8_reads_as_windows_1252_not_another_latin_code_page():
+    decoded, _ = charsets.decode("Café, déjà vu, voilà: ça coûte 15 Euro.".encode("latin-1"), "utf-8")
+    assert decoded == "Café, déjà vu, voilà: ça coûte 15 Euro."
+
+
+def test_a_multipart_whose_boundary_never_comes_is_read_as_text():
+    raw = (b'From: a@example.com\r\nContent-Type: multipart/mixed; boundary="never"\r\n\r\n'
+           b"Just text, no delimiter line at all.\r\n")
+    mail = parse(raw)
+    assert mail.text.strip() == "Just text, no delimiter line at all." and mail.attachments == []

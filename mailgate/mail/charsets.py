@@ -88,7 +88,19 @@ def decode(data: bytes, declared: str | None = None) -> tuple[str, Decision]:
         text = _strict(data, codec)
         if text is not None:
             return no_surrogates(text), Decision(label, codec, "declared" if codec == label else "superset")
+    if codec in (None, "utf-8") and _mostly_utf8(data):  # UTF-8 with a few broken sequences is still UTF-8
+        return no_surrogates(data.decode("utf-8", "replace")), Decision(label, "utf-8", "replaced")
     return _guess(data, label)
+
+
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _mostly_utf8(data: bytes) -> bool:
+    """Most 8-bit bytes form valid UTF-8 sequences: a few broken ones do not make it another charset."""
+    valid = sum(len(m) for m in _UTF8_SEQUENCE.findall(data[:MAX_DETECT]))
+    high = sum(1 for b in data[:MAX_DETECT] if b >= 0x80)
+    return valid > 0 and valid >= 2 * (high - valid)
 
 
 def _plain(data: bytes, label: str, codec: str | None) -> tuple[str, Decision] | None:
@@ -128,7 +140,12 @@ def _guess(data: bytes, label: str) -> tuple[str, Decision]:
     try:
         from charset_normalizer import from_bytes
 
-        best = from_bytes(data[:MAX_DETECT]).best()
+        results = from_bytes(data[:MAX_DETECT])
+        best = results.best()
+        for match in results if best is not None and best.encoding != "cp1252" else ():
+            # a tie between Latin code pages: windows-1252, as browsers read unlabelled Western text
+            if match.encoding == "cp1252" and match.chaos <= best.chaos + 0.01 and match.coherence >= best.coherence:
+                best = match
     except Exception:  # the detector is a help, not a requirement
         best = None
     if best is not None and best.encoding:
