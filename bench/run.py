@@ -177,11 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg", metavar="URL", help="also measure on PostgreSQL (a fresh schema per measurement)")
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
     parser.add_argument("--only", action="append", default=[], help="run only this measurement (repeatable)")
+    parser.add_argument("--rounds", type=int, help="rounds of each intake measurement (default: 3, --quick: 1)")
     args = parser.parse_args(argv)
 
     from report import markdown
 
-    size = QUICK if args.quick else FULL
+    size = dict(QUICK if args.quick else FULL)
+    if args.rounds:
+        size["rounds"] = args.rounds
     started = time.perf_counter()
     info = machine()
     results, failures = collect(size, args.pg, set(args.only))
