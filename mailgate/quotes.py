@@ -132,6 +132,11 @@ _HEADER = re.compile(
 )
 _FOOTER = _either(p for lang in LANGUAGES for p in lang.mobile_footers)
 _RULE = re.compile(r"[-_=*]{5,}")
+# Zoho: "---- On Mon, 05 Jan 2026 09:00:00 +0100 Bob <bob@x.com> wrote ----"
+_DASHED_INTRO = re.compile(r"-{2,} ?(.+?) ?-{2,}")
+# "2013/7/20 Bob <bob@x.com>" above "|"-quoted lines
+_DATE_ADDRESS = re.compile(r"\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b.*<[^<>\s]+@[^<>\s]+>:?")
+MAX_INTRO_LINES = 4  # Gmail may wrap its intro over four lines
 # An intro not followed by a ">" block must carry a time or an address to end the new text.
 _TIME_OR_ADDRESS = re.compile(r"@|\d:\d\d")
 _HAS_DIGIT_AT_OR_ANGLE = re.compile(r"[\d@<]")
@@ -157,6 +162,8 @@ def split_reply(text: str) -> Reply:
         else:
             removed.extend(lines[cut:])
     new_lines = _collapse(kept)
+    if not any(line.strip() for line in new_lines):  # never empty a mail that has text of its own
+        new_lines = _own_text_below(lines, cut, scan)
     new_lines, signature = _split_signature(new_lines)
     return Reply(
         new_text=_join(new_lines),
@@ -164,6 +171,17 @@ def split_reply(text: str) -> Reply:
         signature=signature,
         forwarded=forwarded,
     )
+
+
+def _own_text_below(lines: list[str], cut: int, scan: _Scan) -> list[str]:
+    """Nothing above the history: an intro at the very top above unquoted text, or a forward without a
+    comment. The unquoted text below the marker (and below a header block) is then the mail's own."""
+    start = next((i for i in range(len(lines)) if scan.norm[i] and i not in scan.intro_lines), len(lines))
+    rest = [line for i, line in enumerate(lines) if i > min(cut, start) and not scan.quoted[i]
+            and i not in scan.intro_lines]
+    while rest and (not rest[0].strip() or _HEADER.match(_normalize(rest[0]))):
+        rest.pop(0)
+    return _collapse(list(rest))
 
 
 def _lines(text: str) -> list[str]:
@@ -216,6 +234,11 @@ class _Scan:
                 return i, False
             if self._header_block_at(i):
                 return self._rule_above(i), False
+            dashed = _DASHED_INTRO.fullmatch(norm)
+            if dashed and _is_intro(dashed.group(1).rstrip(":") + ":"):
+                return i, False
+            if _DATE_ADDRESS.fullmatch(norm) and self._bar_quoted(self.next_nonblank[i + 1]):
+                return i, False
             span = self._intro_at(i)
             if span:
                 end = i + span
@@ -236,14 +259,25 @@ class _Scan:
             self._headers[i] = match.group(1).casefold() if match else None
         return self._headers[i]
 
+    def _bar_quoted(self, i: int) -> bool:
+        return i < len(self.lines) and self.lines[i].lstrip().startswith("|")
+
     def _header_block_at(self, i: int) -> bool:
-        if self._header_name(i) not in _FROM_NAMES:
+        """A From:/Sent:/To: block; Hotmail's may start with Date: when a From: follows within the block."""
+        first = self._header_name(i)
+        if first is None:
             return False
         names: set[str] = set()
+        has_from = first in _FROM_NAMES
         for j in range(i + 1, min(i + 1 + HEADER_WINDOW, len(self.lines))):
             name = self._header_name(j)
-            if name is not None and name not in _FROM_NAMES:
+            if name in _FROM_NAMES:
+                has_from = True
+            elif name is not None:
                 names.add(name)
+        if first not in _FROM_NAMES:
+            names.add(first)
+            return has_from and len(names) >= HEADER_MIN_FIELDS + 1
         return len(names) >= HEADER_MIN_FIELDS
 
     def _rule_above(self, i: int) -> int:
@@ -260,14 +294,16 @@ class _Scan:
         line = self.norm[i]
         if _is_intro(line):
             return 1
-        nxt = self.norm[i + 1] if i + 1 < len(self.lines) else ""
-        if not nxt or len(line) + len(nxt) >= MAX_MARKER_LEN:
-            return 0
-        joined = f"{line} {nxt}"
-        if _FULL_INTRO.fullmatch(joined) and not _FULL_INTRO.fullmatch(nxt):
-            return 2
-        if _is_intro(joined) and not _is_intro(nxt):
-            return 2
+        joined = line
+        for span in range(2, MAX_INTRO_LINES + 1):
+            nxt = self.norm[i + span - 1] if i + span - 1 < len(self.lines) else ""
+            if not nxt or len(joined) + len(nxt) >= MAX_MARKER_LEN:
+                return 0
+            joined = f"{joined} {nxt}"
+            if _FULL_INTRO.fullmatch(joined) and not _FULL_INTRO.fullmatch(nxt):
+                return span
+            if _is_intro(joined) and not _is_intro(nxt):
+                return span
         return 0
 
 

@@ -284,9 +284,9 @@ def test_a_forward_splits_comment_and_forwarded_message(marker: str) -> None:
     assert reply.quoted == ""
 
 
-def test_a_forward_without_comment_has_empty_new_text() -> None:
+def test_a_forward_without_comment_keeps_the_forwarded_text_as_its_new_text() -> None:
     reply = split_reply("\n\nBegin forwarded message:\n\nFrom: Shop\n\nOrder 42 shipped.\n")
-    assert reply.new_text == ""
+    assert reply.new_text == "Order 42 shipped."  # never an empty mail for the agent
     assert reply.forwarded == "From: Shop\n\nOrder 42 shipped."
 
 
