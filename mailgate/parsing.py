@@ -29,6 +29,7 @@ from email.message import Message as StdMessage
 from typing import Any
 
 from mailgate.mail import addresses, automatic, charsets, containers, headers, signed
+from mailgate.mail.parsed import ParsedAttachment, ParsedMail
 from mailgate.sanitize import MAX_HTML, SAFE_ATTRIBUTES, SAFE_PROTOCOLS, SAFE_TAGS, html_to_text, sanitize
 
 __all__ = [
@@ -56,49 +57,6 @@ _NOT_ESCAPED_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
-
-
-@dataclass
-class ParsedAttachment:
-    filename: str
-    content_type: str
-    payload: bytes
-    content_id: str = ""
-    inline: bool = False
-    part_of: str = ""  # the attached message (its filename) this file was found in; "" for the mail itself
-
-
-@dataclass
-class ParsedMail:
-    message_id: str = ""
-    in_reply_to: list[str] = field(default_factory=list)
-    references: list[str] = field(default_factory=list)
-    subject: str = ""
-    from_addr: str = ""
-    from_name: str = ""
-    to: list[str] = field(default_factory=list)
-    cc: list[str] = field(default_factory=list)
-    reply_to: list[str] = field(default_factory=list)
-    date: datetime | None = None
-    text: str = ""
-    html: str = ""
-    attachments: list[ParsedAttachment] = field(default_factory=list)
-    headers: dict[str, list[str]] = field(default_factory=dict)
-    defects: list[str] = field(default_factory=list)
-    size: int = 0
-    kind: str = "human"  # see mailgate.mail.automatic: human, bounce, feedback, auto-reply, auto-generated
-    kind_reason: str = ""
-    charsets: list[dict[str, str]] = field(default_factory=list)  # how each text part was decoded
-    encrypted: bool = False
-
-    def header(self, name: str) -> str:
-        """The first value of a header, decoded, or ""."""
-        values = self.headers.get(name.lower())
-        return values[0] if values else ""
-
-    @property
-    def automatic(self) -> bool:
-        return self.kind != "human"
 
 
 def message_ids(value: str | None) -> list[str]:

@@ -1,5 +1,6 @@
 """Reading real-world mail: charsets, addresses, containers, signatures and automatic mail.
 
-Each module takes bytes or header strings and returns text and facts; none does I/O.
-:mod:`mailgate.parsing` puts them together into a ``ParsedMail``.
+Each module takes bytes or header strings and returns text and facts, without I/O;
+:mod:`mailgate.parsing` puts them together into a ``ParsedMail`` (:mod:`.parsed`). The one
+exception is :mod:`.held`, the thread finder that keeps unthreaded automatic mail.
 """
