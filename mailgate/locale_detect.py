@@ -17,6 +17,7 @@ falls through to the queue's instead of to English.
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,26 @@ MAX_SAMPLE = 2000  # characters of text read: the language shows in the first li
 _PRIMARY = re.compile(r"[A-Za-z]{2,3}")
 
 
+_LOADING = threading.Lock()
+
+
 @lru_cache(maxsize=1)
-def _identifier() -> Any:
-    """py3langid's identifier with normalised probabilities, loaded once per process (≈0.1 s)."""
+def _loaded() -> Any:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def _identifier() -> Any:
+    """py3langid's identifier with normalised probabilities, loaded once per process (1-5 s of CPU: the
+    daemon warms it at start, see :func:`warm`, so the first new ticket does not wait for it)."""
+    with _LOADING:
+        return _loaded()
+
+
+def warm() -> None:
+    """Load the model in a background thread (``serve`` only: a one-shot CLI command never needs it)."""
+    threading.Thread(target=_identifier, name="langid-warm", daemon=True).start()
 
 
 def detect(text: str) -> str:

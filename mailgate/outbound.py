@@ -25,7 +25,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mailgate import attachments_out, audit, bounces, outbound_settings, scheduler, sender, signing, templating
+from mailgate import (
+    attachments_out,
+    audit,
+    bounces,
+    locale_detect,
+    outbound_settings,
+    scheduler,
+    sender,
+    signing,
+    templating,
+)
 from mailgate.config import Config
 from mailgate.context import MessageContext
 from mailgate.loopguard import Incoming, incoming_from
@@ -75,6 +85,7 @@ def reload(runtime: Any) -> None:
 
 
 async def start(runtime: Any, stop: asyncio.Event) -> None:
+    locale_detect.warm()  # the language model, before the first new ticket needs it
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
     woken.set()  # deliver what a previous run left behind, at once
