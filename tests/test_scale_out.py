@@ -10,6 +10,7 @@ from __future__ import annotations
 import mailbox
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, select
 
 from mailgate.models import Event, Message
@@ -96,6 +97,8 @@ def test_a_daemon_signing_with_another_key_refuses_to_start(tmp_path, daemon_fac
     assert refused.returncode == 78
     assert b"is not the key of this installation" in refused.stderr
     assert b"other.key" in refused.stderr
+    with pytest.raises(RuntimeError, match="is not the key of this installation"):
+        daemon_factory(stranger)  # `serve` stops at start, before it takes any mail
 
 
 def test_a_secret_file_holding_the_installations_key_is_accepted(tmp_path, daemon_factory, fresh_pg_url):
