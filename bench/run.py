@@ -37,11 +37,11 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 FULL = {"clients": 16, "per_connection": 50, "small_count": 3000, "mixed_count": 1000, "rounds": 3,
         "ingest_count": 10_000, "lookup_small": 10_000, "lookup_big": 1_000_000, "lookup_count": 2000,
         "big_count": 10, "big_size": 20_000_000, "startup_runs": 5, "rules": 500, "steps_count": 500,
-        "max_seconds": 300, "pipe_runs": 21}
+        "max_seconds": 300, "pipe_runs": 21, "workers_variants": True}
 QUICK = {"clients": 16, "per_connection": 20, "small_count": 200, "mixed_count": 60, "rounds": 1,
          "ingest_count": 300, "lookup_small": 1_000, "lookup_big": 10_000, "lookup_count": 200,
          "big_count": 10, "big_size": 2_000_000, "startup_runs": 1, "rules": 500, "steps_count": 100,
-         "max_seconds": 120, "pipe_runs": 3}
+         "max_seconds": 120, "pipe_runs": 3, "workers_variants": False}
 
 
 WORKERS = os.cpu_count() or 1  # [spool] workers of the "…_workers" measurements: one per core
@@ -80,11 +80,13 @@ def intake(corpus_name: str, size: dict[str, Any], pg_url: str | None) -> dict[s
     rounds: list[dict[str, Any]] = []
     for _ in range(size["rounds"]):
         one = {"reference": measure_reference(messages, *load), "door": measure_door(messages, *load),
-               "sqlite": measure_mailgate(messages, None, *load),
-               "sqlite_workers": measure_mailgate(messages, None, *load, workers=WORKERS)}
+               "sqlite": measure_mailgate(messages, None, *load)}
+        if size["workers_variants"]:
+            one["sqlite_workers"] = measure_mailgate(messages, None, *load, workers=WORKERS)
         if pg_url:
             with ExitStack() as stack:
                 one["postgresql"] = measure_mailgate(messages, stack.enter_context(pg_schema(pg_url)), *load)
+        if pg_url and size["workers_variants"]:
             with ExitStack() as stack:
                 one["postgresql_workers"] = measure_mailgate(messages, stack.enter_context(pg_schema(pg_url)), *load,
                                                              workers=WORKERS)
@@ -140,6 +142,8 @@ def collect(size: dict[str, Any], pg_url: str | None, only: set[str]) -> tuple[d
     for name, task in tasks.items():
         if only and name not in only:
             continue
+        if name.endswith("_workers") and not size["workers_variants"] and name not in only:
+            continue  # --quick keeps CI fast: the worker-process variants run in full runs or when named
         started = time.perf_counter()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         try:
@@ -178,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
     parser.add_argument("--only", action="append", default=[], help="run only this measurement (repeatable)")
     parser.add_argument("--rounds", type=int, help="rounds of each intake measurement (default: 3, --quick: 1)")
+    parser.add_argument("--workers-variants", action="store_true",
+                        help="with --quick: measure intake with [spool] workers too (a full run always does)")
     args = parser.parse_args(argv)
 
     from report import markdown
@@ -185,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     size = dict(QUICK if args.quick else FULL)
     if args.rounds:
         size["rounds"] = args.rounds
+    if args.workers_variants:
+        size["workers_variants"] = True
     started = time.perf_counter()
     info = machine()
     results, failures = collect(size, args.pg, set(args.only))
