@@ -226,6 +226,8 @@ def _compose_smtputf8(mail: Outgoing, sender: tuple[str, str], to: list[tuple[st
         kwargs = {"cid": f"<{item.content_id.strip('<>')}>"} if item.content_id else {}
         msg.add_attachment(item.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
                            filename=clean_header(item.filename)[:200] or "attachment", **kwargs)
+    for part in list(msg.walk())[1:]:  # add_alternative gives the new part a MIME-Version of its own
+        del part["MIME-Version"]
     return msg.as_bytes()
 
 

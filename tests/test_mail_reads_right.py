@@ -58,3 +58,15 @@ def test_an_html_answer_with_no_text_of_its_own_falls_back_to_the_text_rules():
     text_only = answer.of_agent_mail(b"Subject: x\r\n\r\nPlain answer", False, "Plain answer\n\nsee https://x.example/a",
                                      [])
     assert text_only.html == '<p>Plain answer</p>\n<p>see <a href="https://x.example/a">https://x.example/a</a></p>'
+
+
+def test_a_mail_to_an_address_outside_ascii_has_mime_version_once_at_the_top():
+    from datetime import UTC, datetime
+
+    from mailgate import compose
+    from tests import mail_structure
+
+    mail = compose.Outgoing(from_addr="support@example.com", to=[("", "jörg@exämple.com")], subject="x", text="hi",
+                            html="<p>hi</p>", date=datetime.now(UTC), message_id="<a@b.example>",
+                            attachments=[compose.OutAttachment("a.txt", "text/plain", b"a\n")])
+    assert mail_structure.problems(compose.compose(mail)) == []
