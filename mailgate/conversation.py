@@ -233,9 +233,10 @@ def _agent_mail(ctx: MessageContext, ticket: Ticket, message: Message, agent: Ag
         apply_plan(ctx, ticket, plan, agent)
     relayed_to: list[str] = []
     kept: list[dict[str, Any]] = []
-    found = reply_answer.of_agent_mail(ctx.raw, bool(ctx.mail.html), read.answer, read.commands, texts)
-    if found.text and not ctx.new_ticket and (plan is None or plan.sends_to_customer):
-        relayed_to, kept = relay(ctx, ticket, message, agent, found)
+    if not ctx.new_ticket and (plan is None or plan.sends_to_customer):
+        found = reply_answer.of_agent_mail(ctx.raw, bool(ctx.mail.html), read.answer, read.commands, texts)
+        if found.text:
+            relayed_to, kept = relay(ctx, ticket, message, agent, found)
     if plan is not None and plan.resolved_notice:
         send_resolved_notice(ctx, ticket)
     if plan is not None and plan.files:
