@@ -1,7 +1,8 @@
 """Two daemons on two machines: two data directories that share no file, one PostgreSQL database.
 
 What one machine received, the other serves (attachments, the raw mail in an export); an address signed by
-one is proven at the other; each says who it is in its logs. The key is the installation's: a daemon with
+one is proven at the other, which relays the answer with its file; either's notification carries the
+customer's file; each says who it is in its logs. The key is the installation's: a daemon with
 another key file refuses to start.
 """
 
@@ -22,6 +23,7 @@ fresh_pg_url = fresh_database.fresh_pg_url  # a fixture: a database of its own
 
 PDF = b"%PDF-1.5\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 ANSWER_PDF = b"%PDF-1.4\n% the reset guide\n" + bytes(reversed(range(256))) * 16 + b"\n%%EOF\n"
+FORM_PDF = b"%PDF-1.4\n% a signed form\n" + bytes(range(128, 256)) * 32 + b"\n%%EOF\n"
 AGENTS = [{"address": "bob@example.com", "name": "Bob"}]
 QUEUES = [{"name": "support", "agents": ["bob@example.com"]}]
 
@@ -79,11 +81,18 @@ def test_what_machine_a_received_machine_b_serves_and_proves(tmp_path, daemon_fa
     assert "Here is the corrected invoice" in text(relayed)
     assert not events(fresh_pg_url, "mail.unproven"), "the address A signed is proven at B"
 
+    follow_up = make_mail(subject="Re: " + relayed["Subject"], to=relayed["Reply-To"],
+                          in_reply_to=relayed["Message-ID"], body="Thanks, here is the signed form.\n",
+                          attachments=[("signed-form.pdf", "application/pdf", FORM_PDF)])
+    b.send(follow_up, rcpt=[relayed["Reply-To"]])
+    notified = Inbox(b_config, "bob@example.com").wait("B's notification of the reply", "here is the signed form")
+    assert files(notified) == {"signed-form.pdf": FORM_PDF}, "B's notification carries the customer's file too"
+
     engine = create_engine(fresh_pg_url)
     with engine.connect() as conn:
         directions = list(conn.execute(select(Message.direction).order_by(Message.id)).scalars())
     engine.dispose()
-    assert directions == ["in", "out"], "the customer's mail from A, then the agent's answer B relayed"
+    assert directions == ["in", "out", "in"], "the customer's mail at A, the answer B relayed, the reply at B"
     assert not list((tmp_path / "mx-b" / "data").rglob("blobs/??/??/*")), "no blob on B's disk"
     assert "node=mx-a" in a.log() and "node=mx-b" in b.log()
 
