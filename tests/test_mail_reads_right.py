@@ -70,3 +70,15 @@ def test_a_mail_to_an_address_outside_ascii_has_mime_version_once_at_the_top():
                             html="<p>hi</p>", date=datetime.now(UTC), message_id="<a@b.example>",
                             attachments=[compose.OutAttachment("a.txt", "text/plain", b"a\n")])
     assert mail_structure.problems(compose.compose(mail)) == []
+
+
+def test_compose_names_the_reply_to_when_given_a_display_name():
+    from datetime import UTC, datetime
+
+    from mailgate import compose
+
+    mail = compose.Outgoing(from_addr="support@example.com", to=[("", "alice@customer.example")], subject="x",
+                            text="hi", date=datetime.now(UTC), message_id="<a@b.example>",
+                            reply_to="support+1.abc@example.com", reply_to_name="Example Support")
+    raw = compose.compose(mail)
+    assert b'Reply-To: Example Support <support+1.abc@example.com>\r\n' in raw
