@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, select
 
 from mailgate.models import Event, Message
 from tests import fresh_database
-from tests.helpers import mailgate, make_mail, write_config
+from tests.helpers import mailgate, make_mail, wait_for, write_config
 from tests.test_agents_e2e import Inbox, text
 
 fresh_pg_url = fresh_database.fresh_pg_url  # a fixture: a database of its own
@@ -122,3 +122,18 @@ def test_a_secret_file_holding_the_installations_key_is_accepted(tmp_path, daemo
     with_file = machine(tmp_path, "mx-d", fresh_pg_url, secret_file="../shared.key")
     listed = mailgate(with_file, "tickets", "list")
     assert listed.returncode == 0, listed.stderr.decode()
+
+
+def test_an_agents_files_command_at_b_mails_the_file_a_stored(tmp_path, daemon_factory, fresh_pg_url):
+    a_config, b_config = machine(tmp_path, "mx-a", fresh_pg_url), machine(tmp_path, "mx-b", fresh_pg_url)
+    a, b = daemon_factory(a_config), daemon_factory(b_config)
+    a.send(make_mail(subject="Scan attached", body="Hello,\nthe scan is attached.\n",
+                     attachments=[("scan.pdf", "application/pdf", PDF)]))
+    notification = Inbox(a_config, "bob@example.com").wait("A's notification", "the scan is attached")
+    b.send(make_mail(subject="Re: " + notification["Subject"], sender="Bob <bob@example.com>",
+                     to=notification["Reply-To"], in_reply_to=notification["Message-ID"], body="#files\n"),
+           mail_from="bob@example.com", rcpt=[notification["Reply-To"]])
+    bob_at_b = Inbox(b_config, "bob@example.com")
+    sent = wait_for(lambda: [m for m in bob_at_b.mails() if "Files" in m["Subject"]], timeout=120,
+                    message="B's mail of the ticket's files")
+    assert files(sent[0]) == {"scan.pdf": PDF}, "B read from the database the bytes A received"
