@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mailgate.config import load_config
-from mailgate.smtp_intake import IntakeHandler, smtp_factory
-from mailgate.spool import Spool
+from mailgate.doors.smtp import IntakeHandler, smtp_factory
+from mailgate.spool.disk import Spool
 
 
 async def serve(config_path: Path) -> None:

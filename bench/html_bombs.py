@@ -1,6 +1,6 @@
 """Parse time of HTML bombs and of a typical HTML mail, as a table.
 
-Each bomb is parsed once through ``mailgate.parsing.parse`` (the whole path: mail-parser,
+Each bomb is parsed once through ``mailgate.mail.parse.parse`` (the whole path: mail-parser,
 the bound, nh3, the text version). Run: ``.venv/bin/python bench/html_bombs.py``.
 """
 
@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from email.message import EmailMessage
 
-from mailgate.parsing import parse
+from mailgate.mail.parse import parse
 
 _ROW = '<tr><td><b>Item</b> <a href="https://shop.example/p/1" title="t">link</a></td><td>2 &amp; 3</td></tr>\n'
 TYPICAL = "<html><body><div><p>Hello,</p><table>" + _ROW * 24 + "</table><p>Regards</p></div></body></html>"

@@ -7,8 +7,8 @@ ticket gets three messages; every message's Message-ID is in
 ``message_refs`` under its sha256, as the store step writes it.
 
 What is timed is the real code the thread step runs:
-:func:`mailgate.followup.by_token` (subject token → ticket number → ticket)
-and :func:`mailgate.followup.by_references` (In-Reply-To/References →
+:func:`mailgate.storage.threads.by_token` (subject token → ticket number → ticket)
+and :func:`mailgate.storage.threads.by_references` (In-Reply-To/References →
 message_refs → ticket), each on random targets, a fresh ORM session every
 100 lookups so the identity map does not answer instead of the database.
 """
@@ -103,7 +103,7 @@ def _fill_postgresql(engine: Engine, messages: int) -> None:
 
 def build(url: str, messages: int) -> float:
     """Create mailgate's schema at ``url`` and fill it; returns the seconds it took."""
-    from mailgate import db
+    from mailgate.storage import db
 
     started = time.perf_counter()
     engine = db.make_engine(url)
@@ -122,7 +122,8 @@ def time_lookups(url: str, messages: int, count: int, seed: int = 7) -> dict[str
     """Microseconds per lookup by token and by References, on random existing targets."""
     from sqlalchemy.orm import Session
 
-    from mailgate import db, followup
+    from mailgate.storage import db
+    from mailgate.storage import threads as followup
 
     engine = db.make_engine(url)
     rng = random.Random(seed)
@@ -151,7 +152,7 @@ def time_lookups(url: str, messages: int, count: int, seed: int = 7) -> dict[str
 
 def query_plans(url: str) -> dict[str, str]:
     """The database's plan for the two lookups' queries: an index search, never a scan of the table."""
-    from mailgate import db
+    from mailgate.storage import db
 
     queries = {"token": "SELECT id FROM tickets WHERE number = 12345",
                "references": "SELECT msgid_sha256, ticket_id FROM message_refs WHERE msgid_sha256 IN ('ab', 'cd')"}

@@ -15,11 +15,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from mailgate.context import Envelope
-from mailgate.parsing import ParsedMail, parse
-from mailgate.routing import decide
-from mailgate.rulefacts import MailFacts
-from mailgate.rules import RuleSet, Vocabulary, load_directory
-from mailgate.spam import SpamSettings
+from mailgate.mail.parse import ParsedMail, parse
+from mailgate.pipeline.steps.route import decide
+from mailgate.routing.facts import MailFacts
+from mailgate.routing.ruleset import RuleSet, Vocabulary, load_directory
+from mailgate.routing.spam import SpamSettings
 
 _WORDS = ("printer", "invoice", "login", "password", "refund", "delivery", "order", "account", "crash", "update",
           "facture", "commande", "livraison", "счёт", "заказ", "доставка", "пароль", "ошибка")

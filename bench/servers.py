@@ -227,4 +227,4 @@ def ack_kinds() -> tuple[str, ...]:
     """The outbox kind of acknowledgments (empty while mailgate has no outbound module)."""
     import importlib.util
 
-    return ("acknowledgment",) if importlib.util.find_spec("mailgate.outbound") else ()
+    return ("acknowledgment",) if importlib.util.find_spec("mailgate.outbound.plugin") else ()

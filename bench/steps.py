@@ -20,10 +20,10 @@ def measure(count: int, seed: int = 3, batch: int = 50) -> dict[str, Any]:
     import corpus
     from servers import mailgate_config, sqlite_url
 
-    from mailgate import pipeline
     from mailgate.app import build
     from mailgate.config import load_config
     from mailgate.context import Envelope
+    from mailgate.pipeline import run as pipeline
 
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-steps-"))
     spent: dict[str, float] = defaultdict(float)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailgate import db
-from mailgate.blobs import open_blobs
 from mailgate.clock import Clock, SystemClock
 from mailgate.config import Config
 from mailgate.context import Services
 from mailgate.plugins import PLUGINS
-from mailgate.spool import Spool
+from mailgate.spool.disk import Spool
+from mailgate.storage import db
+from mailgate.storage.blobs import open_blobs
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     spool: Spool
     services: Services
-    plugins: list[object] = field(default_factory=list)
+    plugins: list[ModuleType] = field(default_factory=list)
 
     def close(self) -> None:
         self.engine.dispose()

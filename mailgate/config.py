@@ -223,7 +223,7 @@ class QueueConfig:
 
 @dataclass(frozen=True)
 class ReadingConfig:
-    """``[reading]``: what mailgate does with the mail it reads (see mailgate.mail.held)."""
+    """``[reading]``: what mailgate does with the mail it reads (see mailgate.pipeline.steps.held)."""
 
     unthreaded_automatic: str = "hold"  # hold: an auto-reply/report that threads to no ticket opens none
 
@@ -286,7 +286,7 @@ class Config:
 # Sections owned by other modules; they parse them from Config.raw themselves.
 _FOREIGN_SECTIONS = {"imap", "rules", "spam", "metrics", "sla", "loop", "templates", "agent_auth",
                      "lifecycle", "bounces", "logging", "scheduler", "daemon",
-                     "notify", "relay",  # notify, relay: mailgate.attachments_out
+                     "notify", "relay",  # notify, relay: mailgate.outbound.attachments
                      "blobs"}  # blobs: mailgate.storage.blobstore
 
 
@@ -314,8 +314,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     database_url = main.str("database_url", "")
     log_level = main.str("log_level", "info", choices=("debug", "info", "warning", "error"))
     log_format = main.str("log_format", "logfmt", choices=("logfmt", "json"))
-    main.str("secret_file", "")  # read by mailgate.signing
-    main.str("node", "")  # read by mailgate.node
+    main.str("secret_file", "")  # read by mailgate.mail.signing
+    main.str("node", "")  # read by mailgate.ops.node
     main.finish()
 
     s = root.table("smtp")
@@ -412,7 +412,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 
 # Keys inside core tables that other modules read from Config.raw.
 _OUTBOUND_FOREIGN_KEYS: frozenset[str] = frozenset({"admin_address", "max_age", "retry_base", "retry_max",
-                                                     "sweep_interval", "batch_size"})  # mailgate.outbound_settings
+                                                     "sweep_interval", "batch_size"})  # mailgate.outbound.settings
 _AGENT_FOREIGN_KEYS: frozenset[str] = frozenset()
 _QUEUE_FOREIGN_KEYS: frozenset[str] = frozenset()
 

@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailgate.blobs import Blobs
 from mailgate.clock import Clock
 from mailgate.config import Config
-from mailgate.models import Message, Ticket
-from mailgate.parsing import ParsedMail
+from mailgate.mail.parse import ParsedMail
+from mailgate.storage.blobs import Blobs
+from mailgate.storage.models import Message, Ticket
 
 
 @dataclass
@@ -66,7 +66,7 @@ class MessageContext:
     services: Services
     mail: ParsedMail = field(default_factory=ParsedMail)
     dedupe_key: str = ""
-    content_sha256: str = ""  # the content digest of a mail with a Message-ID (mailgate.sameness)
+    content_sha256: str = ""  # the content digest of a mail with a Message-ID (mailgate.mail.sameness)
     raw_sha256: str = ""
     ticket: Ticket | None = None
     new_ticket: bool = False

@@ -34,15 +34,15 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from mailgate import sdnotify
 from mailgate.app import Runtime
 from mailgate.config import Config, Table
-from mailgate.smtp_intake import IntakeHandler, smtp_factory
-from mailgate.worker import DatabaseUnavailable, Worker
+from mailgate.doors.smtp import IntakeHandler, smtp_factory
+from mailgate.ops import sdnotify
+from mailgate.pipeline.worker import DatabaseUnavailable, Worker
 from mailgate.workers import Supervisor
 
 log = logging.getLogger("mailgate.daemon")
@@ -143,7 +143,7 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
     wake = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    hup_handlers: list[Callable[[], None]] = [h for m in runtime.plugins if (h := getattr(m, "reload", None))]
+    hup_handlers: list[Callable[[Runtime], None]] = [h for m in runtime.plugins if (h := getattr(m, "reload", None))]
 
     def _reload() -> None:
         log.info("SIGHUP: reloading rule files and templates")
@@ -187,7 +187,7 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
     pipeline = _worker_loop(worker, wake, worker_stop) if supervisor is None else supervisor.run(wake, worker_stop)
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(pipeline, name="worker")]
     for module in runtime.plugins:
-        start: Callable[[Runtime, asyncio.Event], Awaitable[None]] | None = getattr(module, "start", None)
+        start: Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]] | None = getattr(module, "start", None)
         if start is not None:
             tasks.append(asyncio.create_task(start(runtime, stop), name=module.__name__))
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 # finders, rule sets …): ``install(runtime) -> None``. Each module that extends the
 # pipeline lists itself here, so every door (serve, ingest, tests) gets the same pipeline.
 PLUGINS: tuple[str, ...] = (
-    "mailgate.scheduler",
-    "mailgate.outbound",
-    "mailgate.agents",
-    "mailgate.rules_plugin",
-    "mailgate.imap_intake",
-    "mailgate.sweeps",
-    "mailgate.metrics",
+    "mailgate.ops.scheduler",
+    "mailgate.outbound.plugin",
+    "mailgate.pipeline.steps.agents",
+    "mailgate.routing.plugin",
+    "mailgate.doors.imap",
+    "mailgate.timers.sweeps",
+    "mailgate.ops.metrics",
 )

@@ -43,15 +43,15 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mailgate.spool import SpoolEntry
+from mailgate.spool.disk import SpoolEntry
 
 if TYPE_CHECKING:
     from mailgate.app import Runtime
     from mailgate.config import Config
-    from mailgate.spool import Spool
-    from mailgate.worker import Worker
+    from mailgate.pipeline.worker import Worker
+    from mailgate.spool.disk import Spool
 
 log = logging.getLogger("mailgate.workers")
 
@@ -176,7 +176,7 @@ def _tell_daemon(_outcomes: object) -> None:
 
 def run_loop(worker: Worker, runtime: Runtime, signals: _Signals) -> None:
     """Batches until stopped and nothing is ready; an outage waits for the database, charging nobody."""
-    from mailgate.worker import DatabaseUnavailable
+    from mailgate.pipeline.worker import DatabaseUnavailable
 
     backoff = 0.5
     while True:
@@ -219,11 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     signals = _Signals()
     signals.install()  # before the slow imports: a SIGTERM during start-up stops it cleanly
 
-    from mailgate import logs
     from mailgate.app import build
     from mailgate.config import load_config
-    from mailgate.spool import Spool
-    from mailgate.worker import Worker
+    from mailgate.ops import logs
+    from mailgate.pipeline.worker import Worker
+    from mailgate.spool.disk import Spool
 
     config = load_config(args.config)
     logs.setup(args.log_level or config.log_level, config.log_format)
@@ -241,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _chain(runtime: Runtime) -> Callable[[list[object]], None]:
+def _chain(runtime: Runtime) -> Callable[[list[Any]], None]:
     hook = runtime.services.extras.get("on_committed")
 
-    def committed(outcomes: list[object]) -> None:
+    def committed(outcomes: list[Any]) -> None:
         if hook is not None:
             hook(outcomes)
         _tell_daemon(outcomes)

@@ -16,8 +16,8 @@ from mailgate.app import Runtime, build
 from mailgate.clock import FakeClock
 from mailgate.config import load_config
 from mailgate.context import Envelope
-from mailgate.spool import SpoolMeta
-from mailgate.worker import Worker
+from mailgate.pipeline.worker import Worker
+from mailgate.spool.disk import SpoolMeta
 from tests.helpers import Daemon, write_config
 
 PG_URL = os.environ.get("MAILGATE_TEST_DATABASE_URL", "")

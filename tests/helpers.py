@@ -154,7 +154,7 @@ def stored_message_ids(config: Path) -> list[str]:
     from sqlalchemy import create_engine, select
 
     from mailgate.config import load_config
-    from mailgate.models import Message
+    from mailgate.storage.models import Message
 
     engine = create_engine(load_config(config).db_url)
     try:

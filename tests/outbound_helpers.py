@@ -19,8 +19,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, select, text
 
-from mailgate import sender
-from mailgate.models import Event, Outbox
+from mailgate.outbound import sender
+from mailgate.storage.models import Event, Outbox
 
 
 class SinkHandler:

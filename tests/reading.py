@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailgate.parsing import ParsedMail, parse
+from mailgate.mail.parse import ParsedMail, parse
 
 READING = Path(__file__).parent / "data" / "reading"
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mailgate.context import MessageContext, RouteDecision
-from mailgate.models import Event, Ticket
+from mailgate.storage.models import Event, Ticket
 
 QUEUES = [{"name": n} for n in ("billing", "sales", "vip", "tech", "hit", "other")]
 AGENTS = [{"address": "bob@example.com", "name": "Bob"}, {"address": "carol@example.com", "name": "Carol"}]

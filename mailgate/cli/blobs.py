@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from mailgate import db
+    from mailgate.storage import db
     from mailgate.storage.blobstore import open_backend
     from mailgate.storage.migrate import migrate
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mailgate.cli.terminal import for_terminal
 from mailgate.config import DEFAULT_CONFIG, EXAMPLE_CONFIG, Config, load_config
-from mailgate.terminal import for_terminal
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -25,8 +25,8 @@ def config_path(args: argparse.Namespace) -> Path:
 def load(args: argparse.Namespace, *, log: bool = True) -> Config:
     config = load_config(config_path(args))
     if log:
-        from mailgate import logs
-        from mailgate.node import node_name
+        from mailgate.ops import logs
+        from mailgate.ops.node import node_name
 
         logs.setup(args.log_level or config.log_level, config.log_format, node_name(config))
     return config

@@ -1,4 +1,4 @@
-"""``mailgate db copy --to URL``: this installation into an empty PostgreSQL database (mailgate.storage.copy)."""
+"""``mailgate db copy --to URL``: this installation into an empty PostgreSQL database (mailgate.storage.db_copy)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ def register(dbsub: argparse._SubParsersAction) -> None:
 
 
 def cmd_db_copy(args: argparse.Namespace) -> int:
-    from mailgate import db
+    from mailgate.storage import db
     from mailgate.storage.blobstore import backend_name, open_backend
-    from mailgate.storage.copy import TargetNotEmpty, copy_installation
+    from mailgate.storage.db_copy import TargetNotEmpty, copy_installation
 
     config = load(args)
     source = db.make_engine(config.db_url, busy_timeout=config.database.busy_timeout)

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from mailgate import doctor
+    from mailgate.cli import doctor_checks as doctor
 
     try:
         user = doctor.ServiceUser.named(args.user)

@@ -45,8 +45,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 async def _test(rt: Any, account: Any) -> bool:
-    from mailgate.imap_client import ImapAuthError, ImapClient, ImapError
-    from mailgate.imap_intake import load_state
+    from mailgate.doors.imap import load_state
+    from mailgate.doors.imap_client import ImapAuthError, ImapClient, ImapError
 
     print(f"{account.name}: {account.server} (tls: {account.tls}) as {account.username}")
     try:

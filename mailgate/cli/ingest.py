@@ -51,7 +51,7 @@ from mailgate.cli.common import load
 
 if TYPE_CHECKING:
     from mailgate.config import Config
-    from mailgate.spool import PendingEntry, Spool, SpoolMeta
+    from mailgate.spool.disk import PendingEntry, Spool, SpoolMeta
 
 EX_NOINPUT = 66
 CHUNK_BYTES = 1 << 16  # read from the MTA this much at a time
@@ -109,7 +109,7 @@ class _Refused(Exception):
 
 def _ingest_files(args: argparse.Namespace, config: Config) -> int:
     from mailgate.errors import SpoolError
-    from mailgate.spool import Spool
+    from mailgate.spool.disk import Spool
 
     spool = Spool(config.spool_dir)
     limit = config.smtp.max_message_size
@@ -130,7 +130,7 @@ def _ingest_files(args: argparse.Namespace, config: Config) -> int:
 
 def _spool_one(spool: Spool, name: str, limit: int) -> tuple[SpoolMeta, int]:
     """Stream one input into the spool; its sidecar and size. Raises _Refused or SpoolError."""
-    from mailgate.spool import SpoolMeta
+    from mailgate.spool.disk import SpoolMeta
 
     try:
         stream: BinaryIO = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115 - closed below
@@ -152,7 +152,7 @@ def _spool_one(spool: Spool, name: str, limit: int) -> tuple[SpoolMeta, int]:
 
 def _copy_checked(stream: BinaryIO, entry: PendingEntry, name: str, limit: int) -> None:
     """Chunks from ``stream`` into ``entry``, never more than ``limit`` + 1 bytes read, then the door's check."""
-    from mailgate.intake import looks_like_mail
+    from mailgate.doors.checks import looks_like_mail
 
     while True:
         try:
@@ -220,7 +220,7 @@ def _import_in_processes(args: argparse.Namespace, config: Config, count: int) -
     own (mailgate.workers): a first mail and its replies stay in one process, in order."""
     import multiprocessing
 
-    from mailgate import db
+    from mailgate.storage import db
 
     if not (Path(args.mbox).is_file() if args.mbox else Path(args.maildir).is_dir()):
         raise FileNotFoundError(args.mbox or args.maildir)
@@ -258,9 +258,9 @@ def _import_share(args: argparse.Namespace, config: Config, index: int, count: i
     """Import the mails of the mailbox routed to share ``index`` of ``count`` (all of them for 1 of 1)."""
     from mailgate.app import build
     from mailgate.context import Envelope
-    from mailgate.intake import looks_like_mail
-    from mailgate.spool import SpoolMeta
-    from mailgate.worker import process_batch
+    from mailgate.doors.checks import looks_like_mail
+    from mailgate.pipeline.worker import process_batch
+    from mailgate.spool.disk import SpoolMeta
     from mailgate.workers import share_of, thread_key
 
     runtime = build(config, create_schema=count == 1)

@@ -4,7 +4,7 @@
 database or a daemon: the same parse the pipeline runs, so an admin can see
 why a mail looks as it does (the charset decisions and the defects say why)
 and anyone can check the reading from outside. ``held`` lists the automatic
-mail that threaded to no ticket and so opened none (mailgate.mail.held).
+mail that threaded to no ticket and so opened none (mailgate.pipeline.steps.held).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def reading(raw: bytes) -> dict[str, Any]:
     """The JSON shape of ``mail parse`` (documented in README.md)."""
-    from mailgate.parsing import parse
-    from mailgate.quotes import split_reply
+    from mailgate.domain.quotes import split_reply
+    from mailgate.mail.parse import parse
 
     mail = parse(raw)
     return {
@@ -99,8 +99,8 @@ def cmd_held(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from mailgate.cli.common import runtime
-    from mailgate.mail.held import HELD_EVENT
-    from mailgate.models import Event
+    from mailgate.pipeline.steps.held import HELD_EVENT
+    from mailgate.storage.models import Event
 
     rt = runtime(args)
     with rt.sessions() as session:

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from mailgate.models import Outbox, Ticket
+    from mailgate.storage.models import Outbox, Ticket
 
     rt = runtime(args)
     statuses = ("failed",) if args.failed else ("pending", "held", "failed")
@@ -76,8 +76,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from mailgate import audit
-    from mailgate.models import Outbox, Ticket
+    from mailgate.storage import audit
+    from mailgate.storage.models import Outbox, Ticket
 
     rt = runtime(args)
     now = rt.services.clock.now()
@@ -111,7 +111,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def cmd_suppressed(args: argparse.Namespace) -> int:
     from sqlalchemy import or_, select
 
-    from mailgate.models import Suppression
+    from mailgate.storage.models import Suppression
 
     rt = runtime(args)
     now = rt.services.clock.now()
@@ -136,8 +136,8 @@ def cmd_suppressed(args: argparse.Namespace) -> int:
 
 
 def cmd_unsuppress(args: argparse.Namespace) -> int:
-    from mailgate import audit
-    from mailgate.models import Suppression
+    from mailgate.storage import audit
+    from mailgate.storage.models import Suppression
 
     rt = runtime(args)
     address = args.address.strip().strip("<>").lower()

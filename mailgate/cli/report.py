@@ -37,8 +37,8 @@ def parse_since(value: str, now: datetime) -> datetime:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mailgate import chart, report
-    from mailgate.sla import sla_of
+    from mailgate.domain.sla import sla_of
+    from mailgate.reports import chart, report
 
     rt = runtime(args)
     now = rt.services.clock.now()

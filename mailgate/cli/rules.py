@@ -41,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load_rules(args: argparse.Namespace) -> tuple[Any, Any, Any, list[Any]]:
-    from mailgate.rules import check_directory, vocabulary
-    from mailgate.rules_plugin import parse_rules_settings
-    from mailgate.spam import parse_settings
+    from mailgate.routing.plugin import parse_rules_settings
+    from mailgate.routing.ruleset import check_directory, vocabulary
+    from mailgate.routing.spam import parse_settings
 
     config = load(args, log=False)
     settings = parse_rules_settings(config)
@@ -53,7 +53,7 @@ def _load_rules(args: argparse.Namespace) -> tuple[Any, Any, Any, list[Any]]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from mailgate.rules_plugin import parse_rules_settings
+    from mailgate.routing.plugin import parse_rules_settings
 
     config, _, ruleset, problems = _load_rules(args)
     for problem in problems:
@@ -68,9 +68,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from mailgate.context import Envelope
-    from mailgate.parsing import parse
-    from mailgate.routing import decide_for
-    from mailgate.rulefacts import MailFacts
+    from mailgate.mail.parse import parse
+    from mailgate.pipeline.steps.route import decide_for
+    from mailgate.routing.facts import MailFacts
 
     try:
         raw = sys.stdin.buffer.read() if args.mail == "-" else Path(args.mail).read_bytes()
@@ -142,7 +142,7 @@ class _ReadOnlySession:
     def __enter__(self) -> Any:
         from sqlalchemy import inspect
 
-        from mailgate import db
+        from mailgate.storage import db
 
         url = self.config.db_url
         if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists():

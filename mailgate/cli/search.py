@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from mailgate.cli.report import parse_since
-    from mailgate.search import Filters, search
+    from mailgate.reports.search import Filters, search
 
     rt = runtime(args)
     now = rt.services.clock.now()

@@ -55,14 +55,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace):
-    from mailgate import db
+    from mailgate.storage import db
 
     config = load(args)
     return db.make_engine(config.db_url)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from mailgate import db
+    from mailgate.storage import db
 
     engine = _engine(args)
     db.upgrade(engine, args.revision)
@@ -71,7 +71,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_downgrade(args: argparse.Namespace) -> int:
-    from mailgate import db
+    from mailgate.storage import db
 
     engine = _engine(args)
     db.downgrade(engine, args.revision)
@@ -80,7 +80,7 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
-    from mailgate import db
+    from mailgate.storage import db
 
     engine = _engine(args)
     have, want = db.current_heads(engine), db.script_heads(engine)

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _spool(args: argparse.Namespace):
-    from mailgate.spool import Spool
+    from mailgate.spool.disk import Spool
 
     config = load(args, log=False)
     spool = Spool(config.spool_dir)

@@ -16,8 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from mailgate import outbound_settings, templating
-    from mailgate.outbound import import_kind_registrations
+    from mailgate.outbound import settings as outbound_settings
+    from mailgate.outbound import templating
+    from mailgate.outbound.plugin import import_kind_registrations
 
     config = load(args, log=False)
     import_kind_registrations()

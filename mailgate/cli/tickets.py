@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from mailgate.views import list_tickets
+    from mailgate.reports.views import list_tickets
 
     rt = runtime(args)
     with rt.sessions() as session:
@@ -48,7 +48,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from mailgate.views import show_ticket
+    from mailgate.reports.views import show_ticket
 
     rt = runtime(args)
     with rt.sessions() as session:
@@ -75,7 +75,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mailgate.export import export_json, export_mbox
+    from mailgate.reports.export import export_json, export_mbox
 
     rt = runtime(args)
     with rt.sessions() as session:

@@ -144,7 +144,8 @@ def _guess(data: bytes, label: str) -> tuple[str, Decision]:
         best = results.best()
         for match in results if best is not None and best.encoding != "cp1252" else ():
             # a tie between Latin code pages: windows-1252, as browsers read unlabelled Western text
-            if match.encoding == "cp1252" and match.chaos <= best.chaos + 0.01 and match.coherence >= best.coherence:
+            if (best is not None and match.encoding == "cp1252" and match.chaos <= best.chaos + 0.01
+                    and match.coherence >= best.coherence):
                 best = match
     except Exception:  # the detector is a help, not a requirement
         best = None

@@ -135,5 +135,5 @@ def _uu_lines(block: str) -> bytes | None:
 def appledouble_data_fork(part: StdMessage) -> list[StdMessage]:
     """The parts of a ``multipart/appledouble`` worth reading: all but the ``application/applefile`` fork."""
     payload = part.get_payload()
-    children = payload if isinstance(payload, list) else []
+    children = [c for c in payload if isinstance(c, StdMessage)] if isinstance(payload, list) else []
     return [c for c in children if c.get_content_type() != "application/applefile"]

@@ -1,4 +1,4 @@
-"""What the parser returns: a mail and its attachments as mailgate reads them (see mailgate.parsing)."""
+"""What the parser returns: a mail and its attachments as mailgate reads them (see mailgate.mail.parse)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ _PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 def signed_parts(part: StdMessage) -> tuple[list[StdMessage], list[StdMessage]]:
     """(content parts, signature parts) of a ``multipart/signed``."""
     payload = part.get_payload()
-    children = payload if isinstance(payload, list) else []
+    children: list[StdMessage] = [c for c in payload if isinstance(c, StdMessage)] if isinstance(payload, list) else []
     content = [c for c in children if c.get_content_type() not in SIGNATURE_TYPES]
     signatures = [c for c in children if c.get_content_type() in SIGNATURE_TYPES]
     return content[:1] + content[1:], signatures

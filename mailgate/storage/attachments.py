@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate.models import Attachment, Message, Ticket
+from mailgate.storage.models import Attachment, Message, Ticket
 
 
 def ticket_attachments(session: Session, number: int) -> list[Attachment] | None:

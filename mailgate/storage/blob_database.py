@@ -30,8 +30,8 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailgate.models import Blob, BlobChunk
 from mailgate.storage.blobstore import CHUNK_SIZE
+from mailgate.storage.models import Blob, BlobChunk
 
 
 class DatabaseBlobStore:

@@ -24,8 +24,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from mailgate.models import Attachment, Event, Message
 from mailgate.storage.blobstore import Blobs
+from mailgate.storage.models import Attachment, Event, Message
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Running the daemon: logs, metrics, health, systemd notify, the doctor."""

@@ -1,0 +1,1 @@
+"""Every mail mailgate sends: outbox rows, templates, notices and the sender."""

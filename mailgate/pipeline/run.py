@@ -1,0 +1,152 @@
+"""The one pipeline every message goes through, whatever door it came in by.
+
+The steps, in order, in one place::
+
+    parse → dedupe → thread → authenticate → followup → route → drop → store → converse → react
+
+Each step is a small function ``step(ctx) -> None`` that reads what the
+earlier ones wrote on the :class:`~mailgate.context.MessageContext`; a step
+may end the pipeline early with ``ctx.stop(verdict)`` (a duplicate, a mail
+a rule drops). All of it runs inside one database transaction (a savepoint
+of the worker's batch transaction), so a message is stored whole or not at all.
+
+Each mail has a work budget (``[spool] mail_budget``), checked between steps
+on the injected clock: a mail past it raises :class:`MailBudgetExceeded`,
+which fails that mail alone (the worker quarantines it at once) instead of
+holding every mail behind it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailgate.context import Envelope, MessageContext, Services, sender_address
+from mailgate.mail import parse as parsing
+from mailgate.mail.sameness import content_digest, dedupe_key
+from mailgate.pipeline.steps.agents import authenticate, follow_up
+from mailgate.pipeline.steps.converse import converse
+from mailgate.pipeline.steps.held import hold_unthreaded
+from mailgate.pipeline.steps.react import react
+from mailgate.pipeline.steps.route import route
+from mailgate.pipeline.steps.store import store
+from mailgate.storage import threads as followup
+from mailgate.storage.models import Message, MessageRef, Ticket
+from mailgate.storage.threads import msgid_key
+
+log = logging.getLogger("mailgate.pipeline")
+
+Step = Callable[[MessageContext], None]
+
+
+class MailBudgetExceeded(Exception):
+    """One mail took more than its work budget; retrying it would cost as much again."""
+
+
+def parse(ctx: MessageContext) -> None:
+    ctx.mail = parsing.parse(ctx.raw)
+    ctx.raw_sha256 = hashlib.sha256(ctx.raw).hexdigest()
+
+
+def dedupe(ctx: MessageContext) -> None:
+    """A duplicate is the same mail again: same Message-ID, author and content (see mailgate.mail.sameness).
+
+    A different mail with a Message-ID we know is stored anyway, with a note the
+    store step turns into a ``message.id_collision`` event; threading by that
+    Message-ID keeps to the first mail (its reference is never replaced).
+    """
+    message_id = ctx.mail.message_id
+    if not message_id:
+        ctx.dedupe_key = ctx.raw_sha256
+        _stop_if_stored(ctx, ctx.dedupe_key)
+        return
+    author = sender_address(ctx)
+    ctx.content_sha256 = content_digest(ctx.raw)
+    ctx.dedupe_key = dedupe_key(message_id, ctx.raw_sha256, author, ctx.content_sha256)
+    if _stop_if_stored(ctx, ctx.dedupe_key):
+        return
+    legacy = ctx.session.scalar(select(Message).where(Message.dedupe_key == dedupe_key(message_id, "")))
+    if legacy is not None and legacy.content_sha256 == "" and legacy.from_addr == author:
+        ctx.notes["duplicate_of_ticket_id"] = legacy.ticket_id  # stored before digests: the author must do
+        ctx.stop("duplicate")
+        return
+    first = ctx.session.get(MessageRef, msgid_key(message_id))
+    if first is not None:
+        ctx.notes["message_id_collision"] = {"ticket_id": first.ticket_id, "message_pk": first.message_pk}
+
+
+def _stop_if_stored(ctx: MessageContext, key: str) -> bool:
+    existing = ctx.session.scalar(select(Message.ticket_id).where(Message.dedupe_key == key))
+    if existing is None:
+        return False
+    ctx.notes["duplicate_of_ticket_id"] = existing
+    ctx.stop("duplicate")
+    return True
+
+
+def _by_token(ctx: MessageContext) -> Ticket | None:
+    return followup.by_token(ctx.session, ctx.mail.subject, ctx.services.config.support.token_prefix)
+
+
+def _by_reference(ctx: MessageContext) -> Ticket | None:
+    return followup.by_references(ctx.session, ctx.mail.in_reply_to, ctx.mail.references)
+
+
+THREAD_FINDERS: tuple[tuple[str, Callable[[MessageContext], Ticket | None]], ...] = (
+    ("token", _by_token),
+    ("reference", _by_reference),
+    ("automatic", hold_unthreaded),  # last: automatic mail that found no ticket opens none (steps.held)
+)
+
+
+def thread(ctx: MessageContext) -> None:
+    """Find the ticket; finders registered in ``extras["thread_finders"]`` (signed addresses) go first."""
+    for reason, finder in (*ctx.services.extras.get("thread_finders", ()), *THREAD_FINDERS):
+        ticket = finder(ctx)
+        if ctx.stopped:  # a finder may end the pipeline (a bounce that matches nothing we sent)
+            return
+        if ticket is not None:
+            ctx.ticket, ctx.thread_reason, ctx.verdict = ticket, reason, "reply"
+            return
+    ctx.new_ticket, ctx.thread_reason, ctx.verdict = True, "new", "new"
+
+
+def drop_check(ctx: MessageContext) -> None:
+    if ctx.route.drop:
+        log.info("dropped by rule", extra={"rules": ",".join(ctx.route.rules), "msgid": ctx.mail.message_id})
+        ctx.stop("dropped")
+
+
+STEPS: tuple[tuple[str, Step], ...] = (
+    ("parse", parse),
+    ("dedupe", dedupe),
+    ("thread", thread),
+    ("authenticate", authenticate),
+    ("followup", follow_up),
+    ("route", route),
+    ("drop", drop_check),
+    ("store", store),
+    ("converse", converse),
+    ("react", react),
+)
+
+
+def run(raw: bytes, envelope: Envelope, session: Session, services: Services,
+        steps: Sequence[tuple[str, Step]] = STEPS) -> MessageContext:
+    """Run every step on one message inside the caller's transaction."""
+    ctx = MessageContext(raw=raw, envelope=envelope, session=session, services=services)
+    budget = services.config.spool.mail_budget
+    started = services.clock.now()
+    for name, step in steps:
+        step(ctx)
+        if ctx.stopped:
+            break
+        spent = (services.clock.now() - started).total_seconds()
+        if budget and spent > budget:
+            raise MailBudgetExceeded(f"work budget of {budget:g}s spent: {spent:.1f}s after step {name}")
+    session.flush()
+    return ctx

@@ -1,0 +1,141 @@
+"""The store step: customer, ticket, message, attachments, raw blob, audit events.
+
+Blobs are written (and fsynced) before the rows that name them are flushed,
+so a committed row never points at a missing file.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import magic
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from mailgate.context import MessageContext, sender_address
+from mailgate.pipeline.steps import watchers
+from mailgate.storage import audit
+from mailgate.storage.models import Attachment, Counter, Customer, Message, Ticket
+from mailgate.storage.threads import remember_message_id
+
+log = logging.getLogger("mailgate.store")
+
+
+def next_ticket_number(session: Session) -> int:
+    """Take the next number; the row lock makes it safe with several daemons on PostgreSQL."""
+    return session.execute(
+        update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1).returning(Counter.value)
+    ).scalar_one()
+
+
+def get_or_create_customer(session: Session, address: str, name: str, now: datetime) -> Customer:
+    customer = session.scalar(select(Customer).where(Customer.address == address))
+    if customer is None:
+        customer = Customer(address=address, name=name, created_at=now)
+        session.add(customer)
+        session.flush()
+    elif name and not customer.name:
+        customer.name = name
+    return customer
+
+
+def store(ctx: MessageContext) -> None:
+    """Pipeline step."""
+    session, mail, now = ctx.session, ctx.mail, ctx.services.clock.now()
+    blobs = ctx.services.blobs
+    ctx.raw_sha256 = ctx.raw_sha256 or blobs.put(ctx.raw)
+    if not blobs.exists(ctx.raw_sha256):
+        blobs.put(ctx.raw)
+    address = sender_address(ctx)
+
+    ticket = ctx.ticket
+    if ticket is None:
+        customer = get_or_create_customer(session, address, mail.from_name, now)
+        route = ctx.route
+        ticket = Ticket(
+            number=next_ticket_number(session),
+            subject=mail.subject,
+            status="new",
+            queue=route.queue or ctx.services.config.support.default_queue,
+            priority=route.priority,
+            tags=list(route.tags),
+            spam=route.spam,
+            assignee=route.assignee,
+            locale=ctx.services.config.support.locale,
+            customer_id=customer.id,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(ticket)
+        session.flush()
+        ctx.ticket, ctx.new_ticket = ticket, True
+        audit.record(session, now, "ticket.created", ticket=ticket, actor=address,
+                     queue=ticket.queue, priority=ticket.priority, rules=route.rules, source=ctx.envelope.source)
+    else:
+        ticket.updated_at = now
+
+    message = Message(
+        ticket_id=ticket.id,
+        direction=ctx.notes.get("direction", "in"),
+        dedupe_key=ctx.dedupe_key,
+        message_id=mail.message_id,
+        content_sha256=ctx.content_sha256,
+        in_reply_to=" ".join(mail.in_reply_to),
+        references=" ".join(mail.references),
+        from_addr=address,
+        from_name=mail.from_name,
+        to_addrs=mail.to,
+        cc_addrs=mail.cc,
+        subject=mail.subject,
+        date=mail.date,
+        text=mail.text,
+        html=mail.html,
+        new_text=ctx.notes.get("new_text", mail.text),
+        raw_sha256=ctx.raw_sha256,
+        size=len(ctx.raw),
+        source=ctx.envelope.source,
+        author=ctx.notes.get("author", ""),
+        parse_defects=mail.defects[:50],
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    ctx.message = message
+    for item in mail.attachments:
+        sha = blobs.put(item.payload)
+        session.add(Attachment(message_pk=message.id, filename=item.filename, content_type=item.content_type,
+                               sniffed_type=sniff(item.payload), size=len(item.payload), sha256=sha,
+                               content_id=item.content_id, inline=item.inline,
+                               part_of=item.part_of))
+    remember_message_id(session, mail.message_id, ticket.id, message.id)
+    audit.record(session, now, "message.received", ticket=ticket, message=message, actor=address,
+                 message_id=mail.message_id, via=ctx.thread_reason or "new", source=ctx.envelope.source,
+                 defects=len(mail.defects))
+    collision = ctx.notes.get("message_id_collision")
+    if collision:  # a different mail with a Message-ID we know: stored, and said so
+        audit.record(session, now, "message.id_collision", ticket=ticket, message=message, actor=address,
+                     message_id=mail.message_id, first_ticket_id=collision["ticket_id"],
+                     first_message_pk=collision["message_pk"])
+    if ctx.new_ticket:
+        _add_first_watchers(ctx, ticket)
+
+
+def _add_first_watchers(ctx: MessageContext, ticket: Ticket) -> None:
+    """People in Cc of a customer's first mail follow the ticket (not our own addresses), up to the limits."""
+    support = ctx.services.config.support
+    wanted = [a for a in ctx.mail.cc if not support.accepts(a)]
+    added, left = watchers.add(ctx.session, ticket, wanted, max_total=support.max_watchers,
+                               max_new=support.max_new_watchers)
+    if left:
+        audit.record(ctx.session, ctx.services.clock.now(), "watchers.limited", ticket=ticket, message=ctx.message,
+                     actor=ticket.customer.address, added=len(added), left_out=left,
+                     max_new_watchers=support.max_new_watchers, max_watchers=support.max_watchers)
+
+
+def sniff(payload: bytes) -> str:
+    """The type the bytes really are (libmagic), to show beside the declared one."""
+    try:
+        return str(magic.from_buffer(payload[:65536], mime=True))[:255]
+    except Exception:  # libmagic can fail on odd input; the declared type still stands
+        return ""

@@ -1,0 +1,1 @@
+"""Reading the stored tickets: views, search, export, reports and charts."""

@@ -1,0 +1,1 @@
+"""The rule engine: rule files compiled into a RuleSet, and its evaluation against one mail."""

@@ -1,0 +1,1 @@
+"""The durable disk queue between the doors and the pipeline."""

@@ -1,0 +1,19 @@
+"""Audit events: every change to a ticket leaves one row saying what and why."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mailgate.storage.models import Event, Message, Ticket
+
+
+def record(session: Session, now: datetime, kind: str, *, ticket: Ticket | None = None,
+           message: Message | None = None, actor: str = "", **detail: Any) -> Event:
+    event = Event(ticket_id=ticket.id if ticket is not None else None,
+                  message_pk=message.id if message is not None else None,
+                  kind=kind, actor=actor, detail=detail, created_at=now)
+    session.add(event)
+    return event

@@ -1,0 +1,58 @@
+"""Find the ticket a mail follows up, in the design's order.
+
+1. a signed reply address (``support+<ticket>.<mac>@…``), when the agents
+   module has registered a resolver for it;
+2. the subject token ``[#<number>]``;
+3. In-Reply-To, then References (newest first), against every Message-ID we
+   stored or sent;
+4. otherwise: a new ticket.
+
+Each finder takes data and returns a decision; the caller does the writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailgate.domain.tokens import find_ticket_number
+from mailgate.storage.models import MessageRef, Ticket
+
+
+def msgid_key(message_id: str) -> str:
+    """The lookup key of a Message-ID: sha256 of its text between the angle brackets."""
+    return hashlib.sha256(message_id.strip().strip("<>").encode("utf-8", "replace")).hexdigest()
+
+
+def by_token(session: Session, subject: str, prefix: str) -> Ticket | None:
+    number = find_ticket_number(subject, prefix)
+    if number is None:
+        return None
+    return session.scalar(select(Ticket).where(Ticket.number == number))
+
+
+def by_references(session: Session, in_reply_to: Iterable[str], references: Iterable[str]) -> Ticket | None:
+    """The ticket of the closest known ancestor: In-Reply-To first, then References newest first."""
+    candidates = list(dict.fromkeys([*in_reply_to, *reversed(list(references))]))[:100]
+    if not candidates:
+        return None
+    keys = [msgid_key(c) for c in candidates]
+    rows = session.execute(select(MessageRef.msgid_sha256, MessageRef.ticket_id)
+                           .where(MessageRef.msgid_sha256.in_(keys))).all()
+    found = dict(rows)
+    for key in keys:
+        if key in found:
+            return session.get(Ticket, found[key])
+    return None
+
+
+def remember_message_id(session: Session, message_id: str, ticket_id: int, message_pk: int | None) -> None:
+    """Index a Message-ID we stored or sent, so replies to it thread into its ticket."""
+    if not message_id:
+        return
+    key = msgid_key(message_id)
+    if session.get(MessageRef, key) is None:
+        session.add(MessageRef(msgid_sha256=key, ticket_id=ticket_id, message_pk=message_pk))

@@ -1,0 +1,1 @@
+"""Sweeps run by the scheduler: SLA, reminders, auto-close, digests."""

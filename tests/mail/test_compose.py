@@ -1,0 +1,134 @@
+"""The bytes of a mail we send: no header injection, our own Message-ID, threading headers that hold."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from mailgate.mail import compose
+from mailgate.mail.compose import Outgoing
+from mailgate.outbound import outbox as outbox_module
+from mailgate.storage.models import Ticket
+from tests.helpers import make_mail
+from tests.outbound_helpers import flush, parse, sent_mails
+
+WHEN = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+INJECTIONS = [
+    "Hello\r\nBcc: victim@evil.example",
+    "Hello\nX-Injected: yes\n\nbody",
+    "Hello\rContent-Type: text/html",
+    "Hello\r\n\r\nTo: everyone@evil.example",
+    "Hello\x00\x0bBcc: nul@evil.example",
+]
+
+
+def outgoing(**changes):
+    fields = dict(from_addr="support@example.com", from_name="Example Support",
+                  to=[("Alice", "alice@customer.example")], subject="Printer on fire", text="Hi.\n", date=WHEN,
+                  message_id=compose.new_message_id("support.example.com"))
+    fields.update(changes)
+    return Outgoing(**fields)
+
+
+def header_names(raw: bytes) -> list[str]:
+    head = raw.split(b"\r\n\r\n", 1)[0].decode()
+    return [line.split(":", 1)[0].lower() for line in head.split("\r\n") if line and line[0] not in " \t"]
+
+
+@pytest.mark.parametrize("subject", INJECTIONS)
+def test_a_subject_with_cr_lf_never_adds_a_header(subject):
+    raw = compose.compose(outgoing(subject=subject, from_name=subject, to=[(subject, "alice@customer.example")]))
+    names = header_names(raw)
+    assert not {"bcc", "x-injected", "content-type"} & (set(names) - {"content-type"})
+    assert names.count("content-type") == 1 and names.count("to") == 1
+    mail = parse(raw)
+    assert "\n" not in mail["Subject"] and "\r" not in mail["Subject"]
+    assert mail["Subject"].startswith("Hello")
+    assert mail["Bcc"] is None and mail["X-Injected"] is None
+    assert [a.addr_spec for a in mail["To"].addresses] == ["alice@customer.example"]
+
+
+@pytest.mark.parametrize("subject", INJECTIONS)
+def test_no_mail_we_send_carries_an_injected_header_end_to_end(make_config, harness_factory, subject):
+    """Whatever reaches a ticket's subject (here set directly, as a later edit could), every mail stays clean."""
+    h = harness_factory(make_config(agents=[{"address": "bob@example.com", "name": "Bob", "queues": ["support"]}]))
+    h.deliver(make_mail(subject="=?utf-8?q?Hi=0D=0ABcc:_victim@evil.example?="))
+    with h.session() as s, s.begin():
+        ticket = s.scalar(select(Ticket))
+        ticket.subject = subject.replace("\x00", "")  # PostgreSQL text holds no NUL
+        outbox_module.enqueue(s, h.runtime.services, ticket=ticket, kind="resolved",
+                              recipients=[(subject, "alice@customer.example")],
+                              context={"ticket": {"subject": subject}})
+    flush(h)
+    mails = sent_mails(h.runtime.config.data_dir)
+    assert len(mails) == 3  # acknowledgment, notification, resolved notice
+    for mail in mails:
+        assert mail["Bcc"] is None and mail["X-Injected"] is None
+        assert len(mail.get_all("To")) == 1 and len(mail.get_all("Content-Type")) == 1
+        assert "\n" not in mail["Subject"]
+
+
+def test_an_address_that_is_not_one_is_refused():
+    for bad in ("alice@customer.example\r\nBcc: x@y", "no-at-sign", "a,b@c.example", "<a@b>@c"):
+        with pytest.raises(ValueError):
+            compose.compose(outgoing(to=[("A", bad)]))
+
+
+def test_our_message_id_is_at_our_hostname_and_unique():
+    first, second = compose.new_message_id("support.example.com"), compose.new_message_id("support.example.com")
+    assert first != second and first.endswith("@support.example.com>") and first.startswith("<")
+    assert compose.new_message_id("bad host\r\nX: y").endswith("@badhostXy>")
+
+
+def test_references_keep_the_thread_and_stay_bounded():
+    chain = " ".join(f"<m{n}@customer.example>" for n in range(50))
+    in_reply_to, references = compose.thread_headers("<m50@customer.example>", chain)
+    assert in_reply_to == "<m50@customer.example>"
+    assert len(references) == compose.MAX_REFERENCES
+    assert references[0] == "<m0@customer.example>" and references[-1] == "<m50@customer.example>"
+    assert compose.thread_headers("<bad id with spaces>", "<ok@x> <evil\r\n@x>") == ("", ["<ok@x>"])
+
+
+def test_automatic_mail_says_so_and_a_person_s_mail_does_not():
+    auto = parse(compose.compose(outgoing(auto_submitted="auto-replied", loop_marker="support@example.com")))
+    assert auto["Auto-Submitted"] == "auto-replied" and auto["X-Auto-Response-Suppress"] == "All"
+    assert auto["X-Loop"] == "support@example.com"
+    person = parse(compose.compose(outgoing()))
+    assert person["Auto-Submitted"] is None and person["X-Auto-Response-Suppress"] is None
+
+
+def test_a_text_part_always_and_an_html_part_when_there_is_one():
+    plain = parse(compose.compose(outgoing()))
+    assert plain.get_content_type() == "text/plain"
+    both = parse(compose.compose(outgoing(html="<p>Hi.</p>")))
+    assert both.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in both.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_international_text_and_names_are_encoded():
+    raw = compose.compose(outgoing(subject="Принтер горит", to=[("Иван", "ivan@customer.example")],
+                                   text="Здравствуйте\n"))
+    assert raw.isascii()
+    mail = parse(raw)
+    assert mail["Subject"] == "Принтер горит" and mail["To"].addresses[0].display_name == "Иван"
+    assert mail.get_content().strip() == "Здравствуйте"
+
+
+def test_lines_end_in_crlf_and_bodies_are_7bit_clean():
+    raw = compose.compose(outgoing(text="Ligne un\nFrom the start\nÉté " + "x" * 1200 + "\n", html="<p>É</p>"))
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert raw.isascii() and max(len(line) for line in raw.split(b"\r\n")) <= 998
+    mail = parse(raw.replace(b"\r\n", b"\n"))  # as a maildir keeps it
+    assert mail.get_body(("plain",)).get_content() == "Ligne un\nFrom the start\nÉté " + "x" * 1200 + "\n"
+    assert mail.get_body(("html",)).get_content().strip() == "<p>É</p>"
+
+
+def test_an_address_outside_ascii_takes_the_smtputf8_path():
+    raw = compose.compose(outgoing(to=[("José", "josé@customer.example")], subject="Olá"))
+    mail = email.message_from_string(raw.decode("utf-8"), policy=email.policy.default)  # 8-bit headers
+    assert mail["To"].addresses[0].addr_spec == "josé@customer.example"
+    assert mail["Subject"] == "Olá" and mail["X-Loop"] is None and mail["Message-ID"]

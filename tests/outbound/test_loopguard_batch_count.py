@@ -1,0 +1,47 @@
+"""The breaker's system-wide count is read once per batch session, then only what the batch added."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from mailgate.outbound.loopguard import SYSTEM_CACHE_SECONDS, Limits, gather_counts
+from mailgate.storage.models import Outbox
+
+LIMITS = Limits(system_limit=5, system_window=600.0)
+
+
+def _automatic(session, now, n: int, status: str = "pending") -> None:
+    for i in range(n):
+        session.add(Outbox(ticket_id=None, kind="acknowledgment", message_id=f"<o{now.timestamp()}-{i}@x>",
+                           mail_from="", rcpt_tos=[f"c{i}@customer.example"], raw=b"", status=status, attempts=0,
+                           next_attempt_at=now, last_error="", created_at=now, automatic=True,
+                           recipient=f"c{i}@customer.example"))
+    session.flush()
+
+
+def _system(session, now) -> int:
+    return gather_counts(session, now, recipients=["x@customer.example"], sender=None, ticket_id=None,
+                         limits=LIMITS).system_in_window
+
+
+def test_rows_a_batch_adds_after_the_first_count_are_counted_so_the_breaker_still_trips(harness, clock):
+    now = clock.now()
+    with harness.runtime.sessions() as session, session.begin():
+        _automatic(session, now, 2)
+        assert _system(session, now) == 2  # read in full once
+        _automatic(session, now, 2)
+        _automatic(session, now, 1, status="held")  # held-back mail does not count
+        assert _system(session, now) == 4  # the cached count plus what was added since
+        _automatic(session, now, 3)
+        assert _system(session, now) >= LIMITS.system_limit
+
+
+def test_a_count_older_than_its_freshness_or_in_a_new_session_is_read_again(harness, clock):
+    now = clock.now()
+    with harness.runtime.sessions() as session, session.begin():
+        _automatic(session, now - timedelta(seconds=590), 3)
+        assert _system(session, now) == 3
+        later = now + timedelta(seconds=SYSTEM_CACHE_SECONDS + 20)  # the three left the window meanwhile
+        assert _system(session, later) == 0
+    with harness.runtime.sessions() as session, session.begin():
+        assert _system(session, now) == 3
