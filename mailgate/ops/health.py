@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
+from mailgate.fsutil import write_synced
+
 # sqlite3 raises OperationalError for bugs too ("no such column"): only these mean the file is away or locked
 _SQLITE_OUTAGE = (
     "database is locked",
@@ -93,10 +95,7 @@ def check_spool(runtime: Any) -> str:
     """ "" when the spool takes a write; else why not."""
     probe = runtime.spool.tmp / f".healthz-{os.getpid()}"
     try:
-        with open(probe, "wb") as handle:
-            handle.write(b"ok")
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_synced(probe, b"ok")
         probe.unlink()
     except OSError as exc:
         return f"cannot write {runtime.spool.tmp}: {exc.strerror or exc}"

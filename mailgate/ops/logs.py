@@ -72,5 +72,3 @@ def setup(level: str = "info", fmt: str = "logfmt", node: str = "") -> None:
     root.setLevel(level.upper())
     for noisy in ("mail.log", "alembic", "apscheduler", "aioimaplib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    # mail-parser warns about every odd MIME part; the defects are kept on the message instead
-    logging.getLogger("mailparser").setLevel(logging.ERROR)

@@ -31,7 +31,7 @@ from mailgate.context import MessageContext
 from mailgate.mail import language as locale_detect
 from mailgate.ops import scheduler
 from mailgate.outbound import attachments as attachments_out
-from mailgate.outbound import bounces, sender, templating
+from mailgate.outbound import bounces, sender, templating, transports
 from mailgate.outbound import settings as outbound_settings
 from mailgate.outbound.loopguard import Incoming, incoming_from
 from mailgate.outbound.notices import wake
@@ -60,7 +60,7 @@ def install(runtime: Any) -> None:
     extras = runtime.services.extras
     key = keys.load_key(config, runtime.engine)  # the installation's key, shared through the database
     extras["outbound"] = OutboundState(settings=settings, templates=templates, key=key)
-    extras["sender"] = sender.default_sender(config)
+    extras["sender"] = transports.default_sender(config)
     extras.setdefault("thread_finders", []).insert(0, ("verp", bounces.find_ticket))
     extras.setdefault("reactors", []).append(react)
     _chain(extras, "on_committed", lambda outcomes: wake(runtime.services))

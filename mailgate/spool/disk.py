@@ -35,98 +35,21 @@ whole in memory.
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import os
 import time
 from _thread import allocate_lock
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mailgate.errors import SpoolError
-from mailgate.fsutil import fsync_dir
+from mailgate.fsutil import fsync_dir, write_all, write_synced
+from mailgate.spool.dirsync import DirSync
+from mailgate.spool.entries import SpoolEntry, SpoolMeta, new_id
 
-_counter = itertools.count()
 _STATES = ("incoming", "work", "quarantine")
 SPILL_BYTES = 1 << 20  # a message past this size is written to spool/tmp while it arrives
 HEAD_BYTES = 4096  # what a door checks before storing (intake.looks_like_mail)
-ENVELOPE_PREFIX = b"X-Mailgate-Envelope: "
-
-
-@dataclass
-class SpoolMeta:
-    """The sidecar of one spool entry."""
-
-    id: str
-    source: str = "smtp"
-    mail_from: str = ""
-    rcpt_tos: list[str] = field(default_factory=list)
-    peer: str = ""
-    received_at: str = ""
-    attempts: int = 0
-    last_error: str = ""
-    traceback: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode()
-
-    def envelope_line(self) -> bytes:
-        """The first line of the entry's file: ASCII JSON on one line (control characters escaped)."""
-        return ENVELOPE_PREFIX + json.dumps(asdict(self), separators=(",", ":")).encode() + b"\r\n"
-
-    @classmethod
-    def from_json(cls, data: bytes) -> SpoolMeta:
-        raw = json.loads(data)
-        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
-        return cls(**known)
-
-
-@dataclass(frozen=True)
-class SpoolEntry:
-    id: str
-    state: str
-    eml: Path
-    sidecar: Path
-
-    def read_meta(self) -> SpoolMeta:
-        """The sidecar if there is one, else the envelope line the entry was written with."""
-        try:
-            return SpoolMeta.from_json(self.sidecar.read_bytes())
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError):
-            return SpoolMeta(id=self.id, last_error="sidecar unreadable")
-        try:
-            with open(self.eml, "rb") as handle:
-                line = handle.readline()
-            if line.startswith(ENVELOPE_PREFIX):
-                return SpoolMeta.from_json(line[len(ENVELOPE_PREFIX):])
-        except (OSError, ValueError):
-            pass
-        return SpoolMeta(id=self.id, last_error="envelope missing or unreadable")
-
-    def read_raw(self) -> bytes:
-        """The message exactly as received (without the envelope line), read once: no copy of a big mail."""
-        with open(self.eml, "rb") as handle:
-            first = handle.readline()
-            if first.startswith(ENVELOPE_PREFIX):
-                return handle.read()
-            return first + handle.read()
-
-    @property
-    def size(self) -> int:
-        try:
-            return self.eml.stat().st_size
-        except OSError:
-            return 0
-
-
-def new_id() -> str:
-    """Ids sort by arrival time and are unique across processes."""
-    return f"{time.time_ns():020d}-{os.getpid()}-{next(_counter)}"
 
 
 class Spool:
@@ -247,7 +170,7 @@ class Spool:
     def _move(self, entry: SpoolEntry, state: str, meta: SpoolMeta | None = None) -> SpoolEntry:
         target = self._entry(state, entry.id)
         if meta is not None:
-            _write_synced(self.tmp / f"{entry.id}.json", meta.to_json())
+            write_synced(self.tmp / f"{entry.id}.json", meta.to_json())
             os.replace(self.tmp / f"{entry.id}.json", target.sidecar)
             entry.sidecar.unlink(missing_ok=True)
         elif entry.sidecar.exists():
@@ -373,7 +296,7 @@ class PendingEntry:
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
                 chunks.insert(0, self.meta.envelope_line())
-            _write_all(self._fd, chunks)
+            write_all(self._fd, chunks)
         except OSError as exc:
             self._discard()
             raise SpoolError(f"cannot write to spool: {exc.strerror or exc}") from exc
@@ -435,58 +358,3 @@ class _PendingHandle:
         if self.entry.add(bytes(data)):
             self.entry.spill()
         return len(data)
-
-
-class DirSync:
-    """fsync of one directory, shared by every thread that needs it at the same moment.
-
-    A caller asks after its rename; it returns once an fsync that *started
-    after* its request has finished. Whoever finds no fsync running does one
-    for everybody who asked so far; the others wait for it. So the guarantee
-    per caller is the same as its own fsync, and the cost is one fsync per
-    burst instead of one per message.
-    """
-
-    def __init__(self, path: Path, fsync: Callable[[Path], None] = fsync_dir) -> None:
-        import threading
-
-        self.path = path
-        self.fsync = fsync
-        self.done = 0  # fsyncs made
-        self._cond = threading.Condition()
-        self._asked = 0
-        self._covered = 0
-        self._running = False
-
-    def sync(self) -> None:
-        with self._cond:
-            self._asked += 1
-            ticket = self._asked
-            while self._covered < ticket:
-                if self._running:
-                    self._cond.wait()
-                    continue
-                self._running, target = True, self._asked
-                self._cond.release()
-                try:
-                    self.fsync(self.path)
-                finally:
-                    self._cond.acquire()
-                    self._running = False
-                    self._cond.notify_all()
-                self.done += 1
-                self._covered = max(self._covered, target)
-
-
-def _write_all(fd: int, chunks: list[bytes]) -> None:
-    for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view):]
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())

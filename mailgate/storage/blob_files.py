@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailgate.fsutil import fsync_dir
+from mailgate.fsutil import fsync_dir, write_all
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -93,9 +93,7 @@ class FileBlobStore:
         tmp = self.tmp / f"{sha}.{os.getpid()}.{threading.get_ident()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, [data])
             if pending is None:
                 os.fsync(fd)
         except BaseException:

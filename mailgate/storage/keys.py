@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets as _random
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mailgate.config import Config
 from mailgate.errors import ConfigError
+from mailgate.fsutil import create_synced
 
 KEY_ROW, FINGERPRINT_ROW = "signing_key", "signing_key_fingerprint"
 
@@ -64,12 +64,7 @@ def read_key_file(config: Config, path: Path, create: bool = True) -> bytes | No
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _new_key()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        create_synced(path, data + b"\n", mode=0o600)
     except OSError as exc:
         raise ConfigError(f"{config.path}: mailgate.secret_file: cannot read {path}: {exc.strerror}") from None
     if len(data) < 16:

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, func, select, update
 
 from mailgate.config import load_config
 from mailgate.errors import TemporaryDeliveryError
-from mailgate.outbound import sender
+from mailgate.outbound import sender, transports
 from mailgate.storage.models import Outbox
 from tests.helpers import make_mail, send, wait_for
 from tests.outbound.test_outbound_daemon import count, query
@@ -154,7 +154,7 @@ class Crash(BaseException):
 class CrashAfterWrite:
     """The real maildir sender, then a crash before the sweep can commit the row as sent."""
 
-    def __init__(self, inner: sender.MaildirSender) -> None:
+    def __init__(self, inner: transports.MaildirSender) -> None:
         self.inner = inner
 
     def send(self, mail_from, rcpt_tos, raw, key="", on_delivered=None):
@@ -180,7 +180,7 @@ def test_a_crash_between_the_maildir_write_and_the_commit_makes_no_second_copy(m
     clock.advance(sender.lease_seconds(runtime.config) + 1)  # the claim of the dead process runs out
     assert sender.deliver_due(runtime.sessions, runtime.services) == 3
     assert {r.status for r in outbox_rows(h)} == {"sent"}
-    assert maildir_files(h) == sorted(sender.delivery_key(r.id, r.message_id) for r in outbox_rows(h))
+    assert maildir_files(h) == sorted(transports.delivery_key(r.id, r.message_id) for r in outbox_rows(h))
     ids = [m["Message-ID"] for m in sent_mails(runtime.config.data_dir)]
     assert len(ids) == 3 and len(set(ids)) == 3
 
