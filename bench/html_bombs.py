@@ -1,6 +1,6 @@
 """Parse time of HTML bombs and of a typical HTML mail, as a table.
 
-Each bomb is parsed once through ``mailgate.mail.parse.parse`` (the whole path: mail-parser,
+Each bomb is parsed once through ``mailgate.mail.parse.parse`` (the whole path: the MIME walk,
 the bound, nh3, the text version). Run: ``.venv/bin/python bench/html_bombs.py``.
 """
 
