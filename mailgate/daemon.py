@@ -106,6 +106,7 @@ async def _wait_for_database(worker: Worker, reason: str, stop: asyncio.Event) -
 
 
 async def _worker_loop(worker: Worker, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    await asyncio.to_thread(worker.warm_up)
     backoff = 0.5
     while True:
         wake.clear()
@@ -168,10 +169,10 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
     if recovered:
         log.info("recovered spool entries left in work by a crash", extra={"count": recovered})
     worker = Worker(
-        runtime.spool, runtime.sessions, runtime.services, on_committed=runtime.services.extras.get("on_committed")
+        runtime.spool, runtime.sessions, runtime.services, on_committed=runtime.services.on_committed
     )
-    runtime.services.extras["wake_worker"] = wake.set
-    counter = runtime.services.extras.get("count_smtp", lambda verdict: None)
+    runtime.services.wake_worker = wake.set
+    counter = runtime.services.count_smtp or (lambda verdict: None)
     handler = _CountingHandler(config.support, runtime.spool, on_spooled=wake.set, counter=counter)
     protocols: list[Any] = []
     factory = smtp_factory(config, handler)
@@ -241,7 +242,7 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
 
 def _wake_sender(runtime: Runtime) -> None:
     """A worker process committed: its outbox rows are for this process's sender."""
-    waker = runtime.services.extras.get("wake_sender")
+    waker = runtime.services.wake_sender
     if waker is not None:
         waker()
 

@@ -178,6 +178,7 @@ def run_loop(worker: Worker, runtime: Runtime, signals: _Signals) -> None:
     """Batches until stopped and nothing is ready; an outage waits for the database, charging nobody."""
     from mailgate.pipeline.worker import DatabaseUnavailable
 
+    worker.warm_up()
     backoff = 0.5
     while True:
         if signals.reload:
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _chain(runtime: Runtime) -> Callable[[list[Any]], None]:
-    hook = runtime.services.extras.get("on_committed")
+    hook = runtime.services.on_committed
 
     def committed(outcomes: list[Any]) -> None:
         if hook is not None:

@@ -32,4 +32,4 @@ def install(runtime: Any) -> None:
                 time.sleep(0.1)
         return None
 
-    runtime.services.extras.setdefault("thread_finders", []).insert(0, ("fault", misbehave))
+    runtime.services.thread_finders.insert(0, ("fault", misbehave))

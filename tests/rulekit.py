@@ -50,7 +50,7 @@ class RouteRecorder:
 
     def __init__(self, harness: Any) -> None:
         self.routes: list[RouteDecision] = []
-        harness.runtime.services.extras.setdefault("reactors", []).append(self)
+        harness.runtime.services.reactors.append(self)
 
     def __call__(self, ctx: MessageContext) -> None:
         self.routes.append(ctx.route)

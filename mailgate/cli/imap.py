@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailgate.cli.common import load, runtime
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,14 +31,14 @@ def cmd_test(args: argparse.Namespace) -> int:
     config = load(args, log=False)
     rt = runtime(args, config)
     try:
-        accounts = rt.services.extras.get("imap_accounts", ())
+        accounts = rt.services.imap_accounts
         if not accounts:
             print(f"mailgate: no [[imap]] account in {config.path}", file=sys.stderr)
             return 1
         if args.account:
             accounts = [a for a in accounts if a.name == args.account]
             if not accounts:
-                names = ", ".join(a.name for a in rt.services.extras["imap_accounts"])
+                names = ", ".join(a.name for a in rt.services.imap_accounts)
                 print(f"mailgate: no [[imap]] account named {args.account!r} (there are: {names})", file=sys.stderr)
                 return 2
         results = [asyncio.run(_test(rt, account)) for account in accounts]
@@ -44,7 +47,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0 if all(results) else 1
 
 
-async def _test(rt: Any, account: Any) -> bool:
+async def _test(rt: Runtime, account: Any) -> bool:
     from mailgate.doors.imap import load_state
     from mailgate.doors.imap_client import ImapAuthError, ImapClient, ImapError
 

@@ -34,11 +34,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mailgate.config import Config, Table
 from mailgate.domain.business_hours import Schedule, add_business_time, business_time_between
 from mailgate.domain.lifecycle import PRIORITIES
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
 
 DEFAULT_PRIORITIES = PRIORITIES
 TARGETS = ("first_response", "resolution")
@@ -202,9 +205,9 @@ def _reopen_days(config: Config) -> int:
     return parse_settings(config).reopen_days
 
 
-def sla_of(runtime: Any) -> SlaConfig:
+def sla_of(runtime: Runtime) -> SlaConfig:
     """The parsed section, cached on the runtime's services by the sweeps plugin."""
-    cached = runtime.services.extras.get("sla")
+    cached = runtime.services.sla
     if cached is None:
-        cached = runtime.services.extras["sla"] = parse_sla(runtime.services.config)
+        cached = runtime.services.sla = parse_sla(runtime.services.config)
     return cached

@@ -44,6 +44,7 @@ from mailgate.spool.disk import Spool, SpoolMeta
 from mailgate.storage.models import ImapState
 
 if TYPE_CHECKING:
+    from mailgate.app import Runtime
     from mailgate.doors.imap_client import ImapClient
 
 log = logging.getLogger("mailgate.imap")
@@ -257,25 +258,25 @@ class AccountPoller:
 
 
 # -- plugin ------------------------------------------------------------------
-def install(runtime: Any) -> None:
+def install(runtime: Runtime) -> None:
     """Check the [[imap]] accounts now, so a bad one stops `serve` with a config error."""
-    runtime.services.extras["imap_accounts"] = parse_accounts(runtime.config)
+    runtime.services.imap_accounts = parse_accounts(runtime.config)
 
 
-def pollers(runtime: Any, stop: asyncio.Event) -> list[AccountPoller]:
-    extras = runtime.services.extras
+def pollers(runtime: Runtime, stop: asyncio.Event) -> list[AccountPoller]:
+    services = runtime.services
 
     def wake() -> None:
         """The daemon's worker, when there is one (tests run pollers without it)."""
-        wake_worker = extras.get("wake_worker")
+        wake_worker = services.wake_worker
         if wake_worker is not None:
             wake_worker()
 
     return [AccountPoller(account, runtime.spool, runtime.sessions, runtime.services.clock.now, wake, stop)
-            for account in extras.get("imap_accounts", ())]
+            for account in services.imap_accounts]
 
 
-async def start(runtime: Any, stop: asyncio.Event) -> None:
+async def start(runtime: Runtime, stop: asyncio.Event) -> None:
     """One task per account, until ``stop`` is set."""
     tasks = [asyncio.create_task(p.run(), name=f"imap:{p.account.name}") for p in pollers(runtime, stop)]
     if tasks:

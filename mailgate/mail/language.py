@@ -39,15 +39,15 @@ def _loaded() -> Any:
 
 
 def _identifier() -> Any:
-    """py3langid's identifier with normalised probabilities, loaded once per process (1-5 s of CPU: the
-    daemon warms it at start, see :func:`warm`, so the first new ticket does not wait for it)."""
+    """py3langid's identifier with normalised probabilities, loaded once per process (1-5 s of CPU: a
+    worker loads it before it claims any mail, see :func:`load`)."""
     with _LOADING:
         return _loaded()
 
 
-def warm() -> None:
-    """Load the model in a background thread (``serve`` only: a one-shot CLI command never needs it)."""
-    threading.Thread(target=_identifier, name="langid-warm", daemon=True).start()
+def load() -> None:
+    """Load the model now (a worker does, before it claims its first mail; see Worker.warm_up)."""
+    _identifier()
 
 
 def detect(text: str) -> str:

@@ -18,12 +18,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from mailgate.fsutil import write_synced
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
+    from mailgate.context import Services
 
 # sqlite3 raises OperationalError for bugs too ("no such column"): only these mean the file is away or locked
 _SQLITE_OUTAGE = (
@@ -83,15 +87,15 @@ class DatabaseStatus:
             return time.monotonic() - self.since
 
 
-def database_status(runtime: Any) -> DatabaseStatus:
+def database_status(services: Services) -> DatabaseStatus:
     """The one status of this process (the worker writes it, /healthz and the metrics read it)."""
-    status = runtime.services.extras.get("database_status")
+    status = services.database_status
     if status is None:
-        status = runtime.services.extras["database_status"] = DatabaseStatus()
+        status = services.database_status = DatabaseStatus()
     return status
 
 
-def check_spool(runtime: Any) -> str:
+def check_spool(runtime: Runtime) -> str:
     """ "" when the spool takes a write; else why not."""
     probe = runtime.spool.tmp / f".healthz-{os.getpid()}"
     try:
@@ -102,8 +106,8 @@ def check_spool(runtime: Any) -> str:
     return ""
 
 
-def check_database(runtime: Any) -> str:
-    status = database_status(runtime)
+def check_database(runtime: Runtime) -> str:
+    status = database_status(runtime.services)
     if not status.up:
         return f"down (the worker is holding the spool): {status.reason}"
     try:
@@ -114,7 +118,7 @@ def check_database(runtime: Any) -> str:
     return ""
 
 
-def check(runtime: Any) -> tuple[bool, dict[str, str]]:
+def check(runtime: Runtime) -> tuple[bool, dict[str, str]]:
     """(healthy, {check: "ok" or the problem}); blocking, run it in a thread."""
     results = {"spool": check_spool(runtime), "database": check_database(runtime)}
     return not any(results.values()), {name: problem or "ok" for name, problem in results.items()}

@@ -25,14 +25,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
 from mailgate.config import Table
+from mailgate.context import installed
 from mailgate.ops import health
 from mailgate.ops.node import node_name
 from mailgate.storage.models import Outbox
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
 
 log = logging.getLogger("mailgate.metrics")
 
@@ -43,7 +47,7 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300
 class Metrics:
     """The instruments of one process."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.registry = CollectorRegistry()
@@ -96,7 +100,7 @@ def spooled_at(spool_id: str) -> float | None:
 class StateCollector:
     """Gauges read at scrape time from the spool and the database (a prometheus_client collector)."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def collect(self) -> Iterator[Any]:
@@ -106,7 +110,7 @@ class StateCollector:
         for state, count in self.runtime.spool.depth().items():
             depth.add_metric([state], count)
         yield depth
-        status = health.database_status(self.runtime)
+        status = health.database_status(self.runtime.services)
         yield GaugeMetricFamily("mailgate_database_up", "1 while the worker can write to the database, 0 while "
                                 "it holds the spool for an outage", value=1 if status.up else 0)
         yield CounterMetricFamily("mailgate_database_outages", "Database outages the worker has waited out",
@@ -123,8 +127,8 @@ class StateCollector:
         yield GaugeMetricFamily("mailgate_outbox_failed", "Outgoing mails that failed for good",
                                 value=rows.get("failed", 0))
         by_status = GaugeMetricFamily("mailgate_outbox_messages", "Outbox rows by status", labels=["status"])
-        for status, count in sorted(rows.items()):
-            by_status.add_metric([status], count)
+        for state, count in sorted(rows.items()):
+            by_status.add_metric([state], count)
         yield by_status
 
 
@@ -135,20 +139,20 @@ def parse_listen(config: Any) -> tuple[str, int] | None:
     return listen
 
 
-def install(runtime: Any) -> None:
+def install(runtime: Runtime) -> None:
     """Validate ``[metrics]``; when it is on, hook the counters into the door, the worker and the SLA sweep.
 
     Off (the default), nothing is counted and prometheus_client is not even
     imported, so a ``mailgate ingest`` run by an MTA pays nothing for it.
     """
-    extras = runtime.services.extras
-    extras["metrics_listen"] = parse_listen(runtime.config)
-    if extras["metrics_listen"] is None:
+    services = runtime.services
+    services.metrics_listen = parse_listen(runtime.config)
+    if services.metrics_listen is None:
         return
-    metrics = extras["metrics"] = Metrics(runtime)
-    extras["count_smtp"] = _both(extras.get("count_smtp"), metrics.count_smtp)
-    extras["on_committed"] = _both(extras.get("on_committed"), metrics.committed)
-    extras["on_sla_breach"] = _both(extras.get("on_sla_breach"), metrics.sla_breach)
+    metrics = services.metrics = Metrics(runtime)
+    services.count_smtp = _both(services.count_smtp, metrics.count_smtp)
+    services.on_committed = _both(services.on_committed, metrics.committed)
+    services.on_sla_breach = _both(services.on_sla_breach, metrics.sla_breach)
 
 
 def _both(first: Callable[..., Any] | None, second: Callable[..., Any]) -> Callable[..., Any]:
@@ -166,12 +170,12 @@ def _both(first: Callable[..., Any] | None, second: Callable[..., Any]) -> Calla
     return hook
 
 
-async def start(runtime: Any, stop: asyncio.Event) -> None:
-    listen = runtime.services.extras.get("metrics_listen")
+async def start(runtime: Runtime, stop: asyncio.Event) -> None:
+    listen = runtime.services.metrics_listen
     if listen is None:
         await stop.wait()
         return
-    metrics: Metrics = runtime.services.extras["metrics"]
+    metrics = installed(runtime.services.metrics, "mailgate.ops.metrics")
     server = await asyncio.start_server(lambda r, w: _serve_one(r, w, runtime, metrics), listen[0], listen[1])
     host, port = server.sockets[0].getsockname()[:2]
     log.info("metrics listening", extra={"addr": f"{host}:{port}"})
@@ -183,7 +187,7 @@ async def start(runtime: Any, stop: asyncio.Event) -> None:
             await asyncio.wait_for(server.wait_closed(), timeout=5)
 
 
-async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, runtime: Any,
+async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, runtime: Runtime,
                      metrics: Metrics) -> None:
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
@@ -205,7 +209,7 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     writer.close()
 
 
-async def _route(method: str, path: str, runtime: Any, metrics: Metrics) -> tuple[int, bytes, str]:
+async def _route(method: str, path: str, runtime: Runtime, metrics: Metrics) -> tuple[int, bytes, str]:
     if method not in ("GET", "HEAD"):
         return 405, b"GET only\n", "text/plain"
     if path == "/metrics":

@@ -14,8 +14,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
 
 log = logging.getLogger("mailgate.scheduler")
 
@@ -24,25 +28,25 @@ log = logging.getLogger("mailgate.scheduler")
 class Sweep:
     name: str
     interval: float  # seconds
-    run: Callable[[object], object]  # run(runtime), blocking; runs in a thread
+    run: Callable[[Runtime], object]  # run(runtime), blocking; runs in a thread
 
 
-def register(runtime: object, sweep: Sweep) -> None:
-    runtime.services.extras.setdefault("sweeps", []).append(sweep)  # type: ignore[attr-defined]
+def register(runtime: Runtime, sweep: Sweep) -> None:
+    runtime.services.sweeps.append(sweep)
 
 
-def run_all_once(runtime: object) -> None:
+def run_all_once(runtime: Runtime) -> None:
     """Run every registered sweep once, in order (tests and `mailgate` commands)."""
-    for sweep in runtime.services.extras.get("sweeps", []):  # type: ignore[attr-defined]
+    for sweep in runtime.services.sweeps:
         sweep.run(runtime)
 
 
-def install(runtime: object) -> None:
+def install(runtime: Runtime) -> None:
     """Nothing to add: sweeps are registered by the modules that own them."""
 
 
-async def start(runtime: object, stop: asyncio.Event) -> None:
-    sweeps: list[Sweep] = runtime.services.extras.get("sweeps", [])  # type: ignore[attr-defined]
+async def start(runtime: Runtime, stop: asyncio.Event) -> None:
+    sweeps: list[Sweep] = runtime.services.sweeps
     if not sweeps:
         await stop.wait()
         return
@@ -58,7 +62,7 @@ async def start(runtime: object, stop: asyncio.Event) -> None:
         scheduler.shutdown(wait=False)
 
 
-def _runner(sweep: Sweep, runtime: object) -> Callable[[], object]:
+def _runner(sweep: Sweep, runtime: Runtime) -> Callable[[], object]:
     async def run() -> None:
         try:
             await asyncio.to_thread(sweep.run, runtime)

@@ -42,7 +42,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailgate.context import MessageContext
+from mailgate.context import MessageContext, installed
 from mailgate.mail import signing
 from mailgate.mail.parse import clean_header, message_ids
 from mailgate.storage import audit
@@ -103,7 +103,7 @@ class Report:
 
 @dataclass
 class BounceNote:
-    """Left in ``ctx.notes["bounce"]`` by the finder, settled after the store step."""
+    """Left in ``ctx.notes.bounce`` by the finder, settled after the store step."""
 
     outbox_id: int | None
     report: Report
@@ -237,7 +237,7 @@ def _verp_id(ctx: MessageContext, key: bytes) -> int | None:
 
 def find_ticket(ctx: MessageContext) -> Ticket | None:
     """Thread finder: a bounce or a VERP-addressed mail goes to the ticket of the mail it is about."""
-    key = ctx.services.extras["outbound"].key
+    key = installed(ctx.services.outbound, "mailgate.outbound.plugin").key
     session = ctx.session
     outbox_id = _verp_id(ctx, key)
     if not looks_like_bounce(ctx, to_verp=outbox_id is not None):
@@ -250,7 +250,7 @@ def find_ticket(ctx: MessageContext) -> Ticket | None:
     if row is None and report.original_message_id:  # only to find the ticket: a Message-ID proves nothing
         row = session.scalar(select(Outbox).where(Outbox.message_id == report.original_message_id).limit(1))
     note = BounceNote(outbox_id=row.id if row is not None else None, report=report, proven=proven, why=why)
-    ctx.notes["bounce"] = note
+    ctx.notes.bounce = note
     ticket = session.get(Ticket, row.ticket_id) if row is not None and row.ticket_id else None
     if ticket is None and report.original_message_id:
         ticket = followup.by_references(session, [report.original_message_id], [])
@@ -329,7 +329,7 @@ def settle(session: Session, ctx: MessageContext, note: BounceNote, ticket: Tick
     if not reported and not note.report.is_dsn:
         # A bounce that is no standard report: the mail failed, for a reason we cannot read.
         statuses = [RecipientStatus(address=a, status="", action="failed") for a in row.rcpt_tos]
-    days = services.extras["outbound"].settings.bounces.suppress_days
+    days = installed(services.outbound, "mailgate.outbound.plugin").settings.bounces.suppress_days
     for status in statuses:
         detail = {
             "outbox": row.id if row else None,
@@ -364,7 +364,7 @@ def _complaint(session: Session, ctx: MessageContext, note: BounceNote, ticket: 
                sent_to: set[str]) -> None:
     """A proven feedback report: no more automatic mail to the complainant, as after a hard bounce."""
     now = ctx.services.clock.now()
-    days = ctx.services.extras["outbound"].settings.bounces.suppress_days
+    days = installed(ctx.services.outbound, "mailgate.outbound.plugin").settings.bounces.suppress_days
     named = note.report.complainants or sorted(sent_to)  # ARF may redact the recipient: the row says who it was
     for address in (a for a in named if a in sent_to):
         audit.record(session, now, "mail.complaint", ticket=ticket, message=ctx.message, actor="mailgate",

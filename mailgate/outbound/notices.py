@@ -57,7 +57,7 @@ def send(session: Session, services: Any, *, ticket: Ticket | None, kind: str, r
 
 def wake(services: Any) -> None:
     """After the commit: let the sender deliver at once instead of at its next sweep."""
-    waker = services.extras.get("wake_sender")
+    waker = services.wake_sender
     if waker is not None:
         waker()
 

@@ -19,7 +19,7 @@ What enqueue writes besides the row:
   then returns None. ``mailgate outbox retry ID`` sends a held mail anyway.
 
 After committing, a caller outside the pipeline calls
-``services.extras["wake_sender"]()`` (when present) so the mail leaves at once.
+``services.wake_sender()`` (when present) so the mail leaves at once.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailgate.config import Config
-from mailgate.context import Services
+from mailgate.context import Services, installed
 from mailgate.domain.tokens import format_token, subject_with_token
 from mailgate.mail import compose
 from mailgate.mail.sameness import content_digest, dedupe_key
@@ -64,7 +64,7 @@ Recipient = str | tuple[str, str]  # "addr" or ("Display Name", "addr")
 
 @dataclass
 class OutboundState:
-    """What the outbound plugin keeps in ``services.extras["outbound"]``."""
+    """What the outbound plugin keeps in ``services.outbound``."""
 
     settings: Settings
     templates: Templates
@@ -72,10 +72,7 @@ class OutboundState:
 
 
 def state(services: Services) -> OutboundState:
-    found = services.extras.get("outbound")
-    if found is None:
-        raise RuntimeError("mailgate.outbound.plugin is not installed in this runtime")
-    return found
+    return installed(services.outbound, "mailgate.outbound.plugin")
 
 
 def queue_locale(config: Config, queue: str, ticket_locale: str = "") -> str:

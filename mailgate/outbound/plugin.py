@@ -24,11 +24,10 @@ import functools
 import importlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailgate.config import Config
-from mailgate.context import MessageContext
-from mailgate.mail import language as locale_detect
+from mailgate.context import MessageContext, Services
 from mailgate.ops import scheduler
 from mailgate.outbound import attachments as attachments_out
 from mailgate.outbound import bounces, sender, templating, transports
@@ -39,6 +38,9 @@ from mailgate.outbound.outbox import OutboundState, enqueue, reply_address, stat
 from mailgate.plugins import PLUGINS
 from mailgate.storage import audit, keys
 from mailgate.storage.models import Message, Ticket
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
 
 log = logging.getLogger("mailgate.outbound")
 
@@ -51,19 +53,19 @@ for _kind in ("notify_new_ticket", "notify_reply"):
     templating.register_kind(_kind, {"agent": _AGENT, "files": _FILES})
 
 
-def install(runtime: Any) -> None:
+def install(runtime: Runtime) -> None:
     config: Config = runtime.config
     settings = outbound_settings.parse(config, templating.SHIPPED_DIR)
     attachments_out.settings(config)  # [notify] and [relay]: a bad value stops serve
     import_kind_registrations()
     templates = templating.load(settings.template_dirs)
-    extras = runtime.services.extras
+    services = runtime.services
     key = keys.load_key(config, runtime.engine)  # the installation's key, shared through the database
-    extras["outbound"] = OutboundState(settings=settings, templates=templates, key=key)
-    extras["sender"] = transports.default_sender(config)
-    extras.setdefault("thread_finders", []).insert(0, ("verp", bounces.find_ticket))
-    extras.setdefault("reactors", []).append(react)
-    _chain(extras, "on_committed", lambda outcomes: wake(runtime.services))
+    services.outbound = OutboundState(settings=settings, templates=templates, key=key)
+    services.sender = transports.default_sender(config)
+    services.thread_finders.insert(0, ("verp", bounces.find_ticket))
+    services.reactors.append(react)
+    _chain(services, "on_committed", lambda outcomes: wake(runtime.services))
     scheduler.register(runtime, scheduler.Sweep("outbox", settings.outbound.sweep_interval, sender.sweep))
 
 
@@ -74,18 +76,17 @@ def import_kind_registrations() -> None:
         importlib.import_module(name)
 
 
-def reload(runtime: Any) -> None:
+def reload(runtime: Runtime) -> None:
     current = state(runtime.services)
     current.templates = templating.load(current.settings.template_dirs)
     log.info("templates reloaded", extra={"files": len(current.templates.files())})
 
 
-async def start(runtime: Any, stop: asyncio.Event) -> None:
-    locale_detect.warm()  # the language model, before the first new ticket needs it
+async def start(runtime: Runtime, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
     woken.set()  # deliver what a previous run left behind, at once
-    runtime.services.extras["wake_sender"] = lambda: loop.call_soon_threadsafe(woken.set)
+    runtime.services.wake_sender = lambda: loop.call_soon_threadsafe(woken.set)
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(woken.wait(), timeout=0.5)
@@ -98,15 +99,15 @@ async def start(runtime: Any, stop: asyncio.Event) -> None:
             log.exception("delivery round failed; the sweep tries again")
 
 
-def _chain(extras: dict[str, Any], name: str, hook: Callable[[Any], None]) -> None:
-    previous = extras.get(name)
+def _chain(services: Services, name: str, hook: Callable[[Any], None]) -> None:
+    previous = getattr(services, name)
 
     def chained(value: Any) -> None:
         if previous is not None:
             previous(value)
         hook(value)
 
-    extras[name] = chained
+    setattr(services, name, chained)
 
 
 def queue_agents(config: Config, queue: str) -> list[str]:
@@ -119,7 +120,7 @@ def react(ctx: MessageContext) -> None:
     ticket, message = ctx.ticket, ctx.message
     if ticket is None or message is None:
         return
-    note = ctx.notes.get("bounce")
+    note = ctx.notes.bounce
     if note is not None:
         bounces.settle(ctx.session, ctx, note, ticket)
         return

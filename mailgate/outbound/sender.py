@@ -17,24 +17,27 @@ the receiver can drop the duplicate. The maildir sender names each file after
 its row and never writes a row twice, so it is exactly once even across a crash.
 
 :class:`Sender` is the seam: tests put a recorder in
-``services.extras["sender"]`` instead of patching smtplib.
+``services.sender`` instead of patching smtplib.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.config import Config
-from mailgate.context import Services
+from mailgate.context import Services, installed
 from mailgate.errors import PermanentDeliveryError, TemporaryDeliveryError
 from mailgate.outbound.transports import Sender, delivery_key
 from mailgate.storage import audit, claims
 from mailgate.storage.models import Outbox, Ticket
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
 
 log = logging.getLogger("mailgate.sender")
 
@@ -64,8 +67,8 @@ def deliver_due(
     sessions: sessionmaker[Session], services: Services, sender: Sender | None = None, limit: int | None = None
 ) -> int:
     """One sweep: send every due pending row once; return how many were delivered."""
-    settings = services.extras["outbound"].settings.outbound
-    sender = sender or services.extras["sender"]
+    settings = installed(services.outbound, "mailgate.outbound.plugin").settings.outbound
+    sender = sender or installed(services.sender, "mailgate.outbound.plugin")
     now = services.clock.now()
     due = (
         Outbox.status == "pending",
@@ -226,7 +229,7 @@ def _finish(
         log.info("mail sent", extra=fields)
 
 
-def sweep(runtime: Any) -> None:
+def sweep(runtime: Runtime) -> None:
     """The scheduler's entry point: deliver until nothing due is left (bounded)."""
     for _ in range(100):
         if not deliver_due(runtime.sessions, runtime.services):

@@ -71,19 +71,19 @@ def dedupe(ctx: MessageContext) -> None:
         return
     legacy = ctx.session.scalar(select(Message).where(Message.dedupe_key == dedupe_key(message_id, "")))
     if legacy is not None and legacy.content_sha256 == "" and legacy.from_addr == author:
-        ctx.notes["duplicate_of_ticket_id"] = legacy.ticket_id  # stored before digests: the author must do
+        ctx.notes.duplicate_of_ticket_id = legacy.ticket_id  # stored before digests: the author must do
         ctx.stop("duplicate")
         return
     first = ctx.session.get(MessageRef, msgid_key(message_id))
     if first is not None:
-        ctx.notes["message_id_collision"] = {"ticket_id": first.ticket_id, "message_pk": first.message_pk}
+        ctx.notes.message_id_collision = {"ticket_id": first.ticket_id, "message_pk": first.message_pk}
 
 
 def _stop_if_stored(ctx: MessageContext, key: str) -> bool:
     existing = ctx.session.scalar(select(Message.ticket_id).where(Message.dedupe_key == key))
     if existing is None:
         return False
-    ctx.notes["duplicate_of_ticket_id"] = existing
+    ctx.notes.duplicate_of_ticket_id = existing
     ctx.stop("duplicate")
     return True
 
@@ -104,8 +104,8 @@ THREAD_FINDERS: tuple[tuple[str, Callable[[MessageContext], Ticket | None]], ...
 
 
 def thread(ctx: MessageContext) -> None:
-    """Find the ticket; finders registered in ``extras["thread_finders"]`` (signed addresses) go first."""
-    for reason, finder in (*ctx.services.extras.get("thread_finders", ()), *THREAD_FINDERS):
+    """Find the ticket; finders registered in ``services.thread_finders`` (signed addresses) go first."""
+    for reason, finder in (*ctx.services.thread_finders, *THREAD_FINDERS):
         ticket = finder(ctx)
         if ctx.stopped:  # a finder may end the pipeline (a bounce that matches nothing we sent)
             return

@@ -48,6 +48,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.context import Envelope, MessageContext, Services
+from mailgate.mail import language
 from mailgate.ops.health import database_status, is_outage
 from mailgate.pipeline import run as pipeline
 from mailgate.spool.disk import Spool, SpoolEntry, SpoolMeta
@@ -153,10 +154,22 @@ class Worker:
         self.batch_bytes = BATCH_BYTES
         self.on_committed = on_committed
         self.accepts: Callable[[SpoolEntry], bool] | None = None  # set by mailgate.workers in a worker process
-        self.status = database_status(self)
+        self.status = database_status(services)
         self.one_at_a_time = 0  # batches of one entry still to make, to find a mail that fakes an outage
         self.narrowed = False  # this batch is one of those
         keep_big_buffers_out_of_the_heap()
+
+    def warm_up(self) -> None:
+        """Load what the steps need once per process (the language model) before claiming any mail.
+
+        A slow first load inside a batch would hold claimed entries: a process
+        killed meanwhile charges each of them a claim, and a few quick restarts
+        would quarantine an innocent first mail as a poison pill. Loaded first,
+        a kill during the load charges nobody.
+        """
+        started = time.monotonic()
+        language.load()
+        log.info("worker ready", extra={"seconds": round(time.monotonic() - started, 2)})
 
     def waiting(self) -> Iterator[SpoolEntry]:
         """Incoming entries in arrival order; of a worker process, only those routed to it (``accepts``)."""

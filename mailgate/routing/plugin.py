@@ -2,7 +2,7 @@
 
 ``install`` reads ``[rules]`` and ``[spam]``, compiles the rule files (any
 problem stops the start with a ConfigError naming file and line) and puts a
-:class:`RuleHolder` in ``services.extras["rules"]``. In the daemon, ``start``
+:class:`RuleHolder` in ``services.rules``. In the daemon, ``start``
 polls the files' names, inodes, mtimes and sizes every ``poll_interval``; a
 change is reloaded once it has settled. A reload builds a whole new RuleSet
 and swaps it in with one assignment: a good edit applies to the next message;
@@ -19,13 +19,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailgate.config import Config, Table
-from mailgate.context import MessageContext
+from mailgate.context import MessageContext, installed
 from mailgate.errors import ConfigError
 from mailgate.routing.ruleset import Problem, RuleError, RuleSet, Vocabulary, check_directory, signature, vocabulary
 from mailgate.routing.spam import parse_settings
 from mailgate.storage import audit
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
 
 log = logging.getLogger("mailgate.rules")
 
@@ -97,27 +101,27 @@ def record_spam_verdict(ctx: MessageContext) -> None:
     if not (ctx.new_ticket and ctx.route.spam and ctx.ticket is not None):
         return
     audit.record(ctx.session, ctx.services.clock.now(), "ticket.spam", ticket=ctx.ticket, actor="mailgate",
-                 from_queue=ctx.notes.get("routed_queue", ""), queue=ctx.ticket.queue,
-                 reason=ctx.notes.get("spam_reason", ""), source=ctx.notes.get("spam_source", ""))
+                 from_queue=ctx.notes.routed_queue, queue=ctx.ticket.queue,
+                 reason=ctx.notes.spam_reason, source=ctx.notes.spam_source)
 
 
-def install(runtime: object) -> None:
-    config: Config = runtime.config  # type: ignore[attr-defined]
-    extras = runtime.services.extras  # type: ignore[attr-defined]
+def install(runtime: Runtime) -> None:
+    config: Config = runtime.config
+    services = runtime.services
     settings = parse_rules_settings(config)
     spam_settings = parse_settings(config)
     try:
         holder = RuleHolder(settings.directory, vocabulary(config, spam_settings.queue), settings.poll_interval)
     except RuleError as exc:
         raise ConfigError(f"rule files in {settings.directory} have errors:\n{exc}") from None
-    extras["rules"] = holder
-    extras["spam"] = spam_settings
-    extras.setdefault("reactors", []).append(record_spam_verdict)
+    services.rules = holder
+    services.spam = spam_settings
+    services.reactors.append(record_spam_verdict)
     log.debug("rules loaded", extra={"rules": len(holder.current.rules), "dir": str(settings.directory)})
 
 
-async def start(runtime: object, stop: asyncio.Event) -> None:
-    holder: RuleHolder = runtime.services.extras["rules"]  # type: ignore[attr-defined]
+async def start(runtime: Runtime, stop: asyncio.Event) -> None:
+    holder = installed(runtime.services.rules, "mailgate.routing.plugin")
     settle = min(0.2, holder.poll_interval)
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -130,6 +134,6 @@ async def start(runtime: object, stop: asyncio.Event) -> None:
             log.exception("watching the rule files failed; trying again")
 
 
-def reload(runtime: object) -> None:
+def reload(runtime: Runtime) -> None:
     """SIGHUP."""
-    runtime.services.extras["rules"].reload()  # type: ignore[attr-defined]
+    installed(runtime.services.rules, "mailgate.routing.plugin").reload()

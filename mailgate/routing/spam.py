@@ -72,7 +72,7 @@ def _entries(t: Table, key: str) -> frozenset[str]:
 
 
 def settings_of(services: Services) -> SpamSettings:
-    settings = services.extras.get("spam")
+    settings = services.spam
     return settings if isinstance(settings, SpamSettings) else parse_settings(services.config)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select, update
@@ -25,6 +25,9 @@ from mailgate.domain.sla import sla_of
 from mailgate.outbound import notices
 from mailgate.storage import claims
 from mailgate.storage.models import Counter, Ticket
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
 
 log = logging.getLogger("mailgate.digest")
 
@@ -69,7 +72,7 @@ def facts(session: Session, queue: str, now: datetime, timezone: str) -> dict[st
     }
 
 
-def sweep(runtime: Any) -> int:
+def sweep(runtime: Runtime) -> int:
     """Send every digest whose local time has come today and that was not sent today."""
     sla, services = sla_of(runtime), runtime.services
     if sla.digest_at is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -30,6 +30,9 @@ from mailgate.domain.sla import SlaConfig, sla_of
 from mailgate.outbound import notices
 from mailgate.storage import audit, claims
 from mailgate.storage.models import Ticket
+
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
 
 log = logging.getLogger("mailgate.sla")
 
@@ -75,10 +78,10 @@ def deadline_reactor(ctx: Any) -> None:
 
 
 def sla_of_services(services: Any) -> SlaConfig:
-    return services.extras["sla"]
+    return services.sla
 
 
-def fill_deadlines(runtime: Any) -> int:
+def fill_deadlines(runtime: Runtime) -> int:
     """Tickets created before their queue had an SLA (or by another door) get their due times."""
     sla = sla_of(runtime)
     scope = []  # only tickets that will get a due time, so none is looked at again and again
@@ -120,7 +123,7 @@ def _claim(session: Session, ticket_id: int, target: Target, mark: InstrumentedA
                       .values({mark: now}))
 
 
-def warn(runtime: Any, ticket_id: int, target: Target) -> bool:
+def warn(runtime: Runtime, ticket_id: int, target: Target) -> bool:
     """Warn the assignee (else the queue's agents) that ``target`` will be missed; once per ticket."""
     services, sla = runtime.services, sla_of(runtime)
     now = services.clock.now()
@@ -142,7 +145,7 @@ def warn(runtime: Any, ticket_id: int, target: Target) -> bool:
     return True
 
 
-def escalate(runtime: Any, ticket_id: int, target: Target) -> bool:
+def escalate(runtime: Runtime, ticket_id: int, target: Target) -> bool:
     """The target is missed: raise the priority, tell the queue's escalation address, record it; once."""
     services, sla = runtime.services, sla_of(runtime)
     now = services.clock.now()
@@ -164,7 +167,7 @@ def escalate(runtime: Any, ticket_id: int, target: Target) -> bool:
     log.warning("sla missed; escalated", extra={"ticket": ticket.number, "queue": ticket.queue,
                                                 "target": target.name, "due": due.isoformat(),
                                                 "priority": ticket.priority, "to": address})
-    hook = services.extras.get("on_sla_breach")
+    hook = services.on_sla_breach
     if hook is not None:
         hook(ticket.queue, target.name)
     return True
@@ -175,7 +178,7 @@ def _context(sla: SlaConfig, ticket: Ticket, target: Target, due: datetime, befo
             "priority_from": before or ticket.priority, "priority_to": ticket.priority}
 
 
-def sweep(runtime: Any) -> dict[str, int]:
+def sweep(runtime: Runtime) -> dict[str, int]:
     """One pass: deadlines, then escalations (missed), then warnings (about to be missed)."""
     sla = sla_of(runtime)
     counts = {"deadlines": fill_deadlines(runtime), "escalated": 0, "warned": 0}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -35,16 +35,19 @@ from mailgate.storage import audit, claims
 from mailgate.storage.models import Ticket
 from mailgate.timers import digest, escalation
 
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
+
 log = logging.getLogger("mailgate.sweeps")
 
 BATCH = 500
 ACTOR = "mailgate"
 
 
-def install(runtime: Any) -> None:
+def install(runtime: Runtime) -> None:
     """Check ``[sla]`` now (a bad value stops ``serve``), then register the reactor and the sweeps."""
-    sla = runtime.services.extras["sla"] = parse_sla(runtime.services.config)
-    runtime.services.extras.setdefault("reactors", []).append(escalation.deadline_reactor)
+    sla = runtime.services.sla = parse_sla(runtime.services.config)
+    runtime.services.reactors.append(escalation.deadline_reactor)
     for name, run in (("sla", escalation.sweep), ("pending", pending_sweep), ("autoclose", close_sweep),
                       ("digest", digest.sweep)):
         register(runtime, Sweep(name, sla.sweep_interval, run))
@@ -90,7 +93,7 @@ def _claim(session: Session, ticket_id: int, condition: ColumnElement[bool], now
     return session.get(Ticket, ticket_id)
 
 
-def _due_ids(runtime: Any, condition: ColumnElement[bool]) -> list[int]:
+def _due_ids(runtime: Runtime, condition: ColumnElement[bool]) -> list[int]:
     with runtime.sessions() as session:
         return list(session.scalars(select(Ticket.id).where(condition).order_by(Ticket.id).limit(BATCH)))
 
@@ -100,7 +103,7 @@ def _customer_context(ticket: Ticket, sla: SlaConfig, **extra: Any) -> dict[str,
                        "pending_resolve_days": sla.pending_resolve_days, "reopen_days": sla.reopen_days, **extra}}
 
 
-def remind(runtime: Any, ticket_id: int) -> bool:
+def remind(runtime: Runtime, ticket_id: int) -> bool:
     sla, services = sla_of(runtime), runtime.services
     now = services.clock.now()
     with runtime.sessions() as session, session.begin():
@@ -116,7 +119,7 @@ def remind(runtime: Any, ticket_id: int) -> bool:
     return True
 
 
-def resolve(runtime: Any, ticket_id: int) -> bool:
+def resolve(runtime: Runtime, ticket_id: int) -> bool:
     sla, services = sla_of(runtime), runtime.services
     now = services.clock.now()
     with runtime.sessions() as session, session.begin():
@@ -133,7 +136,7 @@ def resolve(runtime: Any, ticket_id: int) -> bool:
     return True
 
 
-def close(runtime: Any, ticket_id: int) -> bool:
+def close(runtime: Runtime, ticket_id: int) -> bool:
     sla, services = sla_of(runtime), runtime.services
     now = services.clock.now()
     with runtime.sessions() as session, session.begin():
@@ -151,7 +154,7 @@ def close(runtime: Any, ticket_id: int) -> bool:
     return True
 
 
-def pending_sweep(runtime: Any) -> dict[str, int]:
+def pending_sweep(runtime: Runtime) -> dict[str, int]:
     """Remind, then resolve (a ticket resolved in this pass was reminded in an earlier one)."""
     sla = sla_of(runtime)
     counts = {"reminded": 0, "resolved": 0}
@@ -163,7 +166,7 @@ def pending_sweep(runtime: Any) -> dict[str, int]:
     return counts
 
 
-def close_sweep(runtime: Any) -> int:
+def close_sweep(runtime: Runtime) -> int:
     sla = sla_of(runtime)
     now = runtime.services.clock.now()
     return sum(close(runtime, i) for i in _due_ids(runtime, close_due(sla, now)))

@@ -116,7 +116,7 @@ def _reactor_that_fails_with_the_subject(ctx) -> None:
 
 
 def test_spool_list_escapes_an_error_that_quotes_the_mail(harness, config_file: Path) -> None:
-    harness.runtime.services.extras["reactors"] = [_reactor_that_fails_with_the_subject]
+    harness.runtime.services.reactors = [_reactor_that_fails_with_the_subject]
     harness.deliver(hostile_mail(), mail_from="mallory@evil.test")
     text = assert_safe(mailgate(config_file, "spool", "list").stdout)
     assert "cannot handle Invoice" in text and "\\x9b31m" in text

@@ -118,7 +118,7 @@ def test_health_check_fails_when_the_database_is_unreachable(tmp_path: Path, mak
 
 def test_metrics_are_off_unless_configured(daemon, harness):
     assert "metrics listening" not in daemon.log()
-    assert "metrics" not in harness.runtime.services.extras  # nothing counted, nothing imported
+    assert harness.runtime.services.metrics is None  # nothing counted, nothing imported
 
 
 def test_a_bad_listen_address_is_a_config_error(make_config):

@@ -220,12 +220,13 @@ def test_two_helpdesks_whose_relay_strips_every_loop_header_still_stop(make_conf
     a.deliver(make_mail(sender="help@b.example", to="help@a.example"), mail_from="help@b.example",
               rcpt_tos=("help@a.example",))
     exchanged = 0
+    relayed: dict[int, set[str]] = {id(a): set(), id(b): set()}
     for _ in range(50):
         flush(a)
         flush(b)
         moved = 0
         for source, target, address in ((a, b, "help@b.example"), (b, a, "help@a.example")):
-            seen = source.runtime.services.extras.setdefault("test_relayed", set())
+            seen = relayed[id(source)]
             for mail in sent_mails(source.runtime.config.data_dir):
                 if mail["Message-ID"] in seen:
                     continue

@@ -80,7 +80,7 @@ def test_sighup_reload_keeps_the_old_templates_when_the_new_ones_are_broken(harn
     override.mkdir(parents=True)
     (override / "resolved.j2").write_text("{% block text %}{{ ticket.number }} is done{% endblock %}")
     outbound.reload(runtime)
-    state = runtime.services.extras["outbound"]
+    state = runtime.services.outbound
     assert state.templates.render("resolved", "en", templating.sample_context()).text == "42 is done\n"
     (override / "resolved.j2").write_text("{% block text %}{{ ticket.numbr }}{% endblock %}")
     with pytest.raises(ConfigError, match=r"resolved\.j2:1"):

@@ -78,7 +78,7 @@ def test_a_mail_cut_off_before_its_250_is_retried_and_arrives_once(make_config, 
 def test_the_smtp_sender_reports_a_delivery_whose_quit_got_421_as_delivered(make_config, harness_factory):
     with Smarthost(quit_reply=QUIT_421) as host:
         h = harness_factory(smarthost_config(make_config, host.address))
-        smtp = h.runtime.services.extras["sender"]
+        smtp = h.runtime.services.sender
         refused = smtp.send("support@example.com", [customer(1)], make_mail(msgid="<q1@example.com>"), key="7.x")
         assert refused == {}
         assert host.delivered == {"<q1@example.com>": 1}
@@ -172,7 +172,7 @@ def test_a_crash_between_the_maildir_write_and_the_commit_makes_no_second_copy(m
     deliver_new_tickets(h, 3)
     runtime = h.runtime
     with pytest.raises(Crash):
-        sender.deliver_due(runtime.sessions, runtime.services, CrashAfterWrite(runtime.services.extras["sender"]))
+        sender.deliver_due(runtime.sessions, runtime.services, CrashAfterWrite(runtime.services.sender))
     first = outbox_rows(h)[0]
     assert first.status == "pending" and first.claimed_until is not None, "the commit never happened"
     assert len(maildir_files(h)) == 1
@@ -192,7 +192,7 @@ def test_a_claim_stranded_by_a_crash_holds_seconds_for_the_maildir_and_a_convers
     deliver_new_tickets(h, 1)
     runtime = h.runtime
     with pytest.raises(Crash):
-        sender.deliver_due(runtime.sessions, runtime.services, CrashAfterWrite(runtime.services.extras["sender"]))
+        sender.deliver_due(runtime.sessions, runtime.services, CrashAfterWrite(runtime.services.sender))
     clock.advance(5)
     assert sender.deliver_due(runtime.sessions, runtime.services) == 0, "the claim still holds"
     clock.advance(11)

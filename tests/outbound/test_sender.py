@@ -126,7 +126,7 @@ def test_auth_from_config_and_a_wrong_password_keeps_the_mail(make_config, harne
         assert "refused our login" in outbox_rows(h)[0].last_error
         assert {r.status for r in outbox_rows(h)} == {"pending"}, "a login problem is ours: keep the mail"
         fixed = dataclasses.replace(h.runtime.config.outbound, password="s3cret")  # the admin fixes the password
-        h.runtime.services.extras["sender"] = transports.SmtpSender(fixed, "support.example.com")
+        h.runtime.services.sender = transports.SmtpSender(fixed, "support.example.com")
         clock.advance(60)
         assert flush(h) == 2 and len(sink.handler.accepted) == 2
 

@@ -99,7 +99,7 @@ def test_an_outage_error_the_database_does_not_confirm_is_charged_to_the_one_mai
         if "[statement timeout]" in (ctx.mail.subject or ""):
             raise OperationalError("SELECT pathological()", {}, sqlite3.OperationalError("database is locked"))
 
-    harness.runtime.services.extras.setdefault("thread_finders", []).insert(0, ("fake", fake_outage))
+    harness.runtime.services.thread_finders.insert(0, ("fake", fake_outage))
     spool = harness.runtime.spool
     _arrive(spool, "first", "<u1@customer.example>")
     _arrive(spool, "[statement timeout] second", "<u2@customer.example>")
@@ -119,7 +119,7 @@ def test_a_lone_mail_is_charged_for_an_unconfirmed_outage_only_when_it_raises_it
     def fake_outage(ctx):
         raise OperationalError("SELECT pathological()", {}, sqlite3.OperationalError("database is locked"))
 
-    harness.runtime.services.extras.setdefault("thread_finders", []).insert(0, ("fake", fake_outage))
+    harness.runtime.services.thread_finders.insert(0, ("fake", fake_outage))
     spool = harness.runtime.spool
     _arrive(spool, "alone", "<alone@customer.example>")
     assert harness.worker.process_available() == 0

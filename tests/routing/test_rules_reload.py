@@ -40,7 +40,7 @@ def rewrite(path, text):
 def test_a_good_edit_applies_to_the_next_message_without_a_restart(tmp_path, make_config, harness_factory):
     directory = write_rules(tmp_path / "rules", route=INVOICES_TO_BILLING)
     h = harness_factory(rules_config(make_config, directory))
-    holder = h.runtime.services.extras["rules"]
+    holder = h.runtime.services.rules
     h.deliver(make_mail(subject="invoice 1"))
     assert last_ticket(h)["queue"] == "billing"
     assert holder.poll(settle=0) is False, "nothing changed, nothing reloaded"
@@ -54,7 +54,7 @@ def test_a_bad_edit_is_logged_with_file_and_line_and_the_old_rules_stay(tmp_path
                                                                        caplog):
     directory = write_rules(tmp_path / "rules", route=INVOICES_TO_BILLING)
     h = harness_factory(rules_config(make_config, directory))
-    holder = h.runtime.services.extras["rules"]
+    holder = h.runtime.services.rules
     before = holder.current
     for text, wanted in BAD_EDITS.values():
         rewrite(directory / "route.toml", text)
@@ -72,7 +72,7 @@ def test_a_bad_edit_is_logged_with_file_and_line_and_the_old_rules_stay(tmp_path
 def test_a_new_file_and_a_removed_file_are_changes_too(tmp_path, make_config, harness_factory):
     directory = write_rules(tmp_path / "rules", route=INVOICES_TO_BILLING)
     h = harness_factory(rules_config(make_config, directory))
-    holder = h.runtime.services.extras["rules"]
+    holder = h.runtime.services.rules
     write_rules(directory, **{"05-first": INVOICES_TO_SALES.replace("invoices", "early")})
     assert holder.poll(settle=0) is True
     assert [r.name for r in holder.current.rules] == ["early", "invoices"]

@@ -47,7 +47,7 @@ def _spend(clock, seconds: float):
 
 def test_a_mail_over_its_work_budget_is_quarantined_at_once_and_the_next_is_stored(harness_factory, make_config, clock):
     harness = harness_factory(make_config(spool={"mail_budget": "60s", "max_attempts": 5}))
-    harness.runtime.services.extras.setdefault("thread_finders", []).insert(0, ("slow", _spend(clock, 61)))
+    harness.runtime.services.thread_finders.insert(0, ("slow", _spend(clock, 61)))
     harness.deliver(make_mail(subject="[slow] a heavy one", msgid="<heavy@customer.example>"))
     harness.deliver(make_mail(subject="a light one", msgid="<light@customer.example>"))
 
@@ -61,7 +61,7 @@ def test_a_mail_over_its_work_budget_is_quarantined_at_once_and_the_next_is_stor
 
 def test_a_mail_within_its_budget_is_stored(harness_factory, make_config, clock):
     harness = harness_factory(make_config(spool={"mail_budget": "60s"}))
-    harness.runtime.services.extras.setdefault("thread_finders", []).insert(0, ("slow", _spend(clock, 59)))
+    harness.runtime.services.thread_finders.insert(0, ("slow", _spend(clock, 59)))
     harness.deliver(make_mail(subject="[slow] heavy but not too heavy", msgid="<within@customer.example>"))
     assert harness.runtime.spool.depth()["quarantine"] == 0
     assert stored_message_ids(harness.runtime.config.path) == ["<within@customer.example>"]
@@ -85,7 +85,7 @@ def test_a_verdict_settles_the_claims_a_failure_counts_an_attempt_instead(harnes
         if "[bug]" in (ctx.mail.subject or ""):
             raise RuntimeError("a bug on this mail")
 
-    harness.runtime.services.extras.setdefault("thread_finders", []).insert(0, ("bug", bug))
+    harness.runtime.services.thread_finders.insert(0, ("bug", bug))
     spool = harness.runtime.spool
     _arrived(spool, make_mail(subject="[bug] first", msgid="<c1@customer.example>"))
     spool.claim(spool.entries("incoming")[0])
@@ -200,3 +200,13 @@ def test_the_budget_claims_grace_and_busy_timeout_are_read_and_checked(make_conf
         load_config(make_config(spool={"max_claims": 0}))
     with pytest.raises(ConfigError, match=r"daemon\.stop_grase: unknown key"):
         parse_settings(load_config(make_config(daemon={"stop_grase": "5s"})))
+
+
+def test_a_worker_loads_what_it_needs_before_it_claims_a_mail_so_a_restart_charges_no_mail(daemon):
+    """The language model takes seconds to load on a busy machine: loaded inside the first batch, a daemon
+    killed meanwhile would charge the first mail a claim at every restart and quarantine it as a poison pill."""
+    daemon.send(make_mail(subject="The first mail after a start", msgid="<first-after-start@customer.example>"))
+    wait_for(lambda: "msg=message " in daemon.log(), timeout=60, message="the mail stored")
+    log = daemon.log()
+    assert 'msg="worker ready"' in log
+    assert log.index('msg="worker ready"') < log.index("msg=message ")

@@ -17,7 +17,7 @@ def _buggy_reactor(ctx):
 
 
 def test_failing_mail_is_retried_then_quarantined_then_replayed(harness, config_file, clock):
-    harness.runtime.services.extras["reactors"] = [_buggy_reactor]
+    harness.runtime.services.reactors = [_buggy_reactor]
     harness.deliver(make_mail(subject="boom", msgid="<boom@x>"))
     harness.deliver(make_mail(subject="fine", msgid="<fine@x>"))
     spool = harness.runtime.spool
@@ -38,7 +38,7 @@ def test_failing_mail_is_retried_then_quarantined_then_replayed(harness, config_
     table = mailgate(config_file, "spool", "list").stdout.decode()
     assert "1 quarantined" in table
 
-    harness.runtime.services.extras["reactors"] = []  # the bug is fixed
+    harness.runtime.services.reactors = []  # the bug is fixed
     result = mailgate(config_file, "spool", "replay", "--all")
     assert result.returncode == 0 and b"replayed" in result.stdout
     harness.worker.drain()

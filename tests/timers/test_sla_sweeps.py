@@ -232,7 +232,7 @@ def test_each_escalation_counts_as_an_sla_breach_in_the_metrics(harness_factory,
     clock.set(MONDAY_NOON)
     run_all_once(desk.runtime)
     run_all_once(desk.runtime)
-    text = desk.runtime.services.extras["metrics"].render().decode()
+    text = desk.runtime.services.metrics.render().decode()
     assert 'mailgate_sla_breaches_total{queue="support",target="first_response"} 1.0' in text
 
 

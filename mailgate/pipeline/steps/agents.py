@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from email.utils import parseaddr
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -43,33 +44,36 @@ from mailgate.outbound.loopguard import automatic_reason, incoming_from
 from mailgate.storage.keys import load_key
 from mailgate.storage.models import Ticket, Watcher
 
+if TYPE_CHECKING:
+    from mailgate.app import Runtime
+
 MAX_MERGE_HOPS = 10
 
 
 @dataclass(frozen=True)
 class AgentsState:
-    """What the plugin keeps in ``services.extras["agents"]``."""
+    """What the plugin keeps in ``services.agents``."""
 
     key: bytes
     auth: AuthSettings
     lifecycle: LifecycleSettings
 
 
-def install(runtime: object) -> None:
+def install(runtime: Runtime) -> None:
     """Check ``[agent_auth]`` and ``[lifecycle]`` now (a bad value stops ``serve``); register the finder."""
-    services: Services = runtime.services  # type: ignore[attr-defined]
+    services: Services = runtime.services
     config = services.config
-    services.extras["agents"] = AgentsState(
-        key=load_key(config, runtime.engine),  # type: ignore[attr-defined]
+    services.agents = AgentsState(
+        key=load_key(config, runtime.engine),
         auth=agent_auth.parse_settings(config),
         lifecycle=lifecycle.parse_settings(config),
     )
-    finders = services.extras.setdefault("thread_finders", [])
+    finders = services.thread_finders
     finders.insert(0, ("signed", find_by_signed_address))
 
 
 def state(services: Services) -> AgentsState:
-    found = services.extras.get("agents")
+    found = services.agents
     if not isinstance(found, AgentsState):
         raise RuntimeError("mailgate.pipeline.steps.agents is not installed in this runtime")
     return found
@@ -85,12 +89,12 @@ class Reading:
 
 
 def reading(ctx: MessageContext) -> Reading:
-    found = ctx.notes.get("reading")
+    found = ctx.notes.reading
     if isinstance(found, Reading):
         return found
     reply = split_reply(ctx.mail.text or "")
     commands, answer = parse_commands(reply.new_text)
-    result = ctx.notes["reading"] = Reading(reply, commands, answer)
+    result = ctx.notes.reading = Reading(reply, commands, answer)
     return result
 
 
@@ -122,7 +126,7 @@ def find_by_signed_address(ctx: MessageContext) -> Ticket | None:
         candidates.append(("customer", ticket.customer.address))
         for role, owner in candidates:
             if agent_auth.signed_for(key, signed, role, owner):
-                ctx.notes["signed"] = (role, owner)
+                ctx.notes.signed = (role, owner)
                 return ticket
     return None
 
@@ -137,14 +141,14 @@ def authenticate(ctx: MessageContext) -> None:
         return
     st = state(ctx.services)
     proof = ""
-    if ctx.notes.get("signed") == ("agent", agent.address):
+    if ctx.notes.signed == ("agent", agent.address):
         proof = "signed reply address"
     else:
         method = agent_auth.proof_from_headers(agent_auth.top_authentication_results(ctx.raw), agent.address, st.auth)
         proof = f"{method}=pass" if method else ""
     if not proof:
-        ctx.notes["unproven_agent"] = agent.address
-        ctx.notes["unproven_reason"] = (
+        ctx.notes.unproven_agent = agent.address
+        ctx.notes.unproven_reason = (
             "no signed reply address of this agent and no trusted "
             "Authentication-Results with an aligned dkim=pass or spf=pass"
         )
@@ -152,13 +156,13 @@ def authenticate(ctx: MessageContext) -> None:
     automatic = automatic_reason(incoming_from(ctx))
     if automatic:
         # An out-of-office answering a notification: kept, but it neither speaks to the customer nor steers.
-        ctx.notes["automatic_agent_mail"] = automatic
-    ctx.notes["agent"] = agent
-    ctx.notes["agent_proof"] = proof
+        ctx.notes.automatic_agent_mail = automatic
+    ctx.notes.agent = agent
+    ctx.notes.agent_proof = proof
 
 
 def agent_of(ctx: MessageContext) -> AgentConfig | None:
-    found = ctx.notes.get("agent")
+    found = ctx.notes.agent
     return found if isinstance(found, AgentConfig) else None
 
 
@@ -167,28 +171,28 @@ def agent_of(ctx: MessageContext) -> AgentConfig | None:
 
 def follow_up(ctx: MessageContext) -> None:
     """Pipeline step: decide which ticket the mail belongs to and what it does there (before the store)."""
-    if ctx.notes.get("bounce") is not None:  # a bounce only joins the ticket of the mail that bounced (bounces.py)
+    if ctx.notes.bounce is not None:  # a bounce only joins the ticket of the mail that bounced (bounces.py)
         return
     read = reading(ctx)
     agent = agent_of(ctx)
     if agent is not None:
-        ctx.notes["author"] = agent.address
-        ctx.notes["new_text"] = read.answer
-        if any(c.word == "fwd" for c in read.commands) and not ctx.notes.get("automatic_agent_mail"):
+        ctx.notes.author = agent.address
+        ctx.notes.new_text = read.answer
+        if any(c.word == "fwd" for c in read.commands) and not ctx.notes.automatic_agent_mail:
             _forwarded(ctx, read)
         # In a ticket: "note" until the conversation step relays it ("out"). A mail that opens a
         # ticket (an agent writing to support, or #fwd) is that ticket's request: "in".
-        ctx.notes["direction"] = "in" if ctx.new_ticket else "note"
+        ctx.notes.direction = "in" if ctx.new_ticket else "note"
         if ctx.ticket is not None:
             ctx.ticket = _merged_target(ctx, ctx.ticket)
         return
-    ctx.notes["new_text"] = read.reply.new_text
+    ctx.notes.new_text = read.reply.new_text
     ticket = ctx.ticket
     if ticket is None:
         return
     if not may_write(ctx, ticket):
         settings = state(ctx.services).lifecycle
-        ctx.notes["stranger"] = {
+        ctx.notes.stranger = {
             "named_ticket": ticket.number,
             "via": ctx.thread_reason,
             "policy": settings.stranger_policy,
@@ -200,25 +204,25 @@ def follow_up(ctx: MessageContext) -> None:
     settings, now = state(ctx.services).lifecycle, ctx.services.clock.now()
     action = lifecycle.followup_action(ticket.status, ticket.resolved_at, now, settings.reopen_days)
     if action == lifecycle.NEW_TICKET:  # a new ticket that references the old one changes nothing in it
-        ctx.notes["follows"] = {"id": ticket.id, "number": ticket.number, "status": ticket.status}
+        ctx.notes.follows = {"id": ticket.id, "number": ticket.number, "status": ticket.status}
         _new_ticket(ctx)
         return
     if not proof:
         # Stored in the ticket as the sender's message, flagged; it changes nothing (no close, reopen, rating).
-        ctx.notes["unproven_sender"] = ctx.mail.from_addr
+        ctx.notes.unproven_sender = ctx.mail.from_addr
         return
-    ctx.notes["customer_proof"] = proof
+    ctx.notes.customer_proof = proof
     from_customer = ctx.mail.from_addr == ticket.customer.address
     if from_customer and ticket.status == "resolved":
         rating = lifecycle.parse_rating(read.reply.new_text)
         if rating is not None:
-            ctx.notes["rating"] = rating
+            ctx.notes.rating = rating
             return
     if from_customer and lifecycle.is_close_request(read.reply.new_text, settings.customer_close_words):
-        ctx.notes["customer_close"] = True
+        ctx.notes.customer_close = True
         return
     if action == lifecycle.REOPEN:
-        ctx.notes["reopen"] = True
+        ctx.notes.reopen = True
 
 
 def _new_ticket(ctx: MessageContext) -> None:
@@ -227,7 +231,7 @@ def _new_ticket(ctx: MessageContext) -> None:
 
 def may_write(ctx: MessageContext, ticket: Ticket) -> bool:
     """The customer, a watcher, a signed reply address, or someone who knows one of its Message-IDs."""
-    if ctx.notes.get("signed") or ctx.thread_reason in ("reference", "verp"):  # verp: our signed return path
+    if ctx.notes.signed or ctx.thread_reason in ("reference", "verp"):  # verp: our signed return path
         return True
     sender = ctx.mail.from_addr
     if sender and sender == ticket.customer.address:
@@ -250,7 +254,7 @@ def customer_proof(ctx: MessageContext, ticket: Ticket) -> str:
     watchers carry in Reply-To, or when a trusted Authentication-Results pass is aligned with the
     sender's domain: the same two proofs an agent gives (:mod:`mailgate.domain.agent_auth`).
     """
-    signed = ctx.notes.get("signed")
+    signed = ctx.notes.signed
     if isinstance(signed, tuple) and signed[0] == "customer":
         return "signed reply address"
     method = agent_auth.proof_from_headers(
@@ -267,7 +271,7 @@ def _merged_target(ctx: MessageContext, ticket: Ticket) -> Ticket:
         target = ctx.session.get(Ticket, ticket.merged_into_id)
         if target is None:
             break
-        ctx.notes.setdefault("merged_from", ticket.number)
+        ctx.notes.merged_from = ctx.notes.merged_from or ticket.number
         ticket = target
     return ticket
 
@@ -321,9 +325,9 @@ def _forwarded(ctx: MessageContext, read: Reading) -> None:
     found = find_forwarded(ctx.mail, read.reply)
     if found is None:
         return  # the #fwd command fails in the conversation step and says why
-    ctx.notes["forwarded_by"] = ctx.mail.from_addr
-    ctx.notes["forwarded_sender"] = found.address
-    ctx.notes["new_text"] = found.text or read.answer
+    ctx.notes.forwarded_by = ctx.mail.from_addr
+    ctx.notes.forwarded_sender = found.address
+    ctx.notes.new_text = found.text or read.answer
     subject = clean_subject(ctx.mail.subject, ctx.services.config.support.token_prefix)
     ctx.mail = replace(ctx.mail, from_addr=found.address, from_name=found.name, subject=subject, cc=[])
     _new_ticket(ctx)

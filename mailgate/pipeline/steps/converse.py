@@ -55,7 +55,7 @@ def converse(ctx: MessageContext) -> None:
         return
     notes, now, session = ctx.notes, ctx.services.clock.now(), ctx.session
     sender = message.from_addr
-    if notes.get("unproven_agent"):
+    if notes.unproven_agent:
         audit.record(
             session,
             now,
@@ -63,10 +63,10 @@ def converse(ctx: MessageContext) -> None:
             ticket=ticket,
             message=message,
             actor=sender,
-            reason=notes.get("unproven_reason", ""),
+            reason=notes.unproven_reason,
             commands_ignored=len(agents.reading(ctx).commands),
         )
-    if notes.get("unproven_sender"):
+    if notes.unproven_sender:
         message.parse_defects = [*(message.parse_defects or []), UNPROVEN_FLAG]
         audit.record(
             session,
@@ -84,7 +84,7 @@ def converse(ctx: MessageContext) -> None:
     if agent is not None:
         _agent_mail(ctx, ticket, message, agent)
         return
-    rating = notes.get("rating")
+    rating = notes.rating
     if isinstance(rating, lifecycle.Rating):
         ticket.csat = rating.value
         audit.record(
@@ -97,11 +97,11 @@ def converse(ctx: MessageContext) -> None:
             rating=rating.value,
             comment=rating.comment[:2000],
         )
-    elif notes.get("customer_close"):
+    elif notes.customer_close:
         if lifecycle.transition_error(ticket.status, "resolved") is None and ticket.status != "resolved":
             change_status(ctx, ticket, "resolved", sender, reason="closed by the customer")
             send_resolved_notice(ctx, ticket)
-    elif notes.get("reopen"):
+    elif notes.reopen:
         change_status(ctx, ticket, "open", sender, reason="the customer replied")
         audit.record(session, now, "ticket.reopened", ticket=ticket, message=message, actor=sender)
 
@@ -109,7 +109,7 @@ def converse(ctx: MessageContext) -> None:
 def _opened(ctx: MessageContext, ticket: Ticket) -> None:
     notes, session, now = ctx.notes, ctx.session, ctx.services.clock.now()
     ticket.locale = ticket_locale(ctx, ticket)
-    follows = notes.get("follows")
+    follows = notes.follows
     if follows:
         ticket.follows_id = follows["id"]
         old = session.get(Ticket, follows["id"])
@@ -123,7 +123,7 @@ def _opened(ctx: MessageContext, ticket: Ticket) -> None:
             status=follows["status"],
         )
         audit.record(session, now, "ticket.followed_up", ticket=old, actor=ticket.customer.address, by=ticket.number)
-    stranger = notes.get("stranger")
+    stranger = notes.stranger
     if stranger:
         audit.record(
             session,
@@ -138,13 +138,13 @@ def _opened(ctx: MessageContext, ticket: Ticket) -> None:
         if stranger["policy"] == "hold":
             ticket.queue = agents.state(ctx.services).lifecycle.hold_queue
             ctx.route.auto_reply = False
-    if notes.get("forwarded_by"):
+    if notes.forwarded_by:
         audit.record(
             session,
             now,
             "ticket.forwarded",
             ticket=ticket,
-            actor=notes["forwarded_by"],
+            actor=notes.forwarded_by,
             customer=ticket.customer.address,
         )
 
@@ -154,17 +154,17 @@ def ticket_locale(ctx: MessageContext, ticket: Ticket) -> str:
     config = ctx.services.config
     configured = config.queue(ticket.queue)
     fallback = (configured.locale if configured else "") or config.support.locale or templating.DEFAULT_LOCALE
-    outbound = ctx.services.extras.get("outbound")
+    outbound = ctx.services.outbound
     directories = tuple(outbound.settings.template_dirs) if outbound is not None else (templating.SHIPPED_DIR,)
     return locale_detect.choose(rule=ctx.route.locale, content_language=ctx.mail.header("content-language"),
-                                text=ctx.notes.get("new_text") or ctx.mail.text, fallback=fallback,
+                                text=ctx.notes.new_text or ctx.mail.text, fallback=fallback,
                                 known=locale_detect.available(directories))
 
 
 def _agent_mail(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig) -> None:
     now, session = ctx.services.clock.now(), ctx.session
     read = agents.reading(ctx)
-    automatic = ctx.notes.get("automatic_agent_mail")
+    automatic = ctx.notes.automatic_agent_mail
     if automatic:
         audit.record(
             session, now, "agent.automatic_mail", ticket=ticket, message=message, actor=agent.address, reason=automatic
@@ -239,7 +239,7 @@ def directory(ctx: MessageContext) -> commands.Directory:
         canned=canned.names(ctx.services, ctx.ticket.locale if ctx.ticket else ""),
         is_ours=config.support.accepts,
         find_ticket=find,
-        forwarded_sender=ctx.notes.get("forwarded_sender", ""),
+        forwarded_sender=ctx.notes.forwarded_sender,
     )
 
 

@@ -10,5 +10,5 @@ from mailgate.context import MessageContext
 
 def react(ctx: MessageContext) -> None:
     """Pipeline step: queue acknowledgments and notifications in the outbox."""
-    for reactor in ctx.services.extras.get("reactors", ()):
+    for reactor in ctx.services.reactors:
         reactor(ctx)

@@ -3,7 +3,7 @@
 ``decide`` is the one function that turns a mail into a decision; the
 pipeline's ``route`` step and ``mailgate rules explain`` both call it, so
 what explain shows is what the pipeline does. The rules come from
-``services.extras["rules"]`` (a holder whose ``.current`` RuleSet is swapped
+``services.rules`` (a holder whose ``.current`` RuleSet is swapped
 whole on reload); without rule files every new ticket goes to
 ``[support] default_queue``.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailgate.context import MessageContext, RouteDecision
+from mailgate.context import MessageContext, RouteDecision, Services
 from mailgate.routing.facts import MailFacts
 from mailgate.routing.match import Outcome, evaluate
 from mailgate.routing.ruleset import EMPTY, RuleSet
@@ -47,8 +47,8 @@ class Routing:
                 "template": d.template, "locale": d.locale, "drop": d.drop, "rules": list(d.rules)}
 
 
-def current_rules(extras: dict[str, Any]) -> RuleSet:
-    holder = extras.get("rules")
+def current_rules(services: Services) -> RuleSet:
+    holder = services.rules
     return holder.current if holder is not None else EMPTY
 
 
@@ -87,7 +87,7 @@ def decide_for(session: Session | None, facts: MailFacts, ruleset: RuleSet, sett
 
 def route(ctx: MessageContext) -> None:
     """Pipeline step: fill ``ctx.route`` (queue … spam, auto_reply, template, deciding rules)."""
-    ruleset = current_rules(ctx.services.extras)
+    ruleset = current_rules(ctx.services)
     facts = MailFacts(ctx.mail, ctx.envelope)
     if not ctx.new_ticket:
         if ruleset.has_drop:
@@ -100,6 +100,6 @@ def route(ctx: MessageContext) -> None:
     routing = decide_for(ctx.session, facts, ruleset, settings_of(ctx.services),
                          ctx.services.config.support.default_queue)
     ctx.route = routing.decision
-    ctx.notes["routed_queue"] = routing.routed_queue
-    ctx.notes["spam_reason"] = routing.spam_reason
-    ctx.notes["spam_source"] = routing.spam_source
+    ctx.notes.routed_queue = routing.routed_queue
+    ctx.notes.spam_reason = routing.spam_reason
+    ctx.notes.spam_source = routing.spam_source

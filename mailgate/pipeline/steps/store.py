@@ -77,7 +77,7 @@ def store(ctx: MessageContext) -> None:
 
     message = Message(
         ticket_id=ticket.id,
-        direction=ctx.notes.get("direction", "in"),
+        direction=ctx.notes.direction,
         dedupe_key=ctx.dedupe_key,
         message_id=mail.message_id,
         content_sha256=ctx.content_sha256,
@@ -91,11 +91,11 @@ def store(ctx: MessageContext) -> None:
         date=mail.date,
         text=mail.text,
         html=mail.html,
-        new_text=ctx.notes.get("new_text", mail.text),
+        new_text=mail.text if ctx.notes.new_text is None else ctx.notes.new_text,
         raw_sha256=ctx.raw_sha256,
         size=len(ctx.raw),
         source=ctx.envelope.source,
-        author=ctx.notes.get("author", ""),
+        author=ctx.notes.author,
         parse_defects=mail.defects[:50],
         created_at=now,
     )
@@ -112,7 +112,7 @@ def store(ctx: MessageContext) -> None:
     audit.record(session, now, "message.received", ticket=ticket, message=message, actor=address,
                  message_id=mail.message_id, via=ctx.thread_reason or "new", source=ctx.envelope.source,
                  defects=len(mail.defects))
-    collision = ctx.notes.get("message_id_collision")
+    collision = ctx.notes.message_id_collision
     if collision:  # a different mail with a Message-ID we know: stored, and said so
         audit.record(session, now, "message.id_collision", ticket=ticket, message=message, actor=address,
                      message_id=mail.message_id, first_ticket_id=collision["ticket_id"],
