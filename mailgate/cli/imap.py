@@ -47,6 +47,19 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0 if all(results) else 1
 
 
+async def _list_folders(client: Any) -> list[str]:
+    """Print the selectable folders with their counts; return their names."""
+    print("  folders:")
+    names = []
+    for name, flags in await client.folders():
+        if "\\Noselect" in flags or "\\NonExistent" in flags:
+            continue
+        names.append(name)
+        status = await client.status(name)
+        print(f"    {name:<30} {status.get('MESSAGES', 0):>7} messages {status.get('UNSEEN', 0):>7} unseen")
+    return names
+
+
 async def _test(rt: Runtime, account: Any) -> bool:
     from mailgate.doors.imap import load_state
     from mailgate.doors.imap_client import ImapAuthError, ImapClient, ImapError
@@ -62,16 +75,11 @@ async def _test(rt: Runtime, account: Any) -> bool:
         return False
     try:
         wanted = [c for c in ("IDLE", "MOVE", "UIDPLUS") if client.has(c)]
-        print(f"  login ok; server has {', '.join(wanted) or 'none of IDLE, MOVE, UIDPLUS'}"
-              f"{'' if 'IDLE' in wanted else f' (polling every {account.poll_interval:g}s)'}")
-        print("  folders:")
-        names = []
-        for name, flags in await client.folders():
-            if "\\Noselect" in flags or "\\NonExistent" in flags:
-                continue
-            names.append(name)
-            status = await client.status(name)
-            print(f"    {name:<30} {status.get('MESSAGES', 0):>7} messages {status.get('UNSEEN', 0):>7} unseen")
+        print(
+            f"  login ok; server has {', '.join(wanted) or 'none of IDLE, MOVE, UIDPLUS'}"
+            f"{'' if 'IDLE' in wanted else f' (polling every {account.poll_interval:g}s)'}"
+        )
+        names = await _list_folders(client)
         if account.folder not in names:
             print(f"  folder {account.folder!r} does not exist: nothing can be fetched")
             return False
@@ -84,16 +92,21 @@ async def _test(rt: Runtime, account: Any) -> bool:
             last_uid = remembered[1]
             print(f"  {account.folder}: UIDVALIDITY {selected.uidvalidity}, fetched up to UID {last_uid}")
         elif remembered is not None:
-            print(f"  {account.folder}: UIDVALIDITY changed ({remembered[0]} -> {selected.uidvalidity}): "
-                  "the whole folder is read again; mails stored before are dropped as duplicates")
+            print(
+                f"  {account.folder}: UIDVALIDITY changed ({remembered[0]} -> {selected.uidvalidity}): "
+                "the whole folder is read again; mails stored before are dropped as duplicates"
+            )
         else:
             print(f"  {account.folder}: never fetched before (UIDVALIDITY {selected.uidvalidity})")
         uids = await client.uids_after(last_uid)
-        then = {"move": f"moved to {account.move_to!r}", "flag": "flagged \\Seen",
-                "delete": "deleted (expunged)"}[account.after_store]
+        then = {"move": f"moved to {account.move_to!r}", "flag": "flagged \\Seen", "delete": "deleted (expunged)"}[
+            account.after_store
+        ]
         if uids:
-            print(f"  would fetch {len(uids)} message{'s' if len(uids) != 1 else ''} "
-                  f"(UIDs {uids[0]}-{uids[-1]}), each {then} once stored")
+            print(
+                f"  would fetch {len(uids)} message{'s' if len(uids) != 1 else ''} "
+                f"(UIDs {uids[0]}-{uids[-1]}), each {then} once stored"
+            )
         else:
             print("  nothing new to fetch")
         return True

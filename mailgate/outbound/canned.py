@@ -14,7 +14,7 @@ from typing import Any
 
 from mailgate.config import AgentConfig
 from mailgate.context import Services
-from mailgate.outbound import outbox, templating
+from mailgate.outbound import outbox, template_context, templating
 from mailgate.storage.models import Ticket
 
 DIRECTORY = "canned"
@@ -34,9 +34,18 @@ def render(services: Services, ticket: Ticket, name: str, agent: AgentConfig) ->
     """The text of canned answer ``name`` for ``ticket``; raises jinja2.TemplateError."""
     templates = outbox.state(services).templates
     locale = outbox.queue_locale(services.config, ticket.queue, ticket.locale)
-    template = templates.text_env.select_template([f"{DIRECTORY}/{locale}/{name}{templating.SUFFIX}",
-                                                   f"{DIRECTORY}/{name}{templating.SUFFIX}"])
-    data: dict[str, Any] = {**templating.empty_context(), **outbox.build_context(
-        services, ticket=ticket, message=None, locale=locale, reply_to=services.config.support.address,
-        extra={"agent": {"name": agent.name or services.config.support.name, "address": ""}})}
+    template = templates.text_env.select_template(
+        [f"{DIRECTORY}/{locale}/{name}{templating.SUFFIX}", f"{DIRECTORY}/{name}{templating.SUFFIX}"]
+    )
+    data: dict[str, Any] = {
+        **templating.empty_context(),
+        **template_context.build_context(
+            services,
+            ticket=ticket,
+            message=None,
+            locale=locale,
+            reply_to=services.config.support.address,
+            extra={"agent": {"name": agent.name or services.config.support.name, "address": ""}},
+        ),
+    }
     return "".join(template.blocks["text"](template.new_context(data)))

@@ -36,12 +36,13 @@ from sqlalchemy.orm import Session
 
 from mailgate.config import Config
 from mailgate.context import Services, installed
-from mailgate.domain.tokens import format_token, subject_with_token
+from mailgate.domain.tokens import subject_with_token
 from mailgate.mail import compose
 from mailgate.mail.sameness import content_digest, dedupe_key
 from mailgate.outbound import loopguard
 from mailgate.outbound.bounces import verp_address
 from mailgate.outbound.settings import Settings
+from mailgate.outbound.template_context import build_context
 from mailgate.outbound.templating import DEFAULT_LOCALE, Templates
 from mailgate.storage import audit
 from mailgate.storage.models import Event, Message, Outbox, Ticket
@@ -50,14 +51,20 @@ from mailgate.storage.threads import remember_message_id
 log = logging.getLogger("mailgate.outbox")
 
 # RFC 3834: "auto-replied" answers a mail; "auto-generated" is any other automatic mail; "" for a person's mail.
-AUTO_SUBMITTED = {"acknowledgment": "auto-replied", "notify_new_ticket": "auto-generated",
-                  "notify_reply": "auto-generated", "resolved": "auto-generated", "loop_alert": "auto-generated",
-                  "agent_reply": ""}
+AUTO_SUBMITTED = {
+    "acknowledgment": "auto-replied",
+    "notify_new_ticket": "auto-generated",
+    "notify_reply": "auto-generated",
+    "resolved": "auto-generated",
+    "loop_alert": "auto-generated",
+    "agent_reply": "",
+}
 
 
 def auto_submitted(kind: str, automatic: bool) -> str:
     """The Auto-Submitted value of a mail: by kind, else auto-generated for any automatic mail."""
     return AUTO_SUBMITTED.get(kind, "auto-generated" if automatic else "")
+
 
 Recipient = str | tuple[str, str]  # "addr" or ("Display Name", "addr")
 
@@ -95,42 +102,7 @@ def reply_address(services: Services, ticket: Ticket | None, agent: str | None =
     from mailgate.domain import agent_auth
 
     role, owner = ("agent", agent) if agent else ("customer", ticket.customer.address)
-    return agent_auth.reply_address(state(services).key, services.config.support.address, ticket.number, role,
-                                    owner)
-
-
-def ticket_context(ticket: Ticket | None, config: Config) -> dict[str, Any]:
-    if ticket is None:
-        return {}
-    prefix = config.support.token_prefix
-    return {"number": ticket.number, "token": format_token(ticket.number, prefix), "subject": ticket.subject,
-            "status": ticket.status, "queue": ticket.queue, "priority": ticket.priority,
-            "assignee": ticket.assignee or "", "created_at": ticket.created_at.isoformat()}
-
-
-def message_context(message: Message | None) -> dict[str, Any]:
-    if message is None:
-        return {}
-    return {"from_addr": message.from_addr, "from_name": message.from_name, "subject": message.subject,
-            "text": message.text, "new_text": message.new_text,
-            "date": (message.date or message.created_at).isoformat(), "message_id": message.message_id}
-
-
-def build_context(services: Services, *, ticket: Ticket | None, message: Message | None, locale: str,
-                  reply_to: str, extra: dict[str, Any] | None) -> dict[str, Any]:
-    """The documented template context (docs/outbound.md), then the caller's additions merged in."""
-    config = services.config
-    data: dict[str, Any] = {
-        "ticket": ticket_context(ticket, config),
-        "message": message_context(message),
-        "customer": {"address": ticket.customer.address, "name": ticket.customer.name} if ticket else {},
-        "queue": {"name": ticket.queue if ticket else "", "locale": locale},
-        "support": {"name": config.support.name, "address": config.support.address},
-        "reply_address": reply_to,
-    }
-    for key, value in (extra or {}).items():
-        data[key] = {**data[key], **value} if isinstance(data.get(key), dict) and isinstance(value, dict) else value
-    return data
+    return agent_auth.reply_address(state(services).key, services.config.support.address, ticket.number, role, owner)
 
 
 def _recipients(recipients: Sequence[Recipient]) -> list[tuple[str, str]]:
@@ -143,13 +115,25 @@ def _recipients(recipients: Sequence[Recipient]) -> list[tuple[str, str]]:
     return [(name, addr) for addr, name in seen.items()]
 
 
-def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind: str,
-            recipients: Sequence[Recipient], context: dict[str, Any] | None = None,
-            in_reply_to: Message | None = None, automatic: bool = True, reply_to: str | None = None,
-            sender_name: str | None = None, locale: str | None = None,
-            incoming: loopguard.Incoming | None = None, store_message: bool | None = None,
-            author: str = "", cc: Sequence[Recipient] = (),
-            attachments: Sequence[compose.OutAttachment] = ()) -> Outbox | None:
+def enqueue(
+    session: Session,
+    services: Services,
+    *,
+    ticket: Ticket | None,
+    kind: str,
+    recipients: Sequence[Recipient],
+    context: dict[str, Any] | None = None,
+    in_reply_to: Message | None = None,
+    automatic: bool = True,
+    reply_to: str | None = None,
+    sender_name: str | None = None,
+    locale: str | None = None,
+    incoming: loopguard.Incoming | None = None,
+    store_message: bool | None = None,
+    author: str = "",
+    cc: Sequence[Recipient] = (),
+    attachments: Sequence[compose.OutAttachment] = (),
+) -> Outbox | None:
     """Queue one mail of ``kind`` to ``recipients``; None when it is held back (the event says why).
 
     ``in_reply_to`` is the stored message this mail answers (threading headers
@@ -166,8 +150,14 @@ def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind
     copies = [(name, addr) for name, addr in _recipients(cc) if addr not in {a for _, a in targets}]
     locale = locale or queue_locale(config, ticket.queue if ticket else "", ticket.locale if ticket else "")
     answer_to = reply_to or ""
-    data = build_context(services, ticket=ticket, message=in_reply_to, locale=locale,
-                         reply_to=answer_to or reply_address(services, ticket), extra=context)
+    data = build_context(
+        services,
+        ticket=ticket,
+        message=in_reply_to,
+        locale=locale,
+        reply_to=answer_to or reply_address(services, ticket),
+        extra=context,
+    )
     try:
         rendered = st.templates.render(kind, locale, data, queue=ticket.queue if ticket else "")
     except TemplateError as exc:
@@ -181,11 +171,22 @@ def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind
     if in_reply_to is not None:
         parent_id, references = compose.thread_headers(in_reply_to.message_id, in_reply_to.references)
     outgoing = compose.Outgoing(
-        from_addr=config.support.address, from_name=sender_name or config.support.name, to=targets,
-        subject=subject, text=rendered.text, html=rendered.html, date=now,
-        message_id=compose.new_message_id(config.hostname), in_reply_to=parent_id, references=references,
-        reply_to=answer_to, auto_submitted=auto_submitted(kind, automatic),
-        loop_marker=config.support.address, cc=copies, attachments=tuple(attachments))
+        from_addr=config.support.address,
+        from_name=sender_name or config.support.name,
+        to=targets,
+        subject=subject,
+        text=rendered.text,
+        html=rendered.html,
+        date=now,
+        message_id=compose.new_message_id(config.hostname),
+        in_reply_to=parent_id,
+        references=references,
+        reply_to=answer_to,
+        auto_submitted=auto_submitted(kind, automatic),
+        loop_marker=config.support.address,
+        cc=copies,
+        attachments=tuple(attachments),
+    )
     try:
         raw = compose.compose(outgoing)
     except ValueError as exc:
@@ -196,22 +197,52 @@ def enqueue(session: Session, services: Services, *, ticket: Ticket | None, kind
     addresses = [addr for _, addr in targets + copies]
     if automatic:
         answering = incoming.sender if incoming is not None and incoming.sender in addresses else None
-        counts = loopguard.gather_counts(session, now, recipients=addresses, sender=answering,
-                                         ticket_id=ticket.id if ticket else None, limits=st.settings.loop)
-        allowed, reason = loopguard.may_auto_reply(recipients=addresses, incoming=incoming, counts=counts,
-                                                   limits=st.settings.loop, is_ours=lambda a: is_ours(config, a, st))
+        counts = loopguard.gather_counts(
+            session,
+            now,
+            recipients=addresses,
+            sender=answering,
+            ticket_id=ticket.id if ticket else None,
+            limits=st.settings.loop,
+        )
+        allowed, reason = loopguard.may_auto_reply(
+            recipients=addresses,
+            incoming=incoming,
+            counts=counts,
+            limits=st.settings.loop,
+            is_ours=lambda a: is_ours(config, a, st),
+        )
         if not allowed and reason.startswith(loopguard.BREAKER):
             trip_breaker(session, services, now, counts.system_in_window)
-    row = Outbox(ticket_id=ticket.id if ticket else None, kind=kind, message_id=outgoing.message_id,
-                 mail_from="", rcpt_tos=addresses, raw=raw, status="held" if reason else "pending", attempts=0,
-                 next_attempt_at=now, last_error=reason, created_at=now, automatic=automatic,
-                 recipient=addresses[0])
+    row = Outbox(
+        ticket_id=ticket.id if ticket else None,
+        kind=kind,
+        message_id=outgoing.message_id,
+        mail_from="",
+        rcpt_tos=addresses,
+        raw=raw,
+        status="held" if reason else "pending",
+        attempts=0,
+        next_attempt_at=now,
+        last_error=reason,
+        created_at=now,
+        automatic=automatic,
+        recipient=addresses[0],
+    )
     session.add(row)
     session.flush()
     row.mail_from = verp_address(st.key, config.support.address, row.id)
     if reason:
-        log.info("automatic mail held back", extra={"kind": kind, "to": ",".join(addresses), "reason": reason,
-                                                    "ticket": ticket.number if ticket else "", "outbox": row.id})
+        log.info(
+            "automatic mail held back",
+            extra={
+                "kind": kind,
+                "to": ",".join(addresses),
+                "reason": reason,
+                "ticket": ticket.number if ticket else "",
+                "outbox": row.id,
+            },
+        )
         _held_event(session, now, ticket, kind, targets, reason, row.id)
         return None
     if ticket is not None:
@@ -229,43 +260,103 @@ def is_ours(config: Config, address: str, st: OutboundState | None = None) -> bo
     return config.support.accepts(address) or bool(st and address == st.settings.outbound.admin_address)
 
 
-def _store(session: Session, services: Services, ticket: Ticket, mail: compose.Outgoing, text: str, html: str,
-           raw: bytes, kind: str, author: str) -> Message:
+def _store(
+    session: Session,
+    services: Services,
+    ticket: Ticket,
+    mail: compose.Outgoing,
+    text: str,
+    html: str,
+    raw: bytes,
+    kind: str,
+    author: str,
+) -> Message:
     sha, digest = services.blobs.put(raw), content_digest(raw)
     message = Message(
-        ticket_id=ticket.id, direction="out", content_sha256=digest,
+        ticket_id=ticket.id,
+        direction="out",
+        content_sha256=digest,
         dedupe_key=dedupe_key(mail.message_id, sha, mail.from_addr, digest),
-        message_id=mail.message_id, in_reply_to=mail.in_reply_to, references=" ".join(mail.references),
-        from_addr=mail.from_addr, from_name=mail.from_name, to_addrs=[a for _, a in mail.to],
+        message_id=mail.message_id,
+        in_reply_to=mail.in_reply_to,
+        references=" ".join(mail.references),
+        from_addr=mail.from_addr,
+        from_name=mail.from_name,
+        to_addrs=[a for _, a in mail.to],
         cc_addrs=[a for _, a in mail.cc],
-        subject=mail.subject, date=mail.date, text=text, html=html, new_text=text, raw_sha256=sha, size=len(raw),
-        source=kind[:20], author=author, parse_defects=[], created_at=mail.date)
+        subject=mail.subject,
+        date=mail.date,
+        text=text,
+        html=html,
+        new_text=text,
+        raw_sha256=sha,
+        size=len(raw),
+        source=kind[:20],
+        author=author,
+        parse_defects=[],
+        created_at=mail.date,
+    )
     session.add(message)
     session.flush()
     return message
 
 
-def _held_event(session: Session, now: datetime, ticket: Ticket | None, kind: str,
-                targets: Sequence[tuple[str, str]], reason: str, outbox_id: int | None) -> None:
-    audit.record(session, now, "mail.held", ticket=ticket, actor="mailgate", mail_kind=kind,
-                 to=[addr for _, addr in targets], reason=reason, outbox=outbox_id)
+def _held_event(
+    session: Session,
+    now: datetime,
+    ticket: Ticket | None,
+    kind: str,
+    targets: Sequence[tuple[str, str]],
+    reason: str,
+    outbox_id: int | None,
+) -> None:
+    audit.record(
+        session,
+        now,
+        "mail.held",
+        ticket=ticket,
+        actor="mailgate",
+        mail_kind=kind,
+        to=[addr for _, addr in targets],
+        reason=reason,
+        outbox=outbox_id,
+    )
 
 
 def trip_breaker(session: Session, services: Services, now: datetime, count: int) -> None:
     """The system-wide window is full: record it and alert the admin, once per window."""
     limits = state(services).settings.loop
     since = now - timedelta(seconds=limits.system_window)
-    already = session.scalar(select(Event.id).where(Event.kind == "loop.breaker_tripped", Event.created_at > since)
-                             .limit(1))
+    already = session.scalar(
+        select(Event.id).where(Event.kind == "loop.breaker_tripped", Event.created_at > since).limit(1)
+    )
     if already is not None:
         return
-    audit.record(session, now, "loop.breaker_tripped", actor="mailgate", count=count, limit=limits.system_limit,
-                 window=limits.system_window)
+    audit.record(
+        session,
+        now,
+        "loop.breaker_tripped",
+        actor="mailgate",
+        count=count,
+        limit=limits.system_limit,
+        window=limits.system_window,
+    )
     admin = state(services).settings.outbound.admin_address
-    log.error("circuit breaker tripped: automatic mail is held back until the window clears",
-              extra={"count": count, "limit": limits.system_limit, "admin": admin or "(none)"})
+    log.error(
+        "circuit breaker tripped: automatic mail is held back until the window clears",
+        extra={"count": count, "limit": limits.system_limit, "admin": admin or "(none)"},
+    )
     if admin:
         window = loopguard.span(limits.system_window)
-        enqueue(session, services, ticket=None, kind="loop_alert", recipients=[admin], automatic=False,
-                store_message=False, context={"alert": {"count": count, "limit": limits.system_limit,
-                                                        "window": window, "since": now.isoformat()}})
+        enqueue(
+            session,
+            services,
+            ticket=None,
+            kind="loop_alert",
+            recipients=[admin],
+            automatic=False,
+            store_message=False,
+            context={
+                "alert": {"count": count, "limit": limits.system_limit, "window": window, "since": now.isoformat()}
+            },
+        )
