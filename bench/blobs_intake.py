@@ -37,8 +37,9 @@ def attachment_corpus(count: int, seed: int = 3) -> list[Outgoing]:
     return found
 
 
-def measure(messages: Sequence[Outgoing], db_url: str, backend: str, clients: int, per_connection: int,
-            max_seconds: float) -> dict[str, Any]:
+def measure(
+    messages: Sequence[Outgoing], db_url: str, backend: str, clients: int, per_connection: int, max_seconds: float
+) -> dict[str, Any]:
     """One mailgate daemon on ``db_url`` with ``[blobs] backend``; the clock stops when all is committed."""
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-blobs-"))
     config = mailgate_config(workdir, db_url)
@@ -72,14 +73,21 @@ def run(size: dict[str, Any], pg_url: str | None) -> dict[str, Any]:
             with pg_schema(pg_url) as url:
                 one[backend] = measure(messages, url, backend, *load)
         rounds.append(one)
-    out: dict[str, Any] = {"corpus": "attachments", "messages": len(messages),
-                           "mb": round(sum(len(m.payload) for m in messages) / 1e6, 1), "rounds": rounds}
+    out: dict[str, Any] = {
+        "corpus": "attachments",
+        "messages": len(messages),
+        "mb": round(sum(len(m.payload) for m in messages) / 1e6, 1),
+        "rounds": rounds,
+    }
     for backend in ("reference", "database", "files"):
-        out[backend] = {k: _median([r[backend][k] for r in rounds])
-                        for k in ("msgs_per_s", "smtp_p99_ms", "cpu_ms_per_msg", "peak_rss_mb")}
+        out[backend] = {
+            k: _median([r[backend][k] for r in rounds])
+            for k in ("msgs_per_s", "smtp_p99_ms", "cpu_ms_per_msg", "peak_rss_mb")
+        }
     for backend in ("database", "files"):
-        out[f"{backend}_ratio"] = round(_median([r[backend]["msgs_per_s"] / r["reference"]["msgs_per_s"]
-                                                 for r in rounds]), 2)
+        out[f"{backend}_ratio"] = round(
+            _median([r[backend]["msgs_per_s"] / r["reference"]["msgs_per_s"] for r in rounds]), 2
+        )
     return out
 
 
@@ -94,8 +102,13 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100, help="mails with an attachment")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    size = {"mixed_count": args.count * 10, "clients": 8, "per_connection": 10, "max_seconds": 300,
-            "rounds": args.rounds}
+    size = {
+        "mixed_count": args.count * 10,
+        "clients": 8,
+        "per_connection": 10,
+        "max_seconds": 300,
+        "rounds": args.rounds,
+    }
     result = run(size, args.pg)
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=2))
     return 0

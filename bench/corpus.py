@@ -75,6 +75,7 @@ ATTACHMENT_RATIO = 0.10
 CUSTOMER_POOL = 300
 START = datetime(2024, 3, 4, 7, 30, tzinfo=UTC)
 
+
 class _Policy(Compat32):
     """compat32 with CRLF, skipping the header folder for short ASCII lines.
 
@@ -83,8 +84,7 @@ class _Policy(Compat32):
     """
 
     def fold_binary(self, name: str, value: object) -> bytes:
-        if (isinstance(value, str) and value.isascii() and "\n" not in value
-                and len(name) + len(value) + 2 <= 78):
+        if isinstance(value, str) and value.isascii() and "\n" not in value and len(name) + len(value) + 2 <= 78:
             return f"{name}: {value}{self.linesep}".encode("ascii")
         return super().fold_binary(name, value)
 
@@ -130,6 +130,7 @@ class _Lang:
 def _load_languages(path: Path = PHRASES) -> tuple[_Lang, ...]:
     with path.open("rb") as f:
         tables = tomllib.load(f)["language"]
+
     def frozen(value: object) -> object:
         return tuple(frozen(v) for v in value) if isinstance(value, list) else value
 
@@ -141,9 +142,26 @@ _LANGS = _load_languages()
 _PRODUCTS = ("Model X200 router", "StudioDesk", "label printer", "Pro license", "scanner")
 _BROWSERS = ("Firefox 123", "Chrome 122", "Safari 17.3", "Edge 122")
 _COMPANIES = (
-    "nordwind", "acme", "bluefin", "orion-logistik", "petit-bateau", "solaris",
-    "kvant", "meridian", "zefiro", "tatra", "lumen", "harbour", "graniteworks",
-    "vostok", "alpenblick", "mirador", "copperleaf", "brightline", "polaris", "fjord",
+    "nordwind",
+    "acme",
+    "bluefin",
+    "orion-logistik",
+    "petit-bateau",
+    "solaris",
+    "kvant",
+    "meridian",
+    "zefiro",
+    "tatra",
+    "lumen",
+    "harbour",
+    "graniteworks",
+    "vostok",
+    "alpenblick",
+    "mirador",
+    "copperleaf",
+    "brightline",
+    "polaris",
+    "fjord",
 )
 _MAILERS = (
     ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.8.0"),
@@ -185,12 +203,47 @@ class _Thread:
     quote: list[str]  # first lines of the opening mail, for quoting
 
 
-_CYRILLIC = dict(zip(
-    "абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
-    ("a", "b", "v", "g", "d", "e", "e", "zh", "z", "i", "y", "k", "l", "m", "n", "o", "p",
-     "r", "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya"),
-    strict=True,
-))
+_CYRILLIC = dict(
+    zip(
+        "абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+        (
+            "a",
+            "b",
+            "v",
+            "g",
+            "d",
+            "e",
+            "e",
+            "zh",
+            "z",
+            "i",
+            "y",
+            "k",
+            "l",
+            "m",
+            "n",
+            "o",
+            "p",
+            "r",
+            "s",
+            "t",
+            "u",
+            "f",
+            "kh",
+            "ts",
+            "ch",
+            "sh",
+            "shch",
+            "",
+            "y",
+            "",
+            "e",
+            "yu",
+            "ya",
+        ),
+        strict=True,
+    )
+)
 
 
 def _ascii_slug(name: str) -> str:
@@ -217,8 +270,7 @@ def _customers(rng: random.Random, domain: str) -> list[_Customer]:
             local = f"{local}{len(pool)}"
         seen.add(f"{local}@{host}")
         tz = timezone(timedelta(hours=rng.choice(_TZ_HOURS)))
-        pool.append(_Customer(f"{first} {last}", f"{local}@{host}", host, lang, tz,
-                              rng.choice(_MAILERS)))
+        pool.append(_Customer(f"{first} {last}", f"{local}@{host}", host, lang, tz, rng.choice(_MAILERS)))
     return pool
 
 
@@ -262,13 +314,20 @@ def _log_lines(rng: random.Random, when: datetime, slots: dict[str, object]) -> 
         t += timedelta(milliseconds=rng.randrange(3, 9000))
         level, text = rng.choice(_LOG_EVENTS)
         worker, req = rng.randrange(1, 9), rng.getrandbits(40)
-        yield (f"{t:%Y-%m-%d %H:%M:%S},{t.microsecond // 1000:03d} {level} [worker-{worker}] "
-               + text.format(**slots, req=f"{req:010x}", ms=rng.randrange(2, 30000)))
+        yield (
+            f"{t:%Y-%m-%d %H:%M:%S},{t.microsecond // 1000:03d} {level} [worker-{worker}] "
+            + text.format(**slots, req=f"{req:010x}", ms=rng.randrange(2, 30000))
+        )
 
 
 def _paragraphs(
-    rng: random.Random, customer: _Customer, when: datetime, slots: dict[str, object],
-    target: int, opener: str, quote: list[str],
+    rng: random.Random,
+    customer: _Customer,
+    when: datetime,
+    slots: dict[str, object],
+    target: int,
+    opener: str,
+    quote: list[str],
 ) -> list[list[str]]:
     """Paragraphs (lists of lines) of about ``target`` bytes: prose, then pasted details."""
     lang = customer.lang
@@ -293,8 +352,12 @@ def _paragraphs(
         middle.append(_wrap(" ".join(take)))
         budget -= 4
     if budget > 200 and rng.random() < 0.5:
-        info = [f"App version: {slots['version']}", f"Browser: {slots['browser']}",
-                f"OS: {rng.choice(_SYSTEMS)}", f"Account: {customer.address}"]
+        info = [
+            f"App version: {slots['version']}",
+            f"Browser: {slots['browser']}",
+            f"OS: {rng.choice(_SYSTEMS)}",
+            f"Account: {customer.address}",
+        ]
         middle.append(info)
         budget -= _size([info])
     if budget > 0:
@@ -334,8 +397,7 @@ def _html(paras: list[list[str]], quoted: bool) -> str:
         body = "<br>\n".join(html.escape(line) for line in para)
         if quoted and i == len(paras) - 1:
             body = "<br>\n".join(html.escape(line.removeprefix(">").lstrip()) for line in para)
-            out.append('<blockquote style="margin:0 0 0 .8ex;border-left:1px solid #ccc">'
-                       f"<p>{body}</p></blockquote>")
+            out.append(f'<blockquote style="margin:0 0 0 .8ex;border-left:1px solid #ccc"><p>{body}</p></blockquote>')
         else:
             out.append(f"<p>{body}</p>")
     out.append("</div></body></html>\n")
@@ -351,14 +413,23 @@ def _attachment(rng: random.Random, lang: str) -> MIMEBase:
     size = rng.randrange(50_000, 500_000)
     kind = rng.choice(("pdf", "png", "zip"))
     if kind == "pdf":
-        data = (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Length " + str(size).encode()
-                + b" >>\nstream\n" + rng.randbytes(size) + b"\nendstream\nendobj\n%%EOF\n")
+        data = (
+            b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Length "
+            + str(size).encode()
+            + b" >>\nstream\n"
+            + rng.randbytes(size)
+            + b"\nendstream\nendobj\n%%EOF\n"
+        )
         part = MIMEBase("application", "pdf")
         name = "счёт.pdf" if lang == "ru" else f"invoice-{rng.randrange(1000, 9999)}.pdf"
     elif kind == "png":
         ihdr = (640).to_bytes(4, "big") + (480).to_bytes(4, "big") + b"\x08\x02\x00\x00\x00"
-        data = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-                + _png_chunk(b"IDAT", rng.randbytes(size)) + _png_chunk(b"IEND", b""))
+        data = (
+            b"\x89PNG\r\n\x1a\n"
+            + _png_chunk(b"IHDR", ihdr)
+            + _png_chunk(b"IDAT", rng.randbytes(size))
+            + _png_chunk(b"IEND", b"")
+        )
         part = MIMEBase("image", "png")
         name = "capture d'écran.png" if lang == "fr" else "screenshot.png"
     else:
@@ -417,8 +488,11 @@ def _serialise(msg: MimeMessage, headers: list[tuple[str, str | Header]], bounda
 
 
 def generate(
-    n: int, seed: int = 1, small: bool = False,
-    support: str = "support@example.com", domain: str = "example.com",
+    n: int,
+    seed: int = 1,
+    small: bool = False,
+    support: str = "support@example.com",
+    domain: str = "example.com",
 ) -> Iterator[Message]:
     """Yield ``n`` mails; the same arguments always yield the same bytes."""
     rng = random.Random(seed)
@@ -447,8 +521,7 @@ def generate(
             subject = subject.format(**slots)
             quote = []
         paras = _paragraphs(rng, customer, when, slots, rng.randrange(1024, 4700), opener, quote)
-        plain = _text_part(rng, "\n\n".join("\n".join(p) for p in paras) + "\n", "plain",
-                           lang.charsets)
+        plain = _text_part(rng, "\n\n".join("\n".join(p) for p in paras) + "\n", "plain", lang.charsets)
         body: MimeMessage = plain
         if with_html:
             html_part = _text_part(rng, _html(paras, bool(quote)), "html", ("utf-8",))

@@ -21,28 +21,35 @@ from load import LoadResult, Outgoing, run_load
 from servers import Progress, Server, door, mailgate_config, mailgate_serve, reference
 
 
-def _load(server: Server, messages: Sequence[Outgoing], clients: int, per_connection: int,
-          max_seconds: float) -> LoadResult:
+def _load(
+    server: Server, messages: Sequence[Outgoing], clients: int, per_connection: int, max_seconds: float
+) -> LoadResult:
     return asyncio.run(run_load("127.0.0.1", server.port, messages, clients, per_connection, max_seconds))
 
 
 def _figures(result: LoadResult, seconds: float, cpu: float, rss: float) -> dict[str, Any]:
     accepted = max(result.accepted, 1)
-    return {"messages": result.accepted, "seconds": round(seconds, 3),
-            "msgs_per_s": round(result.accepted / max(seconds, 1e-9), 1),
-            "smtp_p50_ms": round(result.percentile(50), 2), "smtp_p99_ms": round(result.percentile(99), 2),
-            "cpu_ms_per_msg": round(cpu * 1000 / accepted, 3), "peak_rss_mb": round(rss, 1),
-            "errors": dict(result.errors), "timed_out": result.timed_out}
+    return {
+        "messages": result.accepted,
+        "seconds": round(seconds, 3),
+        "msgs_per_s": round(result.accepted / max(seconds, 1e-9), 1),
+        "smtp_p50_ms": round(result.percentile(50), 2),
+        "smtp_p99_ms": round(result.percentile(99), 2),
+        "cpu_ms_per_msg": round(cpu * 1000 / accepted, 3),
+        "peak_rss_mb": round(rss, 1),
+        "errors": dict(result.errors),
+        "timed_out": result.timed_out,
+    }
 
 
-def measure_reference(messages: Sequence[Outgoing], clients: int, per_connection: int,
-                      max_seconds: float) -> dict[str, Any]:
+def measure_reference(
+    messages: Sequence[Outgoing], clients: int, per_connection: int, max_seconds: float
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-ref-"))
     return _measure_sink(reference(workdir), workdir, messages, clients, per_connection, max_seconds)
 
 
-def measure_door(messages: Sequence[Outgoing], clients: int, per_connection: int,
-                 max_seconds: float) -> dict[str, Any]:
+def measure_door(messages: Sequence[Outgoing], clients: int, per_connection: int, max_seconds: float) -> dict[str, Any]:
     """mailgate's SMTP door and spool without the pipeline: the clock stops at the last 250, as for the reference."""
     from servers import sqlite_url
 
@@ -51,8 +58,9 @@ def measure_door(messages: Sequence[Outgoing], clients: int, per_connection: int
     return _measure_sink(door(config), workdir, messages, clients, per_connection, max_seconds)
 
 
-def _measure_sink(server: Server, workdir: Path, messages: Sequence[Outgoing], clients: int, per_connection: int,
-                  max_seconds: float) -> dict[str, Any]:
+def _measure_sink(
+    server: Server, workdir: Path, messages: Sequence[Outgoing], clients: int, per_connection: int, max_seconds: float
+) -> dict[str, Any]:
     server.start()
     try:
         cpu0 = server.cpu_seconds()
@@ -64,8 +72,15 @@ def _measure_sink(server: Server, workdir: Path, messages: Sequence[Outgoing], c
     return figures
 
 
-def measure_mailgate(messages: Sequence[Outgoing], db_url: str | None, clients: int, per_connection: int,
-                     max_seconds: float, batch_size: int | None = None, workers: int = 1) -> dict[str, Any]:
+def measure_mailgate(
+    messages: Sequence[Outgoing],
+    db_url: str | None,
+    clients: int,
+    per_connection: int,
+    max_seconds: float,
+    batch_size: int | None = None,
+    workers: int = 1,
+) -> dict[str, Any]:
     """``db_url`` None: SQLite in a fresh data directory."""
     from servers import sqlite_url
 
@@ -82,11 +97,17 @@ def measure_mailgate(messages: Sequence[Outgoing], db_url: str | None, clients: 
         seconds = done_at - result.started
         figures = _figures(result, seconds, server.cpu_seconds() - cpu0, server.peak_rss_mb())
         tickets = progress.counts()[1]
-        figures.update(smtp_only_msgs_per_s=round(result.rate, 1), committed=complete, tickets=tickets,
-                       acks_in_outbox=acks if progress.ack_kinds else None,
-                       completion=("every message committed, with its acknowledgment (if any) in the outbox "
-                                   "in the same transaction" if progress.ack_kinds else
-                                   "every message committed (no outbound module: no acknowledgments)"))
+        figures.update(
+            smtp_only_msgs_per_s=round(result.rate, 1),
+            committed=complete,
+            tickets=tickets,
+            acks_in_outbox=acks if progress.ack_kinds else None,
+            completion=(
+                "every message committed, with its acknowledgment (if any) in the outbox in the same transaction"
+                if progress.ack_kinds
+                else "every message committed (no outbound module: no acknowledgments)"
+            ),
+        )
         if not complete:
             figures["errors"]["not_committed"] = result.accepted - progress.counts()[0]
     finally:
@@ -95,7 +116,7 @@ def measure_mailgate(messages: Sequence[Outgoing], db_url: str | None, clients: 
         log = server.log().split('msg="stopping', 1)[0]  # a task cancelled at shutdown is not a failure
         if "Traceback" in log:
             start = log.index("Traceback")
-            figures["server_traceback"] = log[max(0, log.rfind("\n", 0, start - 1) - 300):start + 3000]
+            figures["server_traceback"] = log[max(0, log.rfind("\n", 0, start - 1) - 300) : start + 3000]
             print(figures["server_traceback"], file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
     return figures
@@ -129,8 +150,11 @@ def startup(db_url: str | None, runs: int = 3) -> dict[str, Any]:
                 server.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return {"first_start_s": round(times[0], 3), "restart_s": round(sorted(times[1:])[len(times[1:]) // 2], 3),
-            "all_s": [round(t, 3) for t in times]}
+    return {
+        "first_start_s": round(times[0], 3),
+        "restart_s": round(sorted(times[1:])[len(times[1:]) // 2], 3),
+        "all_s": [round(t, 3) for t in times],
+    }
 
 
 def big_mail(index: int, size: int) -> bytes:
@@ -144,19 +168,24 @@ def big_mail(index: int, size: int) -> bytes:
     msg["Subject"] = f"Logs for the crash, part {index}"
     msg["Message-ID"] = f"<big{index}.{size}@customer.example.com>"
     msg.set_content("Here are the logs you asked for.\n")
-    msg.add_attachment(random.Random(index).randbytes(int(size * 0.74)), maintype="application", subtype="zip",
-                       filename=f"logs-{index}.zip")
+    msg.add_attachment(
+        random.Random(index).randbytes(int(size * 0.74)),
+        maintype="application",
+        subtype="zip",
+        filename=f"logs-{index}.zip",
+    )
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
-def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: float,
-                    workers: int = 1) -> dict[str, Any]:
+def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: float, workers: int = 1) -> dict[str, Any]:
     """Peak RSS while ``count`` mails of ``size`` bytes arrive at once: the SMTP door alone (intake only),
     then ``mailgate serve`` at the end of the arrival and once every mail is stored."""
     from servers import sqlite_url
 
-    messages = [Outgoing.from_raw(f"big{i}@customer.example.com", ["support@example.com"], big_mail(i, size))
-                for i in range(count)]
+    messages = [
+        Outgoing.from_raw(f"big{i}@customer.example.com", ["support@example.com"], big_mail(i, size))
+        for i in range(count)
+    ]
     out: dict[str, Any] = {"messages": count, "message_mb": round(len(messages[0].payload) / 1e6, 1)}
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-big-"))
     alone = door(mailgate_config(workdir / "door", sqlite_url(workdir / "door"))).start()
@@ -176,8 +205,13 @@ def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: floa
         result = _load(server, messages, clients=count, per_connection=1, max_seconds=max_seconds)
         out["peak_rss_arrival_mb"] = round(server.peak_rss_mb(), 1)
         _, _, complete = progress.wait(result.accepted, timeout=max_seconds)
-        out.update(accepted=result.accepted, stored=complete, peak_rss_mb=round(server.peak_rss_mb(), 1),
-                   smtp_p99_ms=round(result.percentile(99), 1), errors=dict(result.errors))
+        out.update(
+            accepted=result.accepted,
+            stored=complete,
+            peak_rss_mb=round(server.peak_rss_mb(), 1),
+            smtp_p99_ms=round(result.percentile(99), 1),
+            errors=dict(result.errors),
+        )
         return out
     finally:
         progress.close()
@@ -200,13 +234,33 @@ def ingest_mbox(count: int, seed: int, db_url: str | None = None, workers: int =
         corpus.write_mbox(corpus.generate(count, seed=seed, small=True), mbox)
         config = mailgate_config(workdir, db_url or sqlite_url(workdir), workers=workers)
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "mailgate", "--config", str(config), "--log-level", "warning",
-                               "ingest", "--mbox", str(mbox)], cwd=ROOT, capture_output=True, timeout=3600)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mailgate",
+                "--config",
+                str(config),
+                "--log-level",
+                "warning",
+                "ingest",
+                "--mbox",
+                str(mbox),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=3600,
+        )
         seconds = time.perf_counter() - started
         summary = done.stdout.decode(errors="replace").strip().splitlines()
-        return {"messages": count, "workers": workers, "seconds": round(seconds, 2),
-                "msgs_per_s": round(count / seconds, 1),
-                "exit": done.returncode, "summary": summary[-1] if summary else done.stderr.decode()[-500:]}
+        return {
+            "messages": count,
+            "workers": workers,
+            "seconds": round(seconds, 2),
+            "msgs_per_s": round(count / seconds, 1),
+            "exit": done.returncode,
+            "summary": summary[-1] if summary else done.stderr.decode()[-500:],
+        }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -227,13 +281,17 @@ def pipe_door(runs: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-pipe-"))
     config = mailgate_config(workdir, sqlite_url(workdir))
     mail = workdir / "one.eml"
-    mail.write_bytes(b"From: Alice <alice@customer.example.com>\r\nTo: support@example.com\r\n"
-                     b"Subject: my printer\r\nMessage-ID: <pipe@customer.example.com>\r\n\r\nIt jams.\r\n")
+    mail.write_bytes(
+        b"From: Alice <alice@customer.example.com>\r\nTo: support@example.com\r\n"
+        b"Subject: my printer\r\nMessage-ID: <pipe@customer.example.com>\r\n\r\nIt jams.\r\n"
+    )
     # as installed: pip writes the bytecode at install time, so both commands run from a warm pycache
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
-    commands = {"bare": [sys.executable, "-c", "pass"],
-                "ingest": [sys.executable, "-m", "mailgate", "--config", str(config), "ingest", str(mail)]}
+    commands = {
+        "bare": [sys.executable, "-c", "pass"],
+        "ingest": [sys.executable, "-m", "mailgate", "--config", str(config), "ingest", str(mail)],
+    }
     spent: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in commands}
     try:
         for argv in commands.values():

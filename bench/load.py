@@ -80,10 +80,16 @@ class LoadResult:
         return ordered[rank] * 1000
 
     def summary(self) -> dict[str, object]:
-        return {"sent": self.sent, "accepted": self.accepted, "seconds": round(self.seconds, 3),
-                "msgs_per_s": round(self.rate, 1), "p50_ms": round(self.percentile(50), 2),
-                "p99_ms": round(self.percentile(99), 2), "errors": dict(self.errors),
-                "timed_out": self.timed_out}
+        return {
+            "sent": self.sent,
+            "accepted": self.accepted,
+            "seconds": round(self.seconds, 3),
+            "msgs_per_s": round(self.rate, 1),
+            "p50_ms": round(self.percentile(50), 2),
+            "p99_ms": round(self.percentile(99), 2),
+            "errors": dict(self.errors),
+            "timed_out": self.timed_out,
+        }
 
 
 class SmtpReplyError(Exception):
@@ -123,8 +129,9 @@ async def _transaction(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     await _expect(reader, 250)
 
 
-async def _connection_loop(host: str, port: int, queue: list[Outgoing], per_connection: int,
-                           deadline: float, result: LoadResult) -> None:
+async def _connection_loop(
+    host: str, port: int, queue: list[Outgoing], per_connection: int, deadline: float, result: LoadResult
+) -> None:
     """Open connections one after another until the queue is empty or time is up."""
     while queue and time.monotonic() < deadline:
         try:
@@ -162,15 +169,23 @@ async def _connection_loop(host: str, port: int, queue: list[Outgoing], per_conn
                 await writer.wait_closed()
 
 
-async def run_load(host: str, port: int, messages: Sequence[Outgoing], clients: int = 16,
-                   per_connection: int = 50, max_seconds: float = 120.0) -> LoadResult:
+async def run_load(
+    host: str,
+    port: int,
+    messages: Sequence[Outgoing],
+    clients: int = 16,
+    per_connection: int = 50,
+    max_seconds: float = 120.0,
+) -> LoadResult:
     """Send ``messages`` (each at most once) over ``clients`` concurrent connections."""
     queue = list(reversed(messages))  # pop() from the end keeps stream order
     result = LoadResult()
     result.started = time.perf_counter()
     deadline = time.monotonic() + max_seconds
-    tasks = [asyncio.create_task(_connection_loop(host, port, queue, per_connection, deadline, result))
-             for _ in range(max(1, clients))]
+    tasks = [
+        asyncio.create_task(_connection_loop(host, port, queue, per_connection, deadline, result))
+        for _ in range(max(1, clients))
+    ]
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=max_seconds + 30)
     except TimeoutError:
@@ -184,8 +199,10 @@ def prepare(count: int, seed: int = 1, small: bool = True, support: str = "suppo
     """``count`` mails of the benchmark corpus, ready to send."""
     import corpus
 
-    return [Outgoing.from_raw(m.mail_from, m.rcpt_to, m.raw)
-            for m in corpus.generate(count, seed=seed, small=small, support=support)]
+    return [
+        Outgoing.from_raw(m.mail_from, m.rcpt_to, m.raw)
+        for m in corpus.generate(count, seed=seed, small=small, support=support)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="corpus without attachments")
     args = parser.parse_args(argv)
     messages = prepare(args.count, args.seed, args.small)
-    result = asyncio.run(run_load(args.host, args.port, messages, args.clients, args.per_connection,
-                                  args.max_seconds))
+    result = asyncio.run(run_load(args.host, args.port, messages, args.clients, args.per_connection, args.max_seconds))
     print(json.dumps(result.summary(), indent=1))
     return 0 if not result.errors and not result.timed_out else 1
 

@@ -43,27 +43,36 @@ def _fill_sqlite(engine: Engine, messages: int) -> None:
     raw = engine.raw_connection()
     try:
         raw.driver_connection.create_function(
-            "sha256_hex", 1, lambda s: hashlib.sha256(s.encode()).hexdigest(), deterministic=True)
+            "sha256_hex", 1, lambda s: hashlib.sha256(s.encode()).hexdigest(), deterministic=True
+        )
         cur = raw.cursor()
         cur.execute("PRAGMA synchronous=OFF")
         cur.execute("PRAGMA journal_mode=MEMORY")
         for trigger in ("messages_fts_ai", "messages_fts_ad", "messages_fts_au"):  # full-text search is not timed
             cur.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         cur.execute("BEGIN")
-        cur.execute(seq.format(n=customers) + "INSERT INTO customers (id, address, name, created_at) "
-                    f"SELECT i, 'c' || i || '@lookup.bench.example', 'Customer ' || i, '{_WHEN}' FROM seq")
-        cur.execute(seq.format(n=tickets) + "INSERT INTO tickets (id, number, subject, status, queue, priority, "
-                    "tags, spam, locale, customer_id, created_at, updated_at, time_spent) "
-                    f"SELECT i, i, 'Ticket ' || i, 'open', 'support', 'normal', '[]', 0, 'en', 1 + i % {customers}, "
-                    f"'{_WHEN}', '{_WHEN}', 0 FROM seq")
-        cur.execute(seq.format(n=messages) + "INSERT INTO messages (id, ticket_id, direction, dedupe_key, "
-                    "message_id, in_reply_to, \"references\", from_addr, from_name, to_addrs, cc_addrs, subject, "
-                    "date, text, html, new_text, raw_sha256, size, source, author, parse_defects, created_at) "
-                    f"SELECT i, 1 + (i - 1) / {MESSAGES_PER_TICKET}, 'in', printf('%064x', i), "
-                    "'<m' || i || '@lookup.bench.example>', '', '', 'c@lookup.bench.example', '', '[]', '[]', "
-                    f"'Ticket', '{_WHEN}', 'Hello', '', 'Hello', '', 1000, 'smtp', '', '[]', '{_WHEN}' FROM seq")
-        cur.execute("INSERT INTO message_refs (msgid_sha256, ticket_id, message_pk) "
-                    "SELECT sha256_hex('m' || id || '@lookup.bench.example'), ticket_id, id FROM messages")
+        cur.execute(
+            seq.format(n=customers) + "INSERT INTO customers (id, address, name, created_at) "
+            f"SELECT i, 'c' || i || '@lookup.bench.example', 'Customer ' || i, '{_WHEN}' FROM seq"
+        )
+        cur.execute(
+            seq.format(n=tickets) + "INSERT INTO tickets (id, number, subject, status, queue, priority, "
+            "tags, spam, locale, customer_id, created_at, updated_at, time_spent) "
+            f"SELECT i, i, 'Ticket ' || i, 'open', 'support', 'normal', '[]', 0, 'en', 1 + i % {customers}, "
+            f"'{_WHEN}', '{_WHEN}', 0 FROM seq"
+        )
+        cur.execute(
+            seq.format(n=messages) + "INSERT INTO messages (id, ticket_id, direction, dedupe_key, "
+            'message_id, in_reply_to, "references", from_addr, from_name, to_addrs, cc_addrs, subject, '
+            "date, text, html, new_text, raw_sha256, size, source, author, parse_defects, created_at) "
+            f"SELECT i, 1 + (i - 1) / {MESSAGES_PER_TICKET}, 'in', printf('%064x', i), "
+            "'<m' || i || '@lookup.bench.example>', '', '', 'c@lookup.bench.example', '', '[]', '[]', "
+            f"'Ticket', '{_WHEN}', 'Hello', '', 'Hello', '', 1000, 'smtp', '', '[]', '{_WHEN}' FROM seq"
+        )
+        cur.execute(
+            "INSERT INTO message_refs (msgid_sha256, ticket_id, message_pk) "
+            "SELECT sha256_hex('m' || id || '@lookup.bench.example'), ticket_id, id FROM messages"
+        )
         cur.execute(f"UPDATE counters SET value = {tickets} WHERE name = 'ticket'")
         cur.execute("COMMIT")
         cur.execute("ANALYZE")
@@ -75,25 +84,37 @@ def _fill_sqlite(engine: Engine, messages: int) -> None:
 def _fill_postgresql(engine: Engine, messages: int) -> None:
     tickets, customers = _ticket_count(messages), max(10, messages // 100)
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO customers (id, address, name, created_at) SELECT i, 'c' || i || '@lookup.bench.example', "
-            f"'Customer ' || i, '{_WHEN}+00' FROM generate_series(1, {customers}) AS i"))
-        conn.execute(text(
-            "INSERT INTO tickets (id, number, subject, status, queue, priority, tags, spam, locale, customer_id, "
-            f"created_at, updated_at, time_spent) SELECT i, i, 'Ticket ' || i, 'open', 'support', 'normal', '[]', "
-            f"false, 'en', 1 + i % {customers}, '{_WHEN}+00', '{_WHEN}+00', 0 FROM generate_series(1, {tickets}) i"))
-        conn.execute(text(
-            "INSERT INTO messages (id, ticket_id, direction, dedupe_key, message_id, in_reply_to, \"references\", "
-            "from_addr, from_name, to_addrs, cc_addrs, subject, date, text, html, new_text, raw_sha256, size, "
-            "source, author, parse_defects, created_at) "
-            f"SELECT i, 1 + (i - 1) / {MESSAGES_PER_TICKET}, 'in', lpad(to_hex(i), 64, '0'), "
-            "'<m' || i || '@lookup.bench.example>', '', '', 'c@lookup.bench.example', '', '[]', '[]', 'Ticket', "
-            f"'{_WHEN}+00', 'Hello', '', 'Hello', '', 1000, 'smtp', '', '[]', '{_WHEN}+00' "
-            f"FROM generate_series(1, {messages}) AS i"))
-        conn.execute(text(
-            "INSERT INTO message_refs (msgid_sha256, ticket_id, message_pk) SELECT "
-            "encode(sha256(convert_to('m' || id || '@lookup.bench.example', 'UTF8')), 'hex'), ticket_id, id "
-            "FROM messages"))
+        conn.execute(
+            text(
+                "INSERT INTO customers (id, address, name, created_at) SELECT i, 'c' || i || '@lookup.bench.example', "
+                f"'Customer ' || i, '{_WHEN}+00' FROM generate_series(1, {customers}) AS i"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tickets (id, number, subject, status, queue, priority, tags, spam, locale, customer_id, "
+                f"created_at, updated_at, time_spent) SELECT i, i, 'Ticket ' || i, 'open', 'support', 'normal', '[]', "
+                f"false, 'en', 1 + i % {customers}, '{_WHEN}+00', '{_WHEN}+00', 0 FROM generate_series(1, {tickets}) i"
+            )
+        )
+        conn.execute(
+            text(
+                'INSERT INTO messages (id, ticket_id, direction, dedupe_key, message_id, in_reply_to, "references", '
+                "from_addr, from_name, to_addrs, cc_addrs, subject, date, text, html, new_text, raw_sha256, size, "
+                "source, author, parse_defects, created_at) "
+                f"SELECT i, 1 + (i - 1) / {MESSAGES_PER_TICKET}, 'in', lpad(to_hex(i), 64, '0'), "
+                "'<m' || i || '@lookup.bench.example>', '', '', 'c@lookup.bench.example', '', '[]', '[]', 'Ticket', "
+                f"'{_WHEN}+00', 'Hello', '', 'Hello', '', 1000, 'smtp', '', '[]', '{_WHEN}+00' "
+                f"FROM generate_series(1, {messages}) AS i"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO message_refs (msgid_sha256, ticket_id, message_pk) SELECT "
+                "encode(sha256(convert_to('m' || id || '@lookup.bench.example', 'UTF8')), 'hex'), ticket_id, id "
+                "FROM messages"
+            )
+        )
         for table in ("customers", "tickets", "messages"):
             conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
         conn.execute(text(f"UPDATE counters SET value = {tickets} WHERE name = 'ticket'"))
@@ -154,8 +175,10 @@ def query_plans(url: str) -> dict[str, str]:
     """The database's plan for the two lookups' queries: an index search, never a scan of the table."""
     from mailgate.storage import db
 
-    queries = {"token": "SELECT id FROM tickets WHERE number = 12345",
-               "references": "SELECT msgid_sha256, ticket_id FROM message_refs WHERE msgid_sha256 IN ('ab', 'cd')"}
+    queries = {
+        "token": "SELECT id FROM tickets WHERE number = 12345",
+        "references": "SELECT msgid_sha256, ticket_id FROM message_refs WHERE msgid_sha256 IN ('ab', 'cd')",
+    }
     engine = db.make_engine(url)
     plans = {}
     try:

@@ -40,7 +40,7 @@ class DurableSink:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -66,9 +66,17 @@ async def serve(root: Path, host: str, port: int, max_size: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     sink = DurableSink(root)
     server = await loop.create_server(
-        lambda: SMTP(sink, data_size_limit=max_size, enable_SMTPUTF8=True, hostname="reference.bench",
-                     ident="reference ESMTP", loop=loop),
-        host, port)
+        lambda: SMTP(
+            sink,
+            data_size_limit=max_size,
+            enable_SMTPUTF8=True,
+            hostname="reference.bench",
+            ident="reference ESMTP",
+            loop=loop,
+        ),
+        host,
+        port,
+    )
     bound_host, bound_port = server.sockets[0].getsockname()[:2]
     print(f"listening {bound_host}:{bound_port}", flush=True)
     await stop.wait()

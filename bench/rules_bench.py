@@ -21,8 +21,26 @@ from mailgate.routing.facts import MailFacts
 from mailgate.routing.ruleset import RuleSet, Vocabulary, load_directory
 from mailgate.routing.spam import SpamSettings
 
-_WORDS = ("printer", "invoice", "login", "password", "refund", "delivery", "order", "account", "crash", "update",
-          "facture", "commande", "livraison", "счёт", "заказ", "доставка", "пароль", "ошибка")
+_WORDS = (
+    "printer",
+    "invoice",
+    "login",
+    "password",
+    "refund",
+    "delivery",
+    "order",
+    "account",
+    "crash",
+    "update",
+    "facture",
+    "commande",
+    "livraison",
+    "счёт",
+    "заказ",
+    "доставка",
+    "пароль",
+    "ошибка",
+)
 
 
 def synthetic_rules(n_rules: int) -> str:
@@ -33,8 +51,10 @@ def synthetic_rules(n_rules: int) -> str:
         kind = i % 8
         parts.append(f'[[rule]]\nname = "rule-{i:04d}"\n')
         if kind == 0:
-            parts.append(f'queue = "vip"\npriority = "high"\nmatch = {{ from_domain = ["customer{i}.example", '
-                         f'"client{i}.example"] }}\n')
+            parts.append(
+                f'queue = "vip"\npriority = "high"\nmatch = {{ from_domain = ["customer{i}.example", '
+                f'"client{i}.example"] }}\n'
+            )
         elif kind == 1:
             parts.append(f'queue = "team{i}"\nmatch = {{ recipient = "team{i}@example.com" }}\n')
         elif kind == 2:
@@ -44,14 +64,20 @@ def synthetic_rules(n_rules: int) -> str:
         elif kind == 4:
             parts.append(f'tags = ["camp{i}"]\nmatch = {{ header = {{ "X-Campaign" = {{ equals = "c{i}" }} }} }}\n')
         elif kind == 5:
-            parts.append(f'priority = "low"\nmatch = {{ any = [ {{ subject = {{ glob = "*{word}-{i}*" }} }}, '
-                         f'{{ from = {{ glob = "*@*.sub{i}.example" }} }} ] }}\n')
+            parts.append(
+                f'priority = "low"\nmatch = {{ any = [ {{ subject = {{ glob = "*{word}-{i}*" }} }}, '
+                f'{{ from = {{ glob = "*@*.sub{i}.example" }} }} ] }}\n'
+            )
         elif kind == 6:
-            parts.append(f'tags = ["big{i}"]\nmatch = {{ all = [ {{ attachment = true }}, '
-                         f'{{ size = {{ gt = {1_000_000 + i} }} }} ] }}\n')
+            parts.append(
+                f'tags = ["big{i}"]\nmatch = {{ all = [ {{ attachment = true }}, '
+                f"{{ size = {{ gt = {1_000_000 + i} }} }} ] }}\n"
+            )
         else:
-            parts.append(f'spam = true\nmatch = {{ all = [ {{ spam_score = {{ ge = {10 + i % 5} }} }}, '
-                         f'{{ not = {{ from_domain = "partner{i}.example" }} }} ] }}\n')
+            parts.append(
+                f"spam = true\nmatch = {{ all = [ {{ spam_score = {{ ge = {10 + i % 5} }} }}, "
+                f'{{ not = {{ from_domain = "partner{i}.example" }} }} ] }}\n'
+            )
         parts.append("\n")
     return "".join(parts)
 
@@ -67,11 +93,12 @@ def sample_mails(n_messages: int) -> list[tuple[ParsedMail, Envelope]]:
         msg["Message-ID"] = f"<bench-{i}@domain.example>"
         if i % 5 == 0:
             msg["X-Spam-Status"] = f"No, score={i % 7}.5 required=5.0"
-        body = "\n".join(f"Line {n}: my {_WORDS[(i + n) % len(_WORDS)]} does not work since yesterday, order-"
-                         f"{i * 11 + n}-{n}." for n in range(25))
+        body = "\n".join(
+            f"Line {n}: my {_WORDS[(i + n) % len(_WORDS)]} does not work since yesterday, order-{i * 11 + n}-{n}."
+            for n in range(25)
+        )
         msg.set_content(body)
-        mails.append((parse(msg.as_bytes()), Envelope(mail_from=f"user{i}@{domain}",
-                                                      rcpt_tos=["support@example.com"])))
+        mails.append((parse(msg.as_bytes()), Envelope(mail_from=f"user{i}@{domain}", rcpt_tos=["support@example.com"])))
     return mails
 
 

@@ -34,14 +34,44 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
-FULL = {"clients": 16, "per_connection": 50, "small_count": 3000, "mixed_count": 1000, "rounds": 3,
-        "ingest_count": 10_000, "lookup_small": 10_000, "lookup_big": 1_000_000, "lookup_count": 2000,
-        "big_count": 10, "big_size": 20_000_000, "startup_runs": 5, "rules": 500, "steps_count": 500,
-        "max_seconds": 300, "pipe_runs": 21, "workers_variants": True}
-QUICK = {"clients": 16, "per_connection": 20, "small_count": 200, "mixed_count": 60, "rounds": 1,
-         "ingest_count": 300, "lookup_small": 1_000, "lookup_big": 10_000, "lookup_count": 200,
-         "big_count": 10, "big_size": 2_000_000, "startup_runs": 1, "rules": 500, "steps_count": 100,
-         "max_seconds": 120, "pipe_runs": 3, "workers_variants": False}
+FULL = {
+    "clients": 16,
+    "per_connection": 50,
+    "small_count": 3000,
+    "mixed_count": 1000,
+    "rounds": 3,
+    "ingest_count": 10_000,
+    "lookup_small": 10_000,
+    "lookup_big": 1_000_000,
+    "lookup_count": 2000,
+    "big_count": 10,
+    "big_size": 20_000_000,
+    "startup_runs": 5,
+    "rules": 500,
+    "steps_count": 500,
+    "max_seconds": 300,
+    "pipe_runs": 21,
+    "workers_variants": True,
+}
+QUICK = {
+    "clients": 16,
+    "per_connection": 20,
+    "small_count": 200,
+    "mixed_count": 60,
+    "rounds": 1,
+    "ingest_count": 300,
+    "lookup_small": 1_000,
+    "lookup_big": 10_000,
+    "lookup_count": 200,
+    "big_count": 10,
+    "big_size": 2_000_000,
+    "startup_runs": 1,
+    "rules": 500,
+    "steps_count": 100,
+    "max_seconds": 120,
+    "pipe_runs": 3,
+    "workers_variants": False,
+}
 
 
 WORKERS = os.cpu_count() or 1  # [spool] workers of the "…_workers" measurements: one per core
@@ -54,11 +84,23 @@ def machine() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"nproc": os.cpu_count(), "cpu": cpu, "free_h": run("free", "-h"), "python": platform.python_version(),
-            "platform": platform.platform(), "loadavg_start": os.getloadavg()[0],
-            "commit": run("git", "-C", str(BENCH.parent), "rev-parse", "--short", "HEAD")}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "free_h": run("free", "-h"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_start": os.getloadavg()[0],
+        "commit": run("git", "-C", str(BENCH.parent), "rev-parse", "--short", "HEAD"),
+    }
 
 
 def _median(values: list[float]) -> float:
@@ -79,8 +121,11 @@ def intake(corpus_name: str, size: dict[str, Any], pg_url: str | None) -> dict[s
     load = (size["clients"], size["per_connection"], size["max_seconds"])
     rounds: list[dict[str, Any]] = []
     for _ in range(size["rounds"]):
-        one = {"reference": measure_reference(messages, *load), "door": measure_door(messages, *load),
-               "sqlite": measure_mailgate(messages, None, *load)}
+        one = {
+            "reference": measure_reference(messages, *load),
+            "door": measure_door(messages, *load),
+            "sqlite": measure_mailgate(messages, None, *load),
+        }
         if size["workers_variants"]:
             one["sqlite_workers"] = measure_mailgate(messages, None, *load, workers=WORKERS)
         if pg_url:
@@ -88,16 +133,19 @@ def intake(corpus_name: str, size: dict[str, Any], pg_url: str | None) -> dict[s
                 one["postgresql"] = measure_mailgate(messages, stack.enter_context(pg_schema(pg_url)), *load)
         if pg_url and size["workers_variants"]:
             with ExitStack() as stack:
-                one["postgresql_workers"] = measure_mailgate(messages, stack.enter_context(pg_schema(pg_url)), *load,
-                                                             workers=WORKERS)
+                one["postgresql_workers"] = measure_mailgate(
+                    messages, stack.enter_context(pg_schema(pg_url)), *load, workers=WORKERS
+                )
         rounds.append(one)
     out: dict[str, Any] = {"corpus": corpus_name, "messages": count, "rounds": rounds, "workers": WORKERS}
     backends = ("door", "sqlite", "sqlite_workers", "postgresql", "postgresql_workers")
     for backend in (b for b in backends if b in rounds[0]):
-        out[f"{backend}_ratio"] = round(_median([r[backend]["msgs_per_s"] / r["reference"]["msgs_per_s"]
-                                                 for r in rounds]), 2)
-        out[f"{backend}_p99_ratio"] = round(_median([r[backend]["smtp_p99_ms"] / r["reference"]["smtp_p99_ms"]
-                                                     for r in rounds]), 2)
+        out[f"{backend}_ratio"] = round(
+            _median([r[backend]["msgs_per_s"] / r["reference"]["msgs_per_s"] for r in rounds]), 2
+        )
+        out[f"{backend}_p99_ratio"] = round(
+            _median([r[backend]["smtp_p99_ms"] / r["reference"]["smtp_p99_ms"] for r in rounds]), 2
+        )
     for backend in ("reference", *backends):
         if backend in rounds[0]:
             keys = ("msgs_per_s", "smtp_p50_ms", "smtp_p99_ms", "cpu_ms_per_msg", "peak_rss_mb")
@@ -127,12 +175,15 @@ def collect(size: dict[str, Any], pg_url: str | None, only: set[str]) -> tuple[d
         "ingest_mbox_workers": lambda: intake_mod.ingest_mbox(size["ingest_count"], seed=2, workers=WORKERS),
         "pipe_door": lambda: intake_mod.pipe_door(size["pipe_runs"]),
         "routing": lambda: routing(size["rules"]),
-        "lookups": lambda: lookups.measure(size["lookup_small"], size["lookup_big"], size["lookup_count"], pg_url,
-                                           rounds=size["rounds"]),
-        "big_mail_rss": lambda: intake_mod.big_mail_memory(None, size["big_count"], size["big_size"],
-                                                           size["max_seconds"]),
-        "big_mail_rss_workers": lambda: intake_mod.big_mail_memory(None, size["big_count"], size["big_size"],
-                                                                   size["max_seconds"], workers=WORKERS),
+        "lookups": lambda: lookups.measure(
+            size["lookup_small"], size["lookup_big"], size["lookup_count"], pg_url, rounds=size["rounds"]
+        ),
+        "big_mail_rss": lambda: intake_mod.big_mail_memory(
+            None, size["big_count"], size["big_size"], size["max_seconds"]
+        ),
+        "big_mail_rss_workers": lambda: intake_mod.big_mail_memory(
+            None, size["big_count"], size["big_size"], size["max_seconds"], workers=WORKERS
+        ),
         "startup": lambda: intake_mod.startup(None, size["startup_runs"]),
         "pipeline_steps": lambda: steps.measure(size["steps_count"]),
         "intake_attachments_pg": lambda: blobs_intake.run(size, pg_url),  # [blobs] database vs files
@@ -165,8 +216,11 @@ def incomplete(results: dict[str, Any]) -> list[str]:
                 if figures.get("errors") or figures.get("timed_out") or figures.get("committed") is False:
                     problems.append(f"{name}/{backend}: {figures.get('errors')} timed_out={figures.get('timed_out')}")
     big = results.get("big_mail_rss", {})
-    if big and "error" not in big and (not big.get("stored") or big.get("errors")
-                                       or big.get("door_accepted") != big.get("messages")):
+    if (
+        big
+        and "error" not in big
+        and (not big.get("stored") or big.get("errors") or big.get("door_accepted") != big.get("messages"))
+    ):
         problems.append(f"big_mail_rss: {big}")
     for name in ("ingest_mbox", "ingest_mbox_workers"):
         ingest = results.get(name, {})
@@ -182,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
     parser.add_argument("--only", action="append", default=[], help="run only this measurement (repeatable)")
     parser.add_argument("--rounds", type=int, help="rounds of each intake measurement (default: 3, --quick: 1)")
-    parser.add_argument("--workers-variants", action="store_true",
-                        help="with --quick: measure intake with [spool] workers too (a full run always does)")
+    parser.add_argument(
+        "--workers-variants",
+        action="store_true",
+        help="with --quick: measure intake with [spool] workers too (a full run always does)",
+    )
     args = parser.parse_args(argv)
 
     from report import markdown
@@ -197,16 +254,25 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     results, failures = collect(size, args.pg, set(args.only))
     info["loadavg_end"] = os.getloadavg()[0]
-    document = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick, "machine": info,
-                "sizes": size, "postgresql": bool(args.pg), "results": results,
-                "seconds": round(time.perf_counter() - started, 1)}
+    document = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": info,
+        "sizes": size,
+        "postgresql": bool(args.pg),
+        "results": results,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     problems = incomplete(results)
     document["failures"] = failures + problems
     out = args.out
     if out is None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-        out = (Path(tempfile.gettempdir()) / f"mailgate-bench-quick-{stamp}.json" if args.quick
-               else BENCH / "results" / f"{stamp}.json")
+        out = (
+            Path(tempfile.gettempdir()) / f"mailgate-bench-quick-{stamp}.json"
+            if args.quick
+            else BENCH / "results" / f"{stamp}.json"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
     print(markdown(document))

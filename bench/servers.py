@@ -112,13 +112,19 @@ class Server:
 
 
 def reference(workdir: Path) -> Server:
-    return Server([sys.executable, str(BENCH / "reference_server.py"), "--dir", str(workdir / "sink")],
-                  workdir / "reference.log", r"listening [\d.]+:(\d+)")
+    return Server(
+        [sys.executable, str(BENCH / "reference_server.py"), "--dir", str(workdir / "sink")],
+        workdir / "reference.log",
+        r"listening [\d.]+:(\d+)",
+    )
 
 
 def door(config: Path) -> Server:
-    return Server([sys.executable, str(BENCH / "door_server.py"), "--config", str(config)],
-                  config.parent / "door.log", r"listening [\d.]+:(\d+)")
+    return Server(
+        [sys.executable, str(BENCH / "door_server.py"), "--config", str(config)],
+        config.parent / "door.log",
+        r"listening [\d.]+:(\d+)",
+    )
 
 
 def mailgate_config(workdir: Path, db_url: str, batch_size: int | None = None, workers: int = 1) -> Path:
@@ -152,8 +158,11 @@ smarthost = ""
 
 
 def mailgate_serve(config: Path) -> Server:
-    return Server([sys.executable, "-m", "mailgate", "--config", str(config), "serve"],
-                  config.parent / f"serve-{time.monotonic_ns()}.log", r"msg=listening addr=[\d.]+:(\d+)")
+    return Server(
+        [sys.executable, "-m", "mailgate", "--config", str(config), "serve"],
+        config.parent / f"serve-{time.monotonic_ns()}.log",
+        r"msg=listening addr=[\d.]+:(\d+)",
+    )
 
 
 def sqlite_url(workdir: Path) -> str:

@@ -35,18 +35,21 @@ def measure(count: int, seed: int = 3, batch: int = 50) -> dict[str, Any]:
                 step(ctx)
             finally:
                 spent[name] += time.perf_counter() - started
+
         return run
 
     steps = tuple((name, timed(name, step)) for name, step in pipeline.STEPS)
     runtime = build(load_config(mailgate_config(workdir, sqlite_url(workdir))))
     try:
-        mails = [(m.raw, Envelope(mail_from=m.mail_from, rcpt_tos=list(m.rcpt_to), source="smtp"))
-                 for m in corpus.generate(count, seed=seed, small=True)]
+        mails = [
+            (m.raw, Envelope(mail_from=m.mail_from, rcpt_tos=list(m.rcpt_to), source="smtp"))
+            for m in corpus.generate(count, seed=seed, small=True)
+        ]
         started = time.perf_counter()
         for start in range(0, count, batch):
             with runtime.sessions() as session:
                 with session.begin():
-                    for raw, envelope in mails[start:start + batch]:
+                    for raw, envelope in mails[start : start + batch]:
                         with session.begin_nested():
                             pipeline.run(raw, envelope, session, runtime.services, steps=steps)
                     commit_started = time.perf_counter()
@@ -57,5 +60,9 @@ def measure(count: int, seed: int = 3, batch: int = 50) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
     per_message = {name: round(seconds / count * 1e6) for name, seconds in spent.items()}
     per_message["other (savepoints, flush)"] = round((total - sum(spent.values())) / count * 1e6)
-    return {"messages": count, "us_per_message": per_message, "total_us_per_message": round(total / count * 1e6),
-            "msgs_per_s": round(count / total, 1)}
+    return {
+        "messages": count,
+        "us_per_message": per_message,
+        "total_us_per_message": round(total / count * 1e6),
+        "msgs_per_s": round(count / total, 1),
+    }

@@ -30,8 +30,6 @@ class Runtime:
         self.engine.dispose()
 
 
-
-
 def build(config: Config, clock: Clock | None = None, *, create_schema: bool = True) -> Runtime:
     engine = db.make_engine(config.db_url, busy_timeout=config.database.busy_timeout)
     if create_schema:
@@ -39,8 +37,9 @@ def build(config: Config, clock: Clock | None = None, *, create_schema: bool = T
     spool = Spool(config.spool_dir)
     spool.ensure()
     services = Services(config=config, clock=clock or SystemClock(), blobs=open_blobs(config, engine))
-    runtime = Runtime(config=config, engine=engine, sessions=db.make_sessionmaker(engine), spool=spool,
-                      services=services)
+    runtime = Runtime(
+        config=config, engine=engine, sessions=db.make_sessionmaker(engine), spool=spool, services=services
+    )
     import importlib
 
     for name in PLUGINS:

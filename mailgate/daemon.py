@@ -168,9 +168,7 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
     recovered = runtime.spool.recover()
     if recovered:
         log.info("recovered spool entries left in work by a crash", extra={"count": recovered})
-    worker = Worker(
-        runtime.spool, runtime.sessions, runtime.services, on_committed=runtime.services.on_committed
-    )
+    worker = Worker(runtime.spool, runtime.sessions, runtime.services, on_committed=runtime.services.on_committed)
     runtime.services.wake_worker = wake.set
     counter = runtime.services.count_smtp or (lambda verdict: None)
     handler = _CountingHandler(config.support, runtime.spool, on_spooled=wake.set, counter=counter)

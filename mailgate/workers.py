@@ -281,8 +281,10 @@ class Supervisor:
         timeout = None if self.deadline is None else max(0.1, self.deadline - loop.time() - 0.5)
         _done, pending = await asyncio.wait(keepers, timeout=timeout)
         if pending:
-            log.error("stop grace spent: killing the workers still busy; their mail goes back to the spool",
-                      extra={"workers": ",".join(sorted(t.get_name() for t in pending))})
+            log.error(
+                "stop grace spent: killing the workers still busy; their mail goes back to the spool",
+                extra={"workers": ",".join(sorted(t.get_name() for t in pending))},
+            )
             self.signal_all(signal.SIGKILL)
             await asyncio.wait(keepers, timeout=10)
         waker.cancel()
@@ -297,10 +299,20 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         delay = RESTART_FIRST
         while not self._stopping:
-            argv = [sys.executable, "-m", "mailgate.workers", "--config", str(self.config.path),
-                    "--index", str(index), "--count", str(self.count)]
-            proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
-                                                        stdout=asyncio.subprocess.PIPE)
+            argv = [
+                sys.executable,
+                "-m",
+                "mailgate.workers",
+                "--config",
+                str(self.config.path),
+                "--index",
+                str(index),
+                "--count",
+                str(self.count),
+            ]
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            )
             self.procs[index], self.started = proc, self.started + 1
             born = loop.time()
             reader = asyncio.create_task(self._read(proc))
@@ -310,8 +322,10 @@ class Supervisor:
             returned = self.spool.recover_worker(worker_name(index))
             if self._stopping and code == 0:
                 return
-            log.error("worker process ended; its claimed mail is back in the spool",
-                      extra={"worker": worker_name(index), "exit": code, "returned": returned})
+            log.error(
+                "worker process ended; its claimed mail is back in the spool",
+                extra={"worker": worker_name(index), "exit": code, "returned": returned},
+            )
             if self._stopping:
                 return
             delay = RESTART_FIRST if loop.time() - born > LIVED_LONG else delay

@@ -48,8 +48,10 @@ def config_file(tmp_path: Path, db_url: str) -> Path:
 @pytest.fixture
 def make_config(tmp_path: Path, db_url: str) -> Callable[..., Path]:
     """Write config.toml with extra sections: make_config(support={...}, agents=[...])."""
+
     def _make(**sections: Any) -> Path:
         return write_config(tmp_path, db_url, **sections)
+
     return _make
 
 
@@ -65,8 +67,13 @@ class Harness:
         self.runtime = runtime
         self.worker = Worker(runtime.spool, runtime.sessions, runtime.services)
 
-    def deliver(self, raw: bytes, mail_from: str = "alice@customer.example",
-                rcpt_tos: tuple[str, ...] = ("support@example.com",), source: str = "smtp") -> None:
+    def deliver(
+        self,
+        raw: bytes,
+        mail_from: str = "alice@customer.example",
+        rcpt_tos: tuple[str, ...] = ("support@example.com",),
+        source: str = "smtp",
+    ) -> None:
         """What the SMTP door does, then what the worker does."""
         self.runtime.spool.put(raw, SpoolMeta(id="", source=source, mail_from=mail_from, rcpt_tos=list(rcpt_tos)))
         self.worker.drain()

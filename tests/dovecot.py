@@ -98,24 +98,45 @@ class Dovecot:
             "mail_fsync = never",
             "mail_max_userip_connections = 50",
             f"mail_location = maildir:{root}/mail/%u",
-            "passdb {", "  driver = passwd-file", f"  args = scheme=PLAIN username_format=%u {passwd}", "}",
-            "userdb {", "  driver = static", f"  args = home={root}/mail/%u", "}",
+            "passdb {",
+            "  driver = passwd-file",
+            f"  args = scheme=PLAIN username_format=%u {passwd}",
+            "}",
+            "userdb {",
+            "  driver = static",
+            f"  args = home={root}/mail/%u",
+            "}",
         ]
         if os.geteuid() == 0:
             mail_user = _user_or("nobody", "daemon")
             uid = pwd.getpwnam(mail_user).pw_uid
             gid = pwd.getpwnam(mail_user).pw_gid
             os.chown(root / "mail", uid, gid)
-            lines += [f"mail_uid = {mail_user}", f"mail_gid = {grp.getgrgid(gid).gr_name}",
-                      f"default_login_user = {_user_or('dovenull', mail_user)}",
-                      f"default_internal_user = {_user_or('dovecot', mail_user)}"]
+            lines += [
+                f"mail_uid = {mail_user}",
+                f"mail_gid = {grp.getgrgid(gid).gr_name}",
+                f"default_login_user = {_user_or('dovenull', mail_user)}",
+                f"default_internal_user = {_user_or('dovecot', mail_user)}",
+            ]
         else:
             me = pwd.getpwuid(os.geteuid()).pw_name
             group = grp.getgrgid(os.getegid()).gr_name
-            lines += [f"default_login_user = {me}", f"default_internal_user = {me}",
-                      f"default_internal_group = {group}", "service anvil {", "  chroot =", "}"]
-        login = ["service imap-login {", "  inet_listener imap {", "    address = 127.0.0.1",
-                 f"    port = {self.port}", "  }", "  inet_listener imaps {"]
+            lines += [
+                f"default_login_user = {me}",
+                f"default_internal_user = {me}",
+                f"default_internal_group = {group}",
+                "service anvil {",
+                "  chroot =",
+                "}",
+            ]
+        login = [
+            "service imap-login {",
+            "  inet_listener imap {",
+            "    address = 127.0.0.1",
+            f"    port = {self.port}",
+            "  }",
+            "  inet_listener imaps {",
+        ]
         if self.tls:
             self._make_certificate()
             lines += ["ssl = yes", f"ssl_cert = <{self.cert}", f"ssl_key = <{root / 'key.pem'}"]
@@ -132,15 +153,40 @@ class Dovecot:
         (root / "dovecot.conf").write_text("\n".join(lines + login) + "\n")
 
     def _make_certificate(self) -> None:
-        subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-keyout", str(self.root / "key.pem"), "-out", str(self.cert), "-days", "2",
-                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                       check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            [
+                OPENSSL,
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                str(self.root / "key.pem"),
+                "-out",
+                str(self.cert),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
 
     def start(self, timeout: float = 15) -> Dovecot:
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(self.root / "dovecot.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [DOVECOT, "-F", "-c", str(self.root / "dovecot.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

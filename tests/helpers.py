@@ -20,11 +20,19 @@ import tomli_w
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_mail(subject: str = "Printer on fire", body: str = "Hello,\nmy printer is on fire.\n",
-              sender: str = "Alice <alice@customer.example>", to: str = "support@example.com",
-              msgid: str | None = "auto", in_reply_to: str | None = None, references: str | None = None,
-              cc: str | None = None, headers: dict[str, str] | None = None, html: str | None = None,
-              attachments: Iterable[tuple[str, str, bytes]] = ()) -> bytes:
+def make_mail(
+    subject: str = "Printer on fire",
+    body: str = "Hello,\nmy printer is on fire.\n",
+    sender: str = "Alice <alice@customer.example>",
+    to: str = "support@example.com",
+    msgid: str | None = "auto",
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    cc: str | None = None,
+    headers: dict[str, str] | None = None,
+    html: str | None = None,
+    attachments: Iterable[tuple[str, str, bytes]] = (),
+) -> bytes:
     """A well-formed mail as bytes (CRLF), the way a mail client would send it."""
     msg = EmailMessage()
     msg["From"] = sender
@@ -55,11 +63,18 @@ def make_mail(subject: str = "Printer on fire", body: str = "Hello,\nmy printer 
 def write_config(directory: Path, db_url: str, **sections: dict[str, Any]) -> Path:
     """A config.toml in ``directory``: the embedded defaults on a free port, plus ``sections``."""
     data: dict[str, Any] = {
-        "mailgate": {"hostname": "support.example.com", "data_dir": "data", "database_url": db_url,
-                     "log_level": "info"},
+        "mailgate": {
+            "hostname": "support.example.com",
+            "data_dir": "data",
+            "database_url": db_url,
+            "log_level": "info",
+        },
         "smtp": {"listen": "127.0.0.1:0", "max_message_size": "25MB"},
-        "support": {"name": "Example Support", "address": "support@example.com",
-                    "accept": ["support@example.com", "help@example.com"]},
+        "support": {
+            "name": "Example Support",
+            "address": "support@example.com",
+            "accept": ["support@example.com", "help@example.com"],
+        },
         "spool": {"max_attempts": 3, "batch_size": 50},
         "outbound": {"smarthost": "", "starttls": False},  # the test smarthosts are loopback ones, in clear text
     }
@@ -73,17 +88,25 @@ def write_config(directory: Path, db_url: str, **sections: dict[str, Any]) -> Pa
     return path
 
 
-def send(port: int, raw: bytes, mail_from: str = "alice@customer.example",
-         rcpt: Iterable[str] = ("support@example.com",)) -> dict[str, Any]:
+def send(
+    port: int, raw: bytes, mail_from: str = "alice@customer.example", rcpt: Iterable[str] = ("support@example.com",)
+) -> dict[str, Any]:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         return client.sendmail(mail_from, list(rcpt), raw)
 
 
-def mailgate(config: Path, *args: str, input: bytes | None = None, timeout: float = 120,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def mailgate(
+    config: Path, *args: str, input: bytes | None = None, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """Run the real `mailgate` CLI in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "mailgate", "--config", str(config), *args], input=input,
-                          capture_output=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "mailgate", "--config", str(config), *args],
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 class Daemon:
@@ -98,8 +121,13 @@ class Daemon:
 
     def start(self, timeout: float = 30) -> Daemon:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "mailgate", "--config", str(self.config), "serve"],
-                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env=self.env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailgate", "--config", str(self.config), "serve"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             match = re.search(r"msg=listening addr=[\d.]+:(\d+)", self.log())

@@ -46,8 +46,13 @@ def free_port() -> int:
 class Postfix:
     """One private instance; ``main`` and ``master`` are the recipe's lines, ``transport`` its table."""
 
-    def __init__(self, main: str = "", master: str = "", transport: str = "",
-                 mailboxes: tuple[str, ...] = ("alice@customer.example",)) -> None:
+    def __init__(
+        self,
+        main: str = "",
+        master: str = "",
+        transport: str = "",
+        mailboxes: tuple[str, ...] = ("alice@customer.example",),
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="mg-pf-", dir="/tmp"))
         self.root.chmod(0o755)
         self.etc, self.queue, self.data, self.mail = (self.root / n for n in ("etc", "queue", "data", "mail"))
@@ -113,8 +118,9 @@ maximal_backoff_time = 600s
     def start(self, timeout: float = 60) -> Postfix:
         subprocess.run([POSTFIX, "-c", str(self.etc), "check"], check=True, capture_output=True, timeout=60)
         # the master itself, not detached (-d): its PID is ours to stop, and its children go with it
-        self.proc = subprocess.Popen([MASTER, "-c", str(self.etc), "-d"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [MASTER, "-c", str(self.etc), "-d"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

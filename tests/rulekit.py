@@ -35,9 +35,16 @@ def last_ticket(harness: Any) -> dict[str, Any] | None:
         if ticket is None:
             return None
         created = s.scalars(select(Event).where(Event.ticket_id == ticket.id, Event.kind == "ticket.created")).one()
-        return {"number": ticket.number, "queue": ticket.queue, "priority": ticket.priority,
-                "tags": list(ticket.tags), "assignee": ticket.assignee, "spam": ticket.spam,
-                "rules": created.detail.get("rules"), "messages": len(ticket.messages)}
+        return {
+            "number": ticket.number,
+            "queue": ticket.queue,
+            "priority": ticket.priority,
+            "tags": list(ticket.tags),
+            "assignee": ticket.assignee,
+            "spam": ticket.spam,
+            "rules": created.detail.get("rules"),
+            "messages": len(ticket.messages),
+        }
 
 
 def ticket_count(harness: Any) -> int:

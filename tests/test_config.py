@@ -23,14 +23,17 @@ def test_the_example_config_loads_as_is():
     assert config.outbound.smarthost == ""
 
 
-@pytest.mark.parametrize(("text", "expected"), [("25MB", 25_000_000), ("512KiB", 524_288), ("1000", 1000),
-                                                ("1.5 GB", 1_500_000_000), (42, 42)])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("25MB", 25_000_000), ("512KiB", 524_288), ("1000", 1000), ("1.5 GB", 1_500_000_000), (42, 42)],
+)
 def test_sizes(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [("30s", 30), ("5m", 300), ("2h", 7200), ("1d12h", 129600),
-                                                ("500ms", 0.5), (90, 90)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("30s", 30), ("5m", 300), ("2h", 7200), ("1d12h", 129600), ("500ms", 0.5), (90, 90)]
+)
 def test_durations(text, expected):
     assert parse_duration(text) == expected
 
@@ -41,18 +44,21 @@ def test_bad_durations_raise(bad):
         parse_duration(bad)
 
 
-@pytest.mark.parametrize(("toml", "key", "expected"), [
-    ('[smtp]\nlisten = "nowhere"', "smtp.listen", "host:port"),
-    ('[smtp]\nmax_message_size = "big"', "smtp.max_message_size", "size"),
-    ('[support]\naddress = "not-an-address"', "support.address", "mail address"),
-    ('[support]\naccept = ["nodomain"]', "support.accept", "@domain"),
-    ('[spool]\nmax_attempts = 0', "spool.max_attempts", ">= 1"),
-    ('[mailgate]\nlog_level = "loud"', "mailgate.log_level", "one of"),
-    ('[mailgate]\nhostnme = "x"', "mailgate.hostnme", "unknown key"),
-    ('[outbound]\nsmarthost = "mail.example.com"', "outbound.smarthost", "host:port"),
-    ('[[agents]]\nname = "Bob"', "agents[0].address", "required"),
-    ('[smtp\nlisten = 1', "", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("toml", "key", "expected"),
+    [
+        ('[smtp]\nlisten = "nowhere"', "smtp.listen", "host:port"),
+        ('[smtp]\nmax_message_size = "big"', "smtp.max_message_size", "size"),
+        ('[support]\naddress = "not-an-address"', "support.address", "mail address"),
+        ('[support]\naccept = ["nodomain"]', "support.accept", "@domain"),
+        ("[spool]\nmax_attempts = 0", "spool.max_attempts", ">= 1"),
+        ('[mailgate]\nlog_level = "loud"', "mailgate.log_level", "one of"),
+        ('[mailgate]\nhostnme = "x"', "mailgate.hostnme", "unknown key"),
+        ('[outbound]\nsmarthost = "mail.example.com"', "outbound.smarthost", "host:port"),
+        ('[[agents]]\nname = "Bob"', "agents[0].address", "required"),
+        ("[smtp\nlisten = 1", "", "not valid TOML"),
+    ],
+)
 def test_errors_name_the_file_the_key_and_what_was_expected(tmp_path, toml, key, expected):
     path = tmp_path / "config.toml"
     path.write_text(toml + "\n")

@@ -20,8 +20,12 @@ from tests.outbound_helpers import sent_mails
 
 
 def _build_wheel(dist: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     [wheel] = dist.glob("mailgate-*.whl")
     return wheel
 
@@ -29,8 +33,12 @@ def _build_wheel(dist: Path) -> Path:
 def _fresh_venv(venv: Path, wheel: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return python
 
 
@@ -56,15 +64,27 @@ def test_a_wheel_installed_in_a_fresh_venv_serves_and_acknowledges(tmp_path: Pat
     env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"], "PYTHONUNBUFFERED": "1"}
     home = tmp_path / "home"
     home.mkdir()
-    where = subprocess.run([str(python), "-c", "import mailgate; print(mailgate.__file__)"], cwd=home, env=env,
-                           capture_output=True, text=True, check=True, timeout=60).stdout
+    where = subprocess.run(
+        [str(python), "-c", "import mailgate; print(mailgate.__file__)"],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert where.startswith(str(tmp_path / "venv")), where
 
     config = write_config(home, f"sqlite:///{home / 'data' / 'mailgate.sqlite3'}")
     log = home / "serve.log"
     with open(log, "wb") as out:
-        serve = subprocess.Popen([str(python), "-m", "mailgate", "--config", str(config), "serve"],
-                                 stdout=out, stderr=subprocess.STDOUT, cwd=home, env=env)
+        serve = subprocess.Popen(
+            [str(python), "-m", "mailgate", "--config", str(config), "serve"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=home,
+            env=env,
+        )
     try:
         port = wait_for(lambda: _listening(serve, log), timeout=60, message="serve listening")
         send(port, make_mail(subject="From the wheel", msgid="<wheel1@customer.example>"))

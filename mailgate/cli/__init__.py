@@ -56,10 +56,12 @@ def _command_of(argv: Sequence[str]) -> str:
 
 def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailgate", description="An email-first helpdesk.")
-    parser.add_argument("--config", metavar="PATH",
-                        help="config file (default ./config.toml, else ./config.example.toml)")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                        help="override [mailgate] log_level")
+    parser.add_argument(
+        "--config", metavar="PATH", help="config file (default ./config.toml, else ./config.example.toml)"
+    )
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="override [mailgate] log_level"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in modules:
@@ -73,8 +75,12 @@ def _global_options_everywhere(parser: argparse.ArgumentParser) -> None:
     for action in parser._subparsers._group_actions if parser._subparsers else []:
         for subparser in getattr(action, "choices", {}).values():
             subparser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-            subparser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            subparser.add_argument(
+                "--log-level",
+                choices=("debug", "info", "warning", "error"),
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+            )
             _global_options_everywhere(subparser)
 
 

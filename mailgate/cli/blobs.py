@@ -28,10 +28,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     source_name = "files" if args.target == "database" else "database"
     source, target = open_backend(source_name, config, engine), open_backend(args.target, config, engine)
     report = migrate(source, target, engine)
-    print(f"{report.copied} blobs copied from {source_name} to {args.target}, {report.skipped} already there; "
-          f"{report.verified} referenced blobs verified", file=sys.stderr)
-    for label, shas in (("refused (content does not hash to its name)", report.refused),
-                        ("missing", report.missing), ("corrupt", report.corrupt)):
+    print(
+        f"{report.copied} blobs copied from {source_name} to {args.target}, {report.skipped} already there; "
+        f"{report.verified} referenced blobs verified",
+        file=sys.stderr,
+    )
+    for label, shas in (
+        ("refused (content does not hash to its name)", report.refused),
+        ("missing", report.missing),
+        ("corrupt", report.corrupt),
+    ):
         for sha in shas:
             print(f"mailgate: blob {sha}: {label}", file=sys.stderr)
     engine.dispose()

@@ -10,10 +10,20 @@ from mailgate.cli.common import load
 
 def register(dbsub: argparse._SubParsersAction) -> None:
     cp = dbsub.add_parser("copy", help="copy every row and blob to an empty database, verify, print the config")
-    cp.add_argument("--to", required=True, metavar="URL", dest="target_url",
-                    help="e.g. postgresql+psycopg://mailgate@db.example.com/mailgate (must hold no tables)")
-    cp.add_argument("--blobs", choices=("database", "files"), default="database", dest="target_backend",
-                    help="the target's blob backend (default database: every machine reads every blob)")
+    cp.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        dest="target_url",
+        help="e.g. postgresql+psycopg://mailgate@db.example.com/mailgate (must hold no tables)",
+    )
+    cp.add_argument(
+        "--blobs",
+        choices=("database", "files"),
+        default="database",
+        dest="target_backend",
+        help="the target's blob backend (default database: every machine reads every blob)",
+    )
     cp.set_defaults(func=cmd_db_copy)
 
 
@@ -38,17 +48,25 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
         source.dispose()
         target.dispose()
     rows = sum(report.rows.values())
-    print(f"{rows} rows in {len(report.rows)} tables copied; {report.blobs.copied} blobs copied, "
-          f"{report.blobs.verified} referenced blobs verified", file=sys.stderr)
+    print(
+        f"{rows} rows in {len(report.rows)} tables copied; {report.blobs.copied} blobs copied, "
+        f"{report.blobs.verified} referenced blobs verified",
+        file=sys.stderr,
+    )
     for name in report.mismatched:
         print(f"mailgate: table {name}: the copy differs from the source (count or checksum)", file=sys.stderr)
-    for label, shas in (("missing", report.blobs.missing), ("corrupt", report.blobs.corrupt),
-                        ("refused", report.blobs.refused)):
+    for label, shas in (
+        ("missing", report.blobs.missing),
+        ("corrupt", report.blobs.corrupt),
+        ("refused", report.blobs.refused),
+    ):
         for sha in shas:
             print(f"mailgate: blob {sha}: {label} in the target", file=sys.stderr)
     if not report.ok:
         return 1
     url = args.target_url.replace('"', '\\"')
-    print(f'# in config.toml, then restart the daemons:\n[mailgate]\ndatabase_url = "{url}"\n\n'
-          f'[blobs]\nbackend = "{args.target_backend}"')
+    print(
+        f'# in config.toml, then restart the daemons:\n[mailgate]\ndatabase_url = "{url}"\n\n'
+        f'[blobs]\nbackend = "{args.target_backend}"'
+    )
     return 0

@@ -79,8 +79,9 @@ def check_config(path: Path, user: ServiceUser) -> Check:
     if not path.exists():
         return Check("config", False, f"{path} does not exist", "create it from config.example.toml")
     if not user.may(path, "r"):
-        return Check("config", False, f"{path} is not readable by {user.name}",
-                     f"chgrp {user.name} {path} && chmod 0640 {path}")
+        return Check(
+            "config", False, f"{path} is not readable by {user.name}", f"chgrp {user.name} {path} && chmod 0640 {path}"
+        )
     return Check("config", True, f"{path} readable by {user.name}")
 
 
@@ -88,13 +89,21 @@ def check_data_dir(config: Config, user: ServiceUser) -> Check:
     folders = [config.data_dir, config.spool_dir, *(config.spool_dir / s for s in ("tmp", "incoming", "work"))]
     for folder in folders:
         if folder.exists() and not (user.may(folder, "w") and user.may(folder, "x")):
-            return Check("data_dir", False, f"{folder} is not writable by {user.name}",
-                         f"chown -R {user.name}: {config.data_dir}")
+            return Check(
+                "data_dir",
+                False,
+                f"{folder} is not writable by {user.name}",
+                f"chown -R {user.name}: {config.data_dir}",
+            )
     if not config.data_dir.exists():
         parent = config.data_dir.parent
         if not user.may(parent, "w"):
-            return Check("data_dir", False, f"{config.data_dir} does not exist and {user.name} cannot create it",
-                         f"install -d -o {user.name} -g {user.name} -m 0750 {config.data_dir}")
+            return Check(
+                "data_dir",
+                False,
+                f"{config.data_dir} does not exist and {user.name} cannot create it",
+                f"install -d -o {user.name} -g {user.name} -m 0750 {config.data_dir}",
+            )
         return Check("data_dir", True, f"{config.data_dir} will be created by {user.name} on first start")
     return Check("data_dir", True, f"{config.data_dir} and its spool writable by {user.name}")
 
@@ -109,15 +118,23 @@ def check_database(config: Config) -> Check:
         have, want = db.current_heads(engine), db.script_heads(engine)
     except Exception as exc:  # any driver error: the point is that it cannot be used
         first = str(exc).splitlines()[0] if str(exc) else ""
-        return Check("database", False, f"cannot reach {_safe_url(config.db_url)}: {type(exc).__name__}: {first}",
-                     "check [mailgate] database_url and that the server is up")
+        return Check(
+            "database",
+            False,
+            f"cannot reach {_safe_url(config.db_url)}: {type(exc).__name__}: {first}",
+            "check [mailgate] database_url and that the server is up",
+        )
     finally:
         engine.dispose()
     if not have:
         return Check("database", True, f"{_safe_url(config.db_url)} is empty; `mailgate serve` creates the schema")
     if have != want:
-        return Check("database", False, f"schema at {', '.join(sorted(have))}, code wants {', '.join(sorted(want))}",
-                     "mailgate db upgrade")
+        return Check(
+            "database",
+            False,
+            f"schema at {', '.join(sorted(have))}, code wants {', '.join(sorted(want))}",
+            "mailgate db upgrade",
+        )
     return Check("database", True, f"{_safe_url(config.db_url)} reachable, schema at head")
 
 
@@ -128,12 +145,20 @@ def check_sqlite_files(config: Config, user: ServiceUser) -> Check | None:
     path = Path(config.db_url.removeprefix("sqlite:///"))
     for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         if candidate.exists() and not user.may(candidate, "w"):
-            return Check("sqlite_files", False, f"{candidate} is not writable by {user.name} "
-                         "(SQLite then fails with 'attempt to write a readonly database')",
-                         f"chown {user.name}: {candidate} && chmod 0640 {candidate}")
+            return Check(
+                "sqlite_files",
+                False,
+                f"{candidate} is not writable by {user.name} "
+                "(SQLite then fails with 'attempt to write a readonly database')",
+                f"chown {user.name}: {candidate} && chmod 0640 {candidate}",
+            )
     if path.parent.exists() and not user.may(path.parent, "w"):
-        return Check("sqlite_files", False, f"{path.parent} is not writable by {user.name}: "
-                     "SQLite cannot create its -wal and -shm files", f"chown {user.name}: {path.parent}")
+        return Check(
+            "sqlite_files",
+            False,
+            f"{path.parent} is not writable by {user.name}: SQLite cannot create its -wal and -shm files",
+            f"chown {user.name}: {path.parent}",
+        )
     return Check("sqlite_files", True, f"{path} and its -wal/-shm files writable by {user.name}")
 
 
@@ -174,8 +199,9 @@ def check_secret(config: Config, user: ServiceUser) -> Check:
         return Check("secret", True, f"{path} will be created (mode 0600) on first start")
     mode = path.stat().st_mode
     if mode & 0o077:
-        return Check("secret", False, f"{path} is readable by others (mode {stat.S_IMODE(mode):04o})",
-                     f"chmod 0600 {path}")
+        return Check(
+            "secret", False, f"{path} is readable by others (mode {stat.S_IMODE(mode):04o})", f"chmod 0600 {path}"
+        )
     if not user.may(path, "r"):
         return Check("secret", False, f"{path} is not readable by {user.name}", f"chown {user.name}: {path}")
     if len(path.read_bytes().strip()) < 16:
@@ -191,8 +217,12 @@ def check_door(config: Config) -> Check | None:
         with smtplib.SMTP(config.smtp.host, config.smtp.port, timeout=PROBE_TIMEOUT) as client:
             code, _ = client.noop()
     except (OSError, smtplib.SMTPException) as exc:
-        return Check("smtp_door", False, f"nothing answers SMTP on {where}: {exc}",
-                     "start the daemon: systemctl start mailgate (or mailgate serve)")
+        return Check(
+            "smtp_door",
+            False,
+            f"nothing answers SMTP on {where}: {exc}",
+            "start the daemon: systemctl start mailgate (or mailgate serve)",
+        )
     if code != 250:
         return Check("smtp_door", False, f"{where} answered NOOP with {code}", "look at the daemon's log")
     return Check("smtp_door", True, f"the SMTP door answers on {where}")
@@ -211,9 +241,12 @@ def check_worker(config: Config, now: Callable[[], float] = time.time) -> Check:
         return Check("worker", True, f"no mail waits{note}")
     age = now() - int(names[0].split("-", 1)[0]) / 1e9
     if age > STALE_SPOOL:
-        return Check("worker", False, f"{len(names)} mail(s) wait, the oldest for {age / 60:.0f} min: "
-                     f"no daemon is processing this spool{note}",
-                     "start the daemon (the pipe door only spools: `mailgate serve` must run)")
+        return Check(
+            "worker",
+            False,
+            f"{len(names)} mail(s) wait, the oldest for {age / 60:.0f} min: no daemon is processing this spool{note}",
+            "start the daemon (the pipe door only spools: `mailgate serve` must run)",
+        )
     return Check("worker", True, f"{len(names)} mail(s) wait, the oldest for {age:.0f} s{note}")
 
 
@@ -226,11 +259,19 @@ def check_smarthost(config: Config) -> Check:
             client.ehlo()
             tls = client.has_extn("starttls")
     except (OSError, ValueError, smtplib.SMTPException) as exc:
-        return Check("smarthost", False, f"cannot reach {config.outbound.smarthost}: {exc}",
-                     "check [outbound] smarthost and the firewall")
+        return Check(
+            "smarthost",
+            False,
+            f"cannot reach {config.outbound.smarthost}: {exc}",
+            "check [outbound] smarthost and the firewall",
+        )
     if config.outbound.starttls and not tls:
-        return Check("smarthost", False, f"{config.outbound.smarthost} does not offer STARTTLS, which is required",
-                     "enable TLS on the smarthost, or set [outbound] starttls = false for a loopback one")
+        return Check(
+            "smarthost",
+            False,
+            f"{config.outbound.smarthost} does not offer STARTTLS, which is required",
+            "enable TLS on the smarthost, or set [outbound] starttls = false for a loopback one",
+        )
     return Check("smarthost", True, f"{config.outbound.smarthost} answers" + (" and offers STARTTLS" if tls else ""))
 
 
@@ -289,4 +330,3 @@ def _safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "the database"
-

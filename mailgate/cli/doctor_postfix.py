@@ -38,9 +38,12 @@ def checks(config: Config, directory: str | None = None) -> Iterator[Check]:
 
 def _delimiter(value: str) -> Check:
     if "+" not in value:
-        return Check("postfix_delimiter", False,
-                     f"recipient_delimiter is {value!r}: signed reply addresses (support+12.mac@…) bounce",
-                     "postconf -e 'recipient_delimiter = +'")
+        return Check(
+            "postfix_delimiter",
+            False,
+            f"recipient_delimiter is {value!r}: signed reply addresses (support+12.mac@…) bounce",
+            "postconf -e 'recipient_delimiter = +'",
+        )
     return Check("postfix_delimiter", True, f"recipient_delimiter {value!r} keeps support+… addresses")
 
 
@@ -50,9 +53,13 @@ def _size(value: str, ours: int) -> Check:
     except ValueError:
         return Check("postfix_size", False, f"message_size_limit {value!r} is not a number", RECIPE)
     if limit and limit < ours:
-        return Check("postfix_size", False, f"message_size_limit {limit} is below mailgate's max_message_size {ours}: "
-                     "Postfix refuses mail mailgate would take",
-                     f"postconf -e 'message_size_limit = {ours + 1_000_000}'")
+        return Check(
+            "postfix_size",
+            False,
+            f"message_size_limit {limit} is below mailgate's max_message_size {ours}: "
+            "Postfix refuses mail mailgate would take",
+            f"postconf -e 'message_size_limit = {ours + 1_000_000}'",
+        )
     return Check("postfix_size", True, f"message_size_limit {limit or 'unlimited'} >= {ours}")
 
 
@@ -69,14 +76,21 @@ def _transport(postconf: str, directory: str | None, maps: str, config: Config) 
             if found:
                 break
         if not found:
-            yield Check("postfix_transport", False, f"no transport_maps entry for {domain}: Postfix delivers it "
-                        "elsewhere", f"{domain} smtp:{door} in the transport table, and {domain} in relay_domains; "
-                        + RECIPE)
+            yield Check(
+                "postfix_transport",
+                False,
+                f"no transport_maps entry for {domain}: Postfix delivers it elsewhere",
+                f"{domain} smtp:{door} in the transport table, and {domain} in relay_domains; " + RECIPE,
+            )
             continue
         nexthop = found.split(":", 1)
         if nexthop[0] in ("smtp", "lmtp") and nexthop[1:] and nexthop[1] != door:
-            yield Check("postfix_transport", False, f"{domain} goes to {found}, not to the door {door}",
-                        f"{domain} smtp:{door} in the transport table")
+            yield Check(
+                "postfix_transport",
+                False,
+                f"{domain} goes to {found}, not to the door {door}",
+                f"{domain} smtp:{door} in the transport table",
+            )
         else:
             yield Check("postfix_transport", True, f"{domain} → {found}")
 

@@ -72,8 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--mbox", metavar="FILE", help="import every mail of an mbox file")
     src.add_argument("--maildir", metavar="DIR", help="import every mail of a maildir")
     p.add_argument("--batch", type=int, default=200, help="mails per transaction for --mbox/--maildir")
-    p.add_argument("--workers", type=int, default=0, metavar="N",
-                   help="with --mbox/--maildir: import in N processes (default: [spool] workers)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --mbox/--maildir: import in N processes (default: [spool] workers)",
+    )
     p.add_argument(
         "--auto-reply",
         action="store_true",
@@ -200,8 +205,7 @@ def _import_many(args: argparse.Namespace, config: Config) -> int:
         print(f"mailgate: cannot read {exc}", file=sys.stderr)
         return EX_NOINPUT
     except _ImportBroke as exc:
-        print(f"mailgate: import stopped: {exc}; run it again (what was stored is not stored twice)",
-              file=sys.stderr)
+        print(f"mailgate: import stopped: {exc}; run it again (what was stored is not stored twice)", file=sys.stderr)
         return EX_TEMPFAIL
     total = sum(counts.values())
     elapsed = time.monotonic() - started

@@ -53,8 +53,14 @@ def reading(raw: bytes) -> dict[str, Any]:
         "text": mail.text,
         "html": mail.html or None,
         "attachments": [
-            {"name": a.filename, "type": a.content_type, "size": len(a.payload),
-             "sha256": hashlib.sha256(a.payload).hexdigest(), "inline": a.inline, "part_of": a.part_of or None}
+            {
+                "name": a.filename,
+                "type": a.content_type,
+                "size": len(a.payload),
+                "sha256": hashlib.sha256(a.payload).hexdigest(),
+                "inline": a.inline,
+                "part_of": a.part_of or None,
+            }
             for a in mail.attachments
         ],
         "classification": {"kind": mail.kind, "automatic": mail.automatic, "reason": mail.kind_reason},
@@ -83,8 +89,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
     kind = data["classification"]
     echo(f"Kind: {kind['kind']}" + (f" ({kind['reason']})" if kind["reason"] else ""))
     for decision in data["charsets"]:
-        echo(f"[charset] part {decision['part']} {decision['type']}: declared {decision['declared'] or '-'}, "
-             f"read as {decision['used']} ({decision['how']})")
+        echo(
+            f"[charset] part {decision['part']} {decision['type']}: declared {decision['declared'] or '-'}, "
+            f"read as {decision['used']} ({decision['how']})"
+        )
     for att in data["attachments"]:
         owner = f", in {att['part_of']}" if att["part_of"] else ""
         echo(f"[attachment] {att['name']} ({att['type']}, {att['size']} bytes{owner})")

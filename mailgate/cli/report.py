@@ -31,8 +31,9 @@ def parse_since(value: str, now: datetime) -> datetime:
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a duration such as 30d or a date such as 2026-01-01, "
-                                         f"got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 30d or a date such as 2026-01-01, got {value!r}"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 

@@ -35,8 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     explain.add_argument("mail", metavar="MAIL.eml", help="the mail (- for stdin)")
     explain.add_argument("--format", choices=("text", "json"), default="text")
     explain.add_argument("--mail-from", default="", metavar="ADDR", help="SMTP envelope sender to assume")
-    explain.add_argument("--rcpt", action="append", default=[], metavar="ADDR",
-                         help="SMTP envelope recipient to assume (repeatable); Delivered-To headers count too")
+    explain.add_argument(
+        "--rcpt",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="SMTP envelope recipient to assume (repeatable); Delivered-To headers count too",
+    )
     explain.set_defaults(func=cmd_explain)
 
 
@@ -89,12 +94,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
         routing = decide_for(session, facts, ruleset, spam_settings, config.support.default_queue, explain=True)
     traces = routing.outcome.trace
     if args.format == "json":
-        print_json({"mail": {"subject": mail.subject, "from": facts.text("from")[0] if facts.text("from") else "",
-                             "message_id": mail.message_id, "size": mail.size},
-                    "rules": [t.as_dict() for t in traces],
-                    "spam": {"spam": routing.decision.spam, "source": routing.spam_source,
-                             "reason": routing.spam_reason, "routed_queue": routing.routed_queue},
-                    "decision": routing.as_dict()})
+        print_json(
+            {
+                "mail": {
+                    "subject": mail.subject,
+                    "from": facts.text("from")[0] if facts.text("from") else "",
+                    "message_id": mail.message_id,
+                    "size": mail.size,
+                },
+                "rules": [t.as_dict() for t in traces],
+                "spam": {
+                    "spam": routing.decision.spam,
+                    "source": routing.spam_source,
+                    "reason": routing.spam_reason,
+                    "routed_queue": routing.routed_queue,
+                },
+                "decision": routing.as_dict(),
+            }
+        )
         return EX_OK
     _print_text(mail, facts, ruleset, routing)
     return EX_OK
@@ -116,12 +133,17 @@ def _print_text(mail: Any, facts: Any, ruleset: Any, routing: Any) -> None:
     d = routing.decision
     spam_line = ("yes" if d.spam else "no") + (f" ({routing.spam_reason})" if routing.spam_reason else "")
     echo("Decision:")
-    for label, value in (("queue", d.queue + (f" (rules chose {routing.routed_queue})" if d.spam else "")),
-                         ("priority", d.priority), ("tags", ", ".join(d.tags) or "-"),
-                         ("assignee", d.assignee or "-"), ("spam", spam_line),
-                         ("auto_reply", "yes" if d.auto_reply else "no"), ("template", d.template or "(default)"),
-                         ("drop", "yes: nothing would be stored" if d.drop else "no"),
-                         ("rules", ", ".join(d.rules) or "-")):
+    for label, value in (
+        ("queue", d.queue + (f" (rules chose {routing.routed_queue})" if d.spam else "")),
+        ("priority", d.priority),
+        ("tags", ", ".join(d.tags) or "-"),
+        ("assignee", d.assignee or "-"),
+        ("spam", spam_line),
+        ("auto_reply", "yes" if d.auto_reply else "no"),
+        ("template", d.template or "(default)"),
+        ("drop", "yes: nothing would be stored" if d.drop else "no"),
+        ("rules", ", ".join(d.rules) or "-"),
+    ):
         echo(f"  {label + ':':<11} {value}")
 
 
@@ -153,8 +175,7 @@ class _ReadOnlySession:
                 return None
             self.session = db.make_sessionmaker(self.engine)()
         except Exception as exc:  # explain still works without the lists
-            print(f"mailgate: sender lists not read ({type(exc).__name__}); explaining without them",
-                  file=sys.stderr)
+            print(f"mailgate: sender lists not read ({type(exc).__name__}); explaining without them", file=sys.stderr)
             return None
         return self.session
 

@@ -33,8 +33,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as exc:
         print(f"mailgate: {exc}", file=sys.stderr)
         return 2
-    filters = Filters(status=args.status, queue=args.queue, customer=args.customer, since=since, until=until,
-                      limit=max(1, args.limit))
+    filters = Filters(
+        status=args.status, queue=args.queue, customer=args.customer, since=since, until=until, limit=max(1, args.limit)
+    )
     with rt.sessions() as session:
         rows = search(session, " ".join(args.query), filters)
     if args.format == "json":

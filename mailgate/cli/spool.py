@@ -35,9 +35,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for entry in spool.iter_all():
         meta = entry.read_meta()
-        rows.append({"id": entry.id, "state": entry.state, "source": meta.source, "size": entry.size,
-                     "attempts": meta.attempts, "received_at": meta.received_at, "mail_from": meta.mail_from,
-                     "last_error": meta.last_error})
+        rows.append(
+            {
+                "id": entry.id,
+                "state": entry.state,
+                "source": meta.source,
+                "size": entry.size,
+                "attempts": meta.attempts,
+                "received_at": meta.received_at,
+                "mail_from": meta.mail_from,
+                "last_error": meta.last_error,
+            }
+        )
     if args.format == "json":
         print_json(rows)
     else:
@@ -61,6 +70,5 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for entry in entries:
         spool.replay(entry)
         print(f"replayed {entry.id}")
-    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} back in the spool; "
-          "a running daemon picks them up")
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} back in the spool; a running daemon picks them up")
     return 0

@@ -28,6 +28,5 @@ def cmd_check(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem)
     files = len(templates.files())
-    print(f"{files} template(s) in {', '.join(str(d) for d in templates.directories)}: "
-          f"{len(problems)} problem(s)")
+    print(f"{files} template(s) in {', '.join(str(d) for d in templates.directories)}: {len(problems)} problem(s)")
     return 1 if problems else 0

@@ -60,14 +60,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     echo(f"#{data['number']} {data['subject']}")
-    echo(f"status: {data['status']}  queue: {data['queue']}  priority: {data['priority']}  "
-         f"customer: {data['customer']}  assignee: {data['assignee'] or '-'}")
+    echo(
+        f"status: {data['status']}  queue: {data['queue']}  priority: {data['priority']}  "
+        f"customer: {data['customer']}  assignee: {data['assignee'] or '-'}"
+    )
     for message in data["messages"]:
         echo(f"\n--- {message['direction']} {message['date']} from {message['from']}")
         echo(f"Subject: {message['subject']}")
         for att in message["attachments"]:
-            echo(f"[attachment] {att['filename']} ({att['content_type']}, sniffed {att['sniffed_type']}, "
-                 f"{att['size']} bytes, sha256 {att['sha256'][:12]}…)")
+            echo(
+                f"[attachment] {att['filename']} ({att['content_type']}, sniffed {att['sniffed_type']}, "
+                f"{att['size']} bytes, sha256 {att['sha256'][:12]}…)"
+            )
         echo(message["text"].rstrip())
     return 0
 
@@ -117,8 +121,11 @@ def cmd_attachment(args: argparse.Namespace) -> int:
         for chunk in rt.services.blobs.iter_chunks(attachment.sha256):
             sys.stdout.buffer.write(chunk)
     except FileNotFoundError:
-        print(f"mailgate: the bytes of {attachment.filename!r} (sha256 {attachment.sha256}) are not in the "
-              "blob store: see `mailgate blobs migrate`", file=sys.stderr)
+        print(
+            f"mailgate: the bytes of {attachment.filename!r} (sha256 {attachment.sha256}) are not in the "
+            "blob store: see `mailgate blobs migrate`",
+            file=sys.stderr,
+        )
         return 1
     sys.stdout.buffer.flush()
     print(f"#{args.number} [{args.index}] {attachment.filename} ({attachment.size} bytes)", file=sys.stderr)

@@ -167,10 +167,24 @@ class Config:
 
 
 # Sections owned by other modules; they parse them from Config.raw themselves.
-_FOREIGN_SECTIONS = {"imap", "rules", "spam", "metrics", "sla", "loop", "templates", "agent_auth",
-                     "lifecycle", "bounces", "logging", "scheduler", "daemon",
-                     "notify", "relay",  # notify, relay: mailgate.outbound.attachments
-                     "blobs"}  # blobs: mailgate.storage.blobstore
+_FOREIGN_SECTIONS = {
+    "imap",
+    "rules",
+    "spam",
+    "metrics",
+    "sla",
+    "loop",
+    "templates",
+    "agent_auth",
+    "lifecycle",
+    "bounces",
+    "logging",
+    "scheduler",
+    "daemon",
+    "notify",
+    "relay",  # notify, relay: mailgate.outbound.attachments
+    "blobs",
+}  # blobs: mailgate.storage.blobstore
 
 
 def load_config(path: Path | str) -> Config:
@@ -232,11 +246,13 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     sup.finish()
 
     sp = root.table("spool")
-    spool = SpoolConfig(max_attempts=sp.int("max_attempts", 5, minimum=1),
-                        batch_size=sp.int("batch_size", 50, minimum=1),
-                        max_claims=sp.int("max_claims", 3, minimum=1),
-                        mail_budget=sp.duration("mail_budget", "60s"),
-                        workers=sp.int("workers", DEFAULT_WORKERS, minimum=1))
+    spool = SpoolConfig(
+        max_attempts=sp.int("max_attempts", 5, minimum=1),
+        batch_size=sp.int("batch_size", 50, minimum=1),
+        max_claims=sp.int("max_claims", 3, minimum=1),
+        mail_budget=sp.duration("mail_budget", "60s"),
+        workers=sp.int("workers", DEFAULT_WORKERS, minimum=1),
+    )
     sp.finish()
 
     dbt = root.table("database")
@@ -266,15 +282,21 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
 
     agents = []
     for t in root.tables("agents"):
-        agents.append(AgentConfig(address=t.address("address"), name=t.str("name", ""),
-                                  queues=t.str_list("queues", [])))
+        agents.append(
+            AgentConfig(address=t.address("address"), name=t.str("name", ""), queues=t.str_list("queues", []))
+        )
         _ignore_foreign(t, _AGENT_FOREIGN_KEYS)
         t.finish()
     queues = []
     for t in root.tables("queues"):
-        queues.append(QueueConfig(name=t.str("name"), agents=tuple(a.lower() for a in t.str_list("agents", [])),
-                                  locale=t.str("locale", support.locale),
-                                  escalation_address=t.str("escalation_address", "")))
+        queues.append(
+            QueueConfig(
+                name=t.str("name"),
+                agents=tuple(a.lower() for a in t.str_list("agents", [])),
+                locale=t.str("locale", support.locale),
+                escalation_address=t.str("escalation_address", ""),
+            )
+        )
         _ignore_foreign(t, _QUEUE_FOREIGN_KEYS)
         t.finish()
     names = [q.name for q in queues]
@@ -287,15 +309,29 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     for name in _FOREIGN_SECTIONS:
         root._seen.add(name)
     root.finish()
-    return Config(path=path, hostname=hostname, data_dir=data_dir, database_url=database_url,
-                  log_level=log_level, log_format=log_format, smtp=smtp, support=support,
-                  spool=spool, outbound=outbound, agents=tuple(agents), queues=tuple(queues),
-                  database=database, reading=reading, raw=data)
+    return Config(
+        path=path,
+        hostname=hostname,
+        data_dir=data_dir,
+        database_url=database_url,
+        log_level=log_level,
+        log_format=log_format,
+        smtp=smtp,
+        support=support,
+        spool=spool,
+        outbound=outbound,
+        agents=tuple(agents),
+        queues=tuple(queues),
+        database=database,
+        reading=reading,
+        raw=data,
+    )
 
 
 # Keys inside core tables that other modules read from Config.raw.
-_OUTBOUND_FOREIGN_KEYS: frozenset[str] = frozenset({"admin_address", "max_age", "retry_base", "retry_max",
-                                                     "sweep_interval", "batch_size"})  # mailgate.outbound.settings
+_OUTBOUND_FOREIGN_KEYS: frozenset[str] = frozenset(
+    {"admin_address", "max_age", "retry_base", "retry_max", "sweep_interval", "batch_size"}
+)  # mailgate.outbound.settings
 _AGENT_FOREIGN_KEYS: frozenset[str] = frozenset()
 _QUEUE_FOREIGN_KEYS: frozenset[str] = frozenset()
 

@@ -59,6 +59,7 @@ def parse_settings(config: Config) -> AuthSettings:
 
 # --- signed reply addresses --------------------------------------------------------------------
 
+
 def _signed_text(role: str, number: int, address: str) -> str:
     return f"{role}:{number}:{address.strip().lower()}"
 
@@ -92,6 +93,7 @@ def signed_for(key: bytes, signed: SignedAddress, role: str, address: str) -> bo
 
 
 # --- Authentication-Results --------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MethodResult:
@@ -181,7 +183,7 @@ def aligned(signer: str, author: str) -> bool:
 
 
 def proof_from_headers(values: list[str], from_addr: str, settings: AuthSettings) -> str:
-    """"dkim" or "spf" when a trusted header proves ``from_addr``'s domain, else ""."""
+    """ "dkim" or "spf" when a trusted header proves ``from_addr``'s domain, else ""."""
     author = _domain(from_addr)
     for value in values:
         parsed = parse_authentication_results(value)

@@ -58,8 +58,9 @@ def from_html(raw_html: str, commands: Sequence[Command]) -> Answer:
     return Answer(text, clean.strip()) if text else Answer("", "")
 
 
-def of_agent_mail(raw: bytes, has_html: bool, text_answer: str, commands: Sequence[Command],
-                  canned: Sequence[str] = ()) -> Answer:
+def of_agent_mail(
+    raw: bytes, has_html: bool, text_answer: str, commands: Sequence[Command], canned: Sequence[str] = ()
+) -> Answer:
     """The answer to relay: the HTML one when the mail has HTML with text of its own, else the text one."""
     found = from_html(html_cut.raw_html(raw), commands) if has_html else Answer("", "")
     if not found.text:

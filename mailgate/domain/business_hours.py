@@ -139,9 +139,7 @@ class Schedule:
                 raise fail(key, problem)
             week[DAY_NAMES.index(name)] = intervals
         if not any(week.values()):
-            raise fail(
-                "hours", "no open time on any day; an SLA on this schedule would never fall due"
-            )
+            raise fail("hours", "no open time on any day; an SLA on this schedule would never fall due")
 
         raw_holidays = data.get("holidays", [])
         if not isinstance(raw_holidays, list | tuple):
@@ -216,9 +214,7 @@ def _open_spans(start: datetime, schedule: Schedule) -> Iterator[tuple[datetime,
         day += _ONE_DAY
 
 
-def _day_spans(
-    day: date, schedule: Schedule, zone: ZoneInfo
-) -> Iterator[tuple[datetime, datetime]]:
+def _day_spans(day: date, schedule: Schedule, zone: ZoneInfo) -> Iterator[tuple[datetime, datetime]]:
     """The open stretches of one local date as UTC instants (none on a holiday)."""
     if day in schedule.holidays:
         return

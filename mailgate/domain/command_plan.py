@@ -35,6 +35,7 @@ def _status(target: str, done: str) -> Handler:
         if target == "resolved":
             plan.resolved_notice = True
         return f"already {target}" if current == target else f"status {current} → {target}{done}"
+
     return run
 
 
@@ -283,6 +284,7 @@ def plan(commands: list[Command], draft: Draft, env: Directory, me: AgentConfig)
             result.after = saved
             result.results.append(Result(cmd.line, False, str(exc)))
     if result.canned and (result.note or result.spam):
-        result.results.append(Result("#template", False, "a canned answer goes to the customer; it cannot "
-                                     "go with #note or #spam"))
+        result.results.append(
+            Result("#template", False, "a canned answer goes to the customer; it cannot go with #note or #spam")
+        )
     return result

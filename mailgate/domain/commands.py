@@ -94,8 +94,11 @@ class Directory:
         key = name.strip().strip("<>").casefold()
         if key == "me":
             return me
-        for test in (lambda a: a.address == key, lambda a: a.name.casefold() == key,
-                     lambda a: a.address.split("@")[0] == key):
+        for test in (
+            lambda a: a.address == key,
+            lambda a: a.name.casefold() == key,
+            lambda a: a.address.split("@")[0] == key,
+        ):
             found = [a for a in self.agents if test(a)]
             if len(found) == 1:
                 return found[0]

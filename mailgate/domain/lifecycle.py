@@ -57,8 +57,9 @@ def parse_settings(config: Config) -> LifecycleSettings:
     t = Table(config.raw.get("lifecycle"), config.path, "lifecycle")
     settings = LifecycleSettings(
         reopen_days=t.int("reopen_days", 7, minimum=0),
-        customer_close_words=tuple(w.strip().casefold() for w in
-                                   t.str_list("customer_close_words", ["close", "resolved"]) if w.strip()),
+        customer_close_words=tuple(
+            w.strip().casefold() for w in t.str_list("customer_close_words", ["close", "resolved"]) if w.strip()
+        ),
         stranger_policy=t.str("stranger_policy", "new", choices=("new", "hold")),
         hold_queue=t.str("hold_queue", "held"),
     )

@@ -125,9 +125,7 @@ _FORWARD = _either(
 )
 _FROM_NAMES = frozenset(n.casefold() for lang in LANGUAGES for n in lang.header_from)
 _HEADER = re.compile(
-    r"\*{0,2}("
-    + _phrases(n for lang in LANGUAGES for n in (*lang.header_from, *lang.header_fields))
-    + r")\*{0,2} ?:",
+    r"\*{0,2}(" + _phrases(n for lang in LANGUAGES for n in (*lang.header_from, *lang.header_fields)) + r")\*{0,2} ?:",
     re.IGNORECASE,
 )
 _FOOTER = _either(p for lang in LANGUAGES for p in lang.mobile_footers)
@@ -177,8 +175,9 @@ def _own_text_below(lines: list[str], cut: int, scan: _Scan) -> list[str]:
     """Nothing above the history: an intro at the very top above unquoted text, or a forward without a
     comment. The unquoted text below the marker (and below a header block) is then the mail's own."""
     start = next((i for i in range(len(lines)) if scan.norm[i] and i not in scan.intro_lines), len(lines))
-    rest = [line for i, line in enumerate(lines) if i > min(cut, start) and not scan.quoted[i]
-            and i not in scan.intro_lines]
+    rest = [
+        line for i, line in enumerate(lines) if i > min(cut, start) and not scan.quoted[i] and i not in scan.intro_lines
+    ]
     while rest and (not rest[0].strip() or _HEADER.match(_normalize(rest[0]))):
         rest.pop(0)
     return _collapse(list(rest))
@@ -206,8 +205,7 @@ class _Scan:
         self.blank = [not line.strip() for line in lines]
         # Normalized text of the lines that may be markers (not quoted, not blank).
         self.norm = [
-            "" if q or b else _normalize(line)
-            for line, q, b in zip(lines, self.quoted, self.blank, strict=True)
+            "" if q or b else _normalize(line) for line, q, b in zip(lines, self.quoted, self.blank, strict=True)
         ]
         self.next_nonblank = [0] * (len(lines) + 1)
         self.next_nonblank[len(lines)] = len(lines)

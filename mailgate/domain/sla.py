@@ -160,8 +160,9 @@ def _queues(table: Table, config: Config, priorities: tuple[str, ...]) -> dict[s
         business = section.has("business_hours")
         schedule = Schedule.always()
         if business:
-            schedule = Schedule.from_config(section._get("business_hours", {}),
-                                            f"{section.file}: {section.where}.business_hours")
+            schedule = Schedule.from_config(
+                section._get("business_hours", {}), f"{section.file}: {section.where}.business_hours"
+            )
         by_priority = {}
         levels = section.table("priority")
         for level in levels.data:

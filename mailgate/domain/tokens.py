@@ -13,11 +13,39 @@ from functools import lru_cache
 
 # Reply and forward prefixes of common clients and languages, case-insensitive.
 _PREFIXES = (
-    "re", "fw", "fwd", "aw", "wg", "sv", "vs", "vb", "tr", "rv", "ref", "res", "enc", "odp", "pd", "ynt",
-    "antw", "doorst", "réf", "ответ", "отв", "пересл", "fwd", "回复", "回覆", "转发", "答复", "r", "i",
+    "re",
+    "fw",
+    "fwd",
+    "aw",
+    "wg",
+    "sv",
+    "vs",
+    "vb",
+    "tr",
+    "rv",
+    "ref",
+    "res",
+    "enc",
+    "odp",
+    "pd",
+    "ynt",
+    "antw",
+    "doorst",
+    "réf",
+    "ответ",
+    "отв",
+    "пересл",
+    "fwd",
+    "回复",
+    "回覆",
+    "转发",
+    "答复",
+    "r",
+    "i",
 )
 _PREFIX = re.compile(
-    r"^\s*(?:(?:" + "|".join(re.escape(p) for p in sorted(set(_PREFIXES), key=len, reverse=True))
+    r"^\s*(?:(?:"
+    + "|".join(re.escape(p) for p in sorted(set(_PREFIXES), key=len, reverse=True))
     + r")\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
     re.IGNORECASE,
 )

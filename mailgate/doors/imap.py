@@ -66,8 +66,9 @@ def next_backoff(previous: float) -> float:
     return min(max(previous * 2, BACKOFF_FIRST), BACKOFF_MAX)
 
 
-def plan_batches(sizes: list[tuple[int, int]], max_count: int = FETCH_BATCH,
-                 max_bytes: int = FETCH_BYTES) -> Iterator[list[int]]:
+def plan_batches(
+    sizes: list[tuple[int, int]], max_count: int = FETCH_BATCH, max_bytes: int = FETCH_BYTES
+) -> Iterator[list[int]]:
     """Group (uid, size) pairs into fetches of at most ``max_count`` mails and ``max_bytes`` bytes."""
     batch: list[int] = []
     total = 0
@@ -89,13 +90,15 @@ def load_state(sessions: sessionmaker[Session], account: str, folder: str) -> tu
         return (row.uidvalidity, row.last_uid) if row is not None else None
 
 
-def save_state(sessions: sessionmaker[Session], now: Any, account: str, folder: str, uidvalidity: int,
-               last_uid: int) -> None:
+def save_state(
+    sessions: sessionmaker[Session], now: Any, account: str, folder: str, uidvalidity: int, last_uid: int
+) -> None:
     with sessions() as session, session.begin():
         row = session.get(ImapState, (account, folder), with_for_update=True)
         if row is None:
-            session.add(ImapState(account=account, folder=folder, uidvalidity=uidvalidity, last_uid=last_uid,
-                                  updated_at=now))
+            session.add(
+                ImapState(account=account, folder=folder, uidvalidity=uidvalidity, last_uid=last_uid, updated_at=now)
+            )
         elif row.uidvalidity != uidvalidity or last_uid > row.last_uid:
             row.uidvalidity, row.last_uid, row.updated_at = uidvalidity, last_uid, now
 
@@ -104,8 +107,15 @@ def save_state(sessions: sessionmaker[Session], now: Any, account: str, folder: 
 class AccountPoller:
     """Keeps one account's folder drained into the spool until ``stop`` is set."""
 
-    def __init__(self, account: ImapAccount, spool: Spool, sessions: sessionmaker[Session],
-                 now: Callable[[], Any], wake: Callable[[], None], stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        account: ImapAccount,
+        spool: Spool,
+        sessions: sessionmaker[Session],
+        now: Callable[[], Any],
+        wake: Callable[[], None],
+        stop: asyncio.Event,
+    ) -> None:
         self.account = account
         self.spool = spool
         self.sessions = sessions
@@ -138,20 +148,33 @@ class AccountPoller:
                 await self.session()
                 return
             except ImapAuthError as exc:
-                self._change("login failed", logging.ERROR,
-                             "IMAP login failed: wrong username or password? retrying slowly",
-                             user=self.account.username, error=str(exc), retry_in=f"{AUTH_RETRY:.0f}s")
+                self._change(
+                    "login failed",
+                    logging.ERROR,
+                    "IMAP login failed: wrong username or password? retrying slowly",
+                    user=self.account.username,
+                    error=str(exc),
+                    retry_in=f"{AUTH_RETRY:.0f}s",
+                )
                 delay = AUTH_RETRY
             except (OSError, ImapError) as exc:  # network, TLS, timeouts, NO/BAD
                 backoff = next_backoff(0.0 if self._connected else backoff)
                 if isinstance(exc, OSError):
-                    self._change("disconnected", logging.WARNING,
-                                 "IMAP server unreachable or connection lost; reconnecting with backoff",
-                                 error=f"{type(exc).__name__}: {exc}", retry_in=f"{backoff:.0f}s")
+                    self._change(
+                        "disconnected",
+                        logging.WARNING,
+                        "IMAP server unreachable or connection lost; reconnecting with backoff",
+                        error=f"{type(exc).__name__}: {exc}",
+                        retry_in=f"{backoff:.0f}s",
+                    )
                 else:
-                    self._change("refused", logging.WARNING,
-                                 "IMAP server refused a command; reconnecting with backoff",
-                                 error=str(exc), retry_in=f"{backoff:.0f}s")
+                    self._change(
+                        "refused",
+                        logging.WARNING,
+                        "IMAP server refused a command; reconnecting with backoff",
+                        error=str(exc),
+                        retry_in=f"{backoff:.0f}s",
+                    )
                 delay = backoff
             except Exception as exc:  # a bug must not end the daemon either
                 backoff = next_backoff(0.0 if self._connected else backoff)
@@ -175,8 +198,15 @@ class AccountPoller:
             last_uid = await self._start_uid(selected.uidvalidity)
             idle = client.has("IDLE")
             self._connected = True
-            self._change("connected", logging.INFO, "IMAP connected", idle="yes" if idle else "no",
-                         uidvalidity=selected.uidvalidity, last_uid=last_uid, messages=selected.exists)
+            self._change(
+                "connected",
+                logging.INFO,
+                "IMAP connected",
+                idle="yes" if idle else "no",
+                uidvalidity=selected.uidvalidity,
+                last_uid=last_uid,
+                messages=selected.exists,
+            )
             renew = idle_renew(account.poll_interval)
             while not self.stop.is_set():
                 last_uid = await self.drain(client, selected.uidvalidity, last_uid)
@@ -197,10 +227,13 @@ class AccountPoller:
             return 0
         old_validity, last_uid = remembered
         if old_validity != uidvalidity:
-            log.warning("UIDVALIDITY changed: reading the whole folder again (duplicates are dropped)",
-                        extra={**self._fields, "old": old_validity, "new": uidvalidity})
-            await asyncio.to_thread(save_state, self.sessions, self.now(), self.account.name, self.account.folder,
-                                    uidvalidity, 0)
+            log.warning(
+                "UIDVALIDITY changed: reading the whole folder again (duplicates are dropped)",
+                extra={**self._fields, "old": old_validity, "new": uidvalidity},
+            )
+            await asyncio.to_thread(
+                save_state, self.sessions, self.now(), self.account.name, self.account.folder, uidvalidity, 0
+            )
             return 0
         return last_uid
 
@@ -212,15 +245,22 @@ class AccountPoller:
                 return last_uid
             before = last_uid
             for start in range(0, len(uids), FETCH_BATCH):
-                sizes = await client.sizes(uids[start:start + FETCH_BATCH])
-                listed = [(uid, sizes[uid]) for uid in uids[start:start + FETCH_BATCH] if uid in sizes]
+                sizes = await client.sizes(uids[start : start + FETCH_BATCH])
+                listed = [(uid, sizes[uid]) for uid in uids[start : start + FETCH_BATCH] if uid in sizes]
                 for batch in plan_batches(listed):
                     if self.stop.is_set():
                         return last_uid
                     await self._batch(client, uidvalidity, batch)
                     last_uid = max(last_uid, *batch)
-                    await asyncio.to_thread(save_state, self.sessions, self.now(), self.account.name,
-                                            self.account.folder, uidvalidity, last_uid)
+                    await asyncio.to_thread(
+                        save_state,
+                        self.sessions,
+                        self.now(),
+                        self.account.name,
+                        self.account.folder,
+                        uidvalidity,
+                        last_uid,
+                    )
             if last_uid == before:  # listed but gone before we could fetch: look again after the next wait
                 return last_uid
         return last_uid
@@ -230,8 +270,9 @@ class AccountPoller:
         mails = [(uid, raw) for uid, raw in messages if looks_like_mail(raw)]
         for uid, raw in messages:
             if not looks_like_mail(raw):
-                log.warning("not a mail (no header); left in the folder", extra={**self._fields, "uid": uid,
-                                                                                  "size": len(raw)})
+                log.warning(
+                    "not a mail (no header); left in the folder", extra={**self._fields, "uid": uid, "size": len(raw)}
+                )
         await asyncio.to_thread(self._spool_all, mails, uidvalidity)
         if mails:
             self.wake()
@@ -245,15 +286,31 @@ class AccountPoller:
             else:
                 await client.delete(done)
         self.fetched += len(mails)
-        log.info("fetched", extra={**self._fields, "count": len(mails), "first_uid": batch[0],
-                                   "last_uid": batch[-1], "bytes": sum(len(r) for _, r in mails),
-                                   "then": self.account.after_store})
+        log.info(
+            "fetched",
+            extra={
+                **self._fields,
+                "count": len(mails),
+                "first_uid": batch[0],
+                "last_uid": batch[-1],
+                "bytes": sum(len(r) for _, r in mails),
+                "then": self.account.after_store,
+            },
+        )
 
     def _spool_all(self, mails: list[tuple[int, bytes]], uidvalidity: int) -> None:
         for uid, raw in mails:
-            meta = SpoolMeta(id="", source="imap", peer=self.account.server,
-                             extra={"account": self.account.name, "folder": self.account.folder, "uid": uid,
-                                    "uidvalidity": uidvalidity})
+            meta = SpoolMeta(
+                id="",
+                source="imap",
+                peer=self.account.server,
+                extra={
+                    "account": self.account.name,
+                    "folder": self.account.folder,
+                    "uid": uid,
+                    "uidvalidity": uidvalidity,
+                },
+            )
             self.spool.put(raw, meta)
 
 
@@ -272,8 +329,10 @@ def pollers(runtime: Runtime, stop: asyncio.Event) -> list[AccountPoller]:
         if wake_worker is not None:
             wake_worker()
 
-    return [AccountPoller(account, runtime.spool, runtime.sessions, runtime.services.clock.now, wake, stop)
-            for account in services.imap_accounts]
+    return [
+        AccountPoller(account, runtime.spool, runtime.sessions, runtime.services.clock.now, wake, stop)
+        for account in services.imap_accounts
+    ]
 
 
 async def start(runtime: Runtime, stop: asyncio.Event) -> None:

@@ -80,8 +80,9 @@ class ImapClient:
         task = asyncio.ensure_future(awaitable)
         lost = asyncio.ensure_future(self.lost.wait())
         try:
-            done, _ = await asyncio.wait({task, lost}, timeout=timeout or self.timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {task, lost}, timeout=timeout or self.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             lost.cancel()
         if task not in done:
@@ -128,24 +129,32 @@ class ImapClient:
         def lost(_exc: Exception | None) -> None:
             self.lost.set()
 
-        self._imap = aioimaplib.IMAP4(account.host, account.port, timeout=self.timeout, conn_lost_cb=lost,
-                                      ssl_context=context if account.tls == "tls" else None)
+        self._imap = aioimaplib.IMAP4(
+            account.host,
+            account.port,
+            timeout=self.timeout,
+            conn_lost_cb=lost,
+            ssl_context=context if account.tls == "tls" else None,
+        )
         await self._call(self.imap.wait_hello_from_server(), "the greeting")
         protocol = self.imap.protocol
         if account.tls == "starttls":
             if not self.has("STARTTLS"):
-                raise ImapError(f"{account.server} does not offer STARTTLS (tls = \"starttls\")")
-            await self._ok(protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)),
-                           "STARTTLS")
+                raise ImapError(f'{account.server} does not offer STARTTLS (tls = "starttls")')
+            await self._ok(
+                protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)), "STARTTLS"
+            )
             loop = asyncio.get_running_loop()
             assert context is not None  # tls = "starttls" made one above
-            transport = await self._call(loop.start_tls(protocol.transport, protocol, context,
-                                                        server_hostname=account.host), "the TLS handshake")
+            transport = await self._call(
+                loop.start_tls(protocol.transport, protocol, context, server_hostname=account.host), "the TLS handshake"
+            )
             protocol.transport = transport
             await self._call(protocol.capability(), "CAPABILITY")
         if self.has("LOGINDISABLED"):
-            raise ImapAuthError(f"{account.server} refuses a plaintext login (LOGINDISABLED); "
-                                "use tls = \"tls\" or \"starttls\"")
+            raise ImapAuthError(
+                f'{account.server} refuses a plaintext login (LOGINDISABLED); use tls = "tls" or "starttls"'
+            )
         response = await self._call(protocol.login(quote(account.username), account.password), "LOGIN")
         if response.result == "NO":
             raise ImapAuthError(_text(response) or "login refused")
@@ -201,8 +210,9 @@ class ImapClient:
         return True
 
     async def status(self, folder: str) -> dict[str, int]:
-        response = await self._ok(self.imap.status(mailbox(folder), "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY)"),
-                                  f"STATUS {folder}")
+        response = await self._ok(
+            self.imap.status(mailbox(folder), "(MESSAGES UNSEEN UIDNEXT UIDVALIDITY)"), f"STATUS {folder}"
+        )
         for line in response.lines:
             if isinstance(line, bytes) and b"(" in line:
                 pairs = re.findall(rb"([A-Z]+) (\d+)", line.rsplit(b"(", 1)[1])
@@ -212,8 +222,9 @@ class ImapClient:
     # -- messages --------------------------------------------------------
     async def uids_after(self, last_uid: int) -> list[int]:
         """UIDs above ``last_uid``, ascending (``N:*`` always matches the last message: filtered out)."""
-        response = await self._ok(self.imap.protocol.search("UID", f"{last_uid + 1}:*", charset=None, by_uid=True),
-                                  "UID SEARCH")
+        response = await self._ok(
+            self.imap.protocol.search("UID", f"{last_uid + 1}:*", charset=None, by_uid=True), "UID SEARCH"
+        )
         uids: set[int] = set()
         for line in response.lines[:-1]:
             if isinstance(line, bytes):
@@ -269,8 +280,9 @@ class ImapClient:
             raise ImapConnectionLost(f"connection to {self.account.server} lost during IDLE")
         if push in done and push.exception() is not None:
             raise ImapTimeout(f"{self.account.server} did not end IDLE in time")
-        reason = "stop" if push not in done else (
-            "renew" if push.result() == aioimaplib.STOP_WAIT_SERVER_PUSH else "push")
+        reason = (
+            "stop" if push not in done else ("renew" if push.result() == aioimaplib.STOP_WAIT_SERVER_PUSH else "push")
+        )
         self.imap.idle_done()
         await self._ok(idle, "IDLE")
         return reason

@@ -70,8 +70,10 @@ def parse_accounts(config: Config) -> tuple[ImapAccount, ...]:
             raise where.error("name", f"two [[imap]] accounts are called {account.name!r}")
         mailbox = (account.host.lower(), account.port, account.username, account.folder)
         if mailbox in seen_folders:
-            raise where.error("folder", f"another [[imap]] account already reads {account.folder!r} "
-                                        f"of {account.username} on {account.server}")
+            raise where.error(
+                "folder",
+                f"another [[imap]] account already reads {account.folder!r} of {account.username} on {account.server}",
+            )
         seen_names.add(account.name)
         seen_folders.add(mailbox)
     return tuple(accounts)
@@ -83,8 +85,11 @@ def _account(t: Table, config: Config) -> ImapAccount:
         raise t.error("host", f"expected a host name or address, got {host!r}")
     tls = t.str("tls", "tls", choices=TLS_MODES)
     if tls == "none" and not is_loopback(host):
-        raise t.error("tls", "\"none\" sends the password in clear and is only allowed for a loopback host "
-                             "(127.0.0.1, ::1, localhost); use \"tls\" or \"starttls\"")
+        raise t.error(
+            "tls",
+            '"none" sends the password in clear and is only allowed for a loopback host '
+            '(127.0.0.1, ::1, localhost); use "tls" or "starttls"',
+        )
     port = t.int("port", 993 if tls == "tls" else 143, minimum=1)
     if port > 65535:
         raise t.error("port", f"expected a port number up to 65535, got {port}")
@@ -95,7 +100,7 @@ def _account(t: Table, config: Config) -> ImapAccount:
     folder = t.str("folder", "INBOX")
     after_store = t.str("after_store", "move", choices=AFTER_STORE)
     if t.has("move_to") and after_store != "move":
-        raise t.error("move_to", f"is only used with after_store = \"move\" (after_store is {after_store!r})")
+        raise t.error("move_to", f'is only used with after_store = "move" (after_store is {after_store!r})')
     move_to = t.str("move_to", "Processed")
     for key, value in (("folder", folder), ("move_to", move_to)):
         if not value or len(value) > 200 or any(ord(c) < 32 for c in value):
@@ -108,8 +113,18 @@ def _account(t: Table, config: Config) -> ImapAccount:
     name = t.str("name", f"{username}@{host}")
     if not name or len(name) > 200:
         raise t.error("name", f"expected 1 to 200 characters, got {name!r}")
-    return ImapAccount(name=name, host=host, port=port, tls=tls, username=username, password=password,
-                       folder=folder, after_store=after_store, move_to=move_to, poll_interval=poll_interval)
+    return ImapAccount(
+        name=name,
+        host=host,
+        port=port,
+        tls=tls,
+        username=username,
+        password=password,
+        folder=folder,
+        after_store=after_store,
+        move_to=move_to,
+        poll_interval=poll_interval,
+    )
 
 
 def _password(t: Table, config: Config) -> str:

@@ -40,6 +40,7 @@ def encode_folder(name: str) -> str:
 
 def decode_folder(name: str) -> str:
     """The readable name of a folder name in modified UTF-7 (left as is when it is not valid)."""
+
     def repl(match: re.Match[str]) -> str:
         inner = match.group(1)
         if not inner:

@@ -46,16 +46,22 @@ COMMIT_THREADS = 16  # spool commits in flight at once; more sessions wait for a
 
 
 class IntakeHandler:
-    def __init__(self, support: SupportConfig, spool: Spool, on_spooled: Callable[[], None] = lambda: None,
-                 counter: Callable[[str], None] = lambda verdict: None) -> None:
+    def __init__(
+        self,
+        support: SupportConfig,
+        spool: Spool,
+        on_spooled: Callable[[], None] = lambda: None,
+        counter: Callable[[str], None] = lambda verdict: None,
+    ) -> None:
         self.support = support
         self.spool = spool
         self.on_spooled = on_spooled
         self.count = counter
         self.executor = ThreadPoolExecutor(max_workers=COMMIT_THREADS, thread_name_prefix="spool")
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         if not self.support.accepts(address):
             self.count("rejected")
             return f"550 5.1.1 <{address}>: recipient not accepted here"
@@ -66,8 +72,15 @@ class IntakeHandler:
 
     def open_entry(self, envelope: Envelope, session: Session) -> PendingEntry:
         """Where :class:`IntakeSMTP` streams the DATA of this transaction."""
-        return self.spool.open_entry(SpoolMeta(id="", source="smtp", mail_from=envelope.mail_from or "",
-                                               rcpt_tos=list(envelope.rcpt_tos), peer=_peer(session)))
+        return self.spool.open_entry(
+            SpoolMeta(
+                id="",
+                source="smtp",
+                mail_from=envelope.mail_from or "",
+                rcpt_tos=list(envelope.rcpt_tos),
+                peer=_peer(session),
+            )
+        )
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         entry: PendingEntry | None = getattr(envelope, "spool_entry", None)
@@ -110,8 +123,9 @@ class IntakeSMTP(SMTP):
         entry = handler.open_entry(self.envelope, self.session)
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
-            problem = await read_data(self._reader, entry, handler.executor, self.line_length_limit,
-                                      self.data_size_limit)
+            problem = await read_data(
+                self._reader, entry, handler.executor, self.line_length_limit, self.data_size_limit
+            )
         except BaseException:  # connection lost, cancelled: nothing of it stays
             entry.discard()
             raise
@@ -128,8 +142,13 @@ class IntakeSMTP(SMTP):
         await self.push(status)
 
 
-async def read_data(reader: asyncio.StreamReader, entry: PendingEntry, executor: Executor | None,
-                    line_limit: int, size_limit: int | None) -> str:
+async def read_data(
+    reader: asyncio.StreamReader,
+    entry: PendingEntry,
+    executor: Executor | None,
+    line_limit: int,
+    size_limit: int | None,
+) -> str:
     """Read DATA up to its end line into ``entry``; return "" or the error reply to send.
 
     ``buf`` always starts with the CRLF that ended the previous line (at first,
@@ -150,15 +169,15 @@ async def read_data(reader: asyncio.StreamReader, entry: PendingEntry, executor:
         end = buf.find(_END)
         if problem:
             if end >= 0:
-                _give_back(reader, buf[end + 5:])
+                _give_back(reader, buf[end + 5 :])
                 return problem
             buf = buf[-4:]
             continue
         if end >= 0:
-            complete, tail, partial = buf[:end + 2], buf[end + 5:], 0
+            complete, tail, partial = buf[: end + 2], buf[end + 5 :], 0
         else:
             last = buf.rfind(b"\r\n")
-            complete, tail = buf[:last + 2], buf[last:]
+            complete, tail = buf[: last + 2], buf[last:]
             partial = len(tail) - 2  # the line still arriving
         size += len(complete) - 2
         if partial > line_limit or (len(complete) - 2 > line_limit and _longest_line(complete) > line_limit):
@@ -208,8 +227,14 @@ def smtp_factory(config: Config, handler: IntakeHandler) -> Callable[[], SMTP]:
     smtp_class = type("ConfiguredIntakeSMTP", (IntakeSMTP,), {"line_length_limit": config.smtp.line_length_limit})
 
     def factory() -> SMTP:
-        return smtp_class(handler, data_size_limit=config.smtp.max_message_size, enable_SMTPUTF8=True,
-                          hostname=config.hostname, ident="mailgate ESMTP", timeout=config.smtp.timeout,
-                          loop=asyncio.get_running_loop())
+        return smtp_class(
+            handler,
+            data_size_limit=config.smtp.max_message_size,
+            enable_SMTPUTF8=True,
+            hostname=config.hostname,
+            ident="mailgate ESMTP",
+            timeout=config.smtp.timeout,
+            loop=asyncio.get_running_loop(),
+        )
 
     return factory

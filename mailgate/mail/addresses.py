@@ -74,7 +74,7 @@ def _salvage(value: str) -> list[tuple[str, str]]:
             continue
         name = piece[: match.start()].strip()
         if not name and not angle:
-            name = _comment(piece[match.end():])
+            name = _comment(piece[match.end() :])
         pairs.append((name, addr))
     return pairs
 
@@ -101,5 +101,5 @@ def _comment(rest: str) -> str:
 
 def _display(name: str) -> str:
     """A display name without the quotes, brackets and backslashes a broken header leaves around it."""
-    name = re.sub(r'\\(.)', r"\1", name)
+    name = re.sub(r"\\(.)", r"\1", name)
     return " ".join(name.strip().strip("\"'<> \t").split())

@@ -21,8 +21,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-REPORT_PARTS = frozenset({"message/delivery-status", "message/rfc822", "text/rfc822-headers",
-                          "message/feedback-report", "message/global-delivery-status", "message/global"})
+REPORT_PARTS = frozenset(
+    {
+        "message/delivery-status",
+        "message/rfc822",
+        "text/rfc822-headers",
+        "message/feedback-report",
+        "message/global-delivery-status",
+        "message/global",
+    }
+)
 HELD_KINDS = frozenset({"bounce", "feedback", "auto-reply"})  # the kinds that open no ticket by default
 _SYSTEM_SENDERS = ("mailer-daemon", "postmaster")
 _AUTORESPONDER = ("x-autoreply", "x-autorespond", "x-autoresponder", "x-auto-response-suppress")

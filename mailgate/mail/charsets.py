@@ -21,16 +21,50 @@ from dataclasses import dataclass
 
 # WHATWG labels whose bytes are best read by a superset codec (label -> Python codec).
 _SUPERSETS = {
-    **dict.fromkeys(("gb2312", "gbk", "x-gbk", "chinese", "csgb2312", "iso-ir-58", "gb_2312-80", "cp936",
-                     "gb18030", "euc-cn"), "gb18030"),
-    **dict.fromkeys(("iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "cp819", "ibm819", "iso_8859-1",
-                     "us-ascii", "ascii", "ansi_x3.4-1968", "us", "iso646-us", "windows-1252", "cp1252",
-                     "x-cp1252"), "cp1252"),
+    **dict.fromkeys(
+        ("gb2312", "gbk", "x-gbk", "chinese", "csgb2312", "iso-ir-58", "gb_2312-80", "cp936", "gb18030", "euc-cn"),
+        "gb18030",
+    ),
+    **dict.fromkeys(
+        (
+            "iso-8859-1",
+            "iso8859-1",
+            "latin1",
+            "latin-1",
+            "l1",
+            "cp819",
+            "ibm819",
+            "iso_8859-1",
+            "us-ascii",
+            "ascii",
+            "ansi_x3.4-1968",
+            "us",
+            "iso646-us",
+            "windows-1252",
+            "cp1252",
+            "x-cp1252",
+        ),
+        "cp1252",
+    ),
     **dict.fromkeys(("big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5"), "big5hkscs"),
-    **dict.fromkeys(("ks_c_5601-1987", "ks_c_5601-1989", "ksc5601", "ksc_5601", "euc-kr", "korean",
-                     "iso-ir-149", "csksc56011987", "windows-949", "cp949"), "cp949"),
-    **dict.fromkeys(("shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "csshiftjis", "windows-31j",
-                     "cp932"), "cp932"),
+    **dict.fromkeys(
+        (
+            "ks_c_5601-1987",
+            "ks_c_5601-1989",
+            "ksc5601",
+            "ksc_5601",
+            "euc-kr",
+            "korean",
+            "iso-ir-149",
+            "csksc56011987",
+            "windows-949",
+            "cp949",
+        ),
+        "cp949",
+    ),
+    **dict.fromkeys(
+        ("shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "csshiftjis", "windows-31j", "cp932"), "cp932"
+    ),
     **dict.fromkeys(("iso-8859-9", "latin5", "l5", "iso_8859-9"), "cp1254"),
     **dict.fromkeys(("iso-8859-11", "tis-620", "windows-874"), "cp874"),
     **dict.fromkeys(("iso-8859-8-i", "iso-8859-8-e", "logical", "visual"), "iso8859-8"),
@@ -39,8 +73,9 @@ _SUPERSETS = {
     **dict.fromkeys(("utf-8", "utf8", "unicode-1-1-utf-8", "x-unicode20utf8"), "utf-8"),
 }
 # Labels that mean "no idea": read like a mail with no charset at all.
-_UNKNOWN = frozenset({"", "unknown", "unknown-8bit", "x-unknown", "default", "charset", "8bit", "binary", "none",
-                      "x-user-defined"})
+_UNKNOWN = frozenset(
+    {"", "unknown", "unknown-8bit", "x-unknown", "default", "charset", "8bit", "binary", "none", "x-user-defined"}
+)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _LATIN_LABELS = frozenset({"cp1252"})
 MAX_DETECT = 200_000  # bytes the detector looks at; the whole text is then decoded with what it found
@@ -121,8 +156,10 @@ def _plain(data: bytes, label: str, codec: str | None) -> tuple[str, Decision] |
 
 def _windows_1252(data: bytes) -> str:
     """windows-1252 as WHATWG defines it: the five bytes Python's codec leaves undefined are C1 controls."""
-    return data.decode("cp1252", "strict") if not re.search(rb"[\x81\x8d\x8f\x90\x9d]", data) else "".join(
-        chr(b) if b in (0x81, 0x8D, 0x8F, 0x90, 0x9D) else bytes([b]).decode("cp1252") for b in data
+    return (
+        data.decode("cp1252", "strict")
+        if not re.search(rb"[\x81\x8d\x8f\x90\x9d]", data)
+        else "".join(chr(b) if b in (0x81, 0x8D, 0x8F, 0x90, 0x9D) else bytes([b]).decode("cp1252") for b in data)
     )
 
 
@@ -144,8 +181,12 @@ def _guess(data: bytes, label: str) -> tuple[str, Decision]:
         best = results.best()
         for match in results if best is not None and best.encoding != "cp1252" else ():
             # a tie between Latin code pages: windows-1252, as browsers read unlabelled Western text
-            if (best is not None and match.encoding == "cp1252" and match.chaos <= best.chaos + 0.01
-                    and match.coherence >= best.coherence):
+            if (
+                best is not None
+                and match.encoding == "cp1252"
+                and match.chaos <= best.chaos + 0.01
+                and match.coherence >= best.coherence
+            ):
                 best = match
     except Exception:  # the detector is a help, not a requirement
         best = None

@@ -95,7 +95,7 @@ def thread_headers(parent_message_id: str, parent_references: str | Sequence[str
     parent = safe_message_ids([parent_message_id])
     chain = list(dict.fromkeys(safe_message_ids(refs) + parent))
     if len(chain) > MAX_REFERENCES:
-        chain = chain[:1] + chain[-(MAX_REFERENCES - 1):]
+        chain = chain[:1] + chain[-(MAX_REFERENCES - 1) :]
     return (parent[0] if parent else ""), chain
 
 
@@ -209,8 +209,13 @@ def _text_part(text: str, subtype: str) -> MIMENonMultipart:
     return part
 
 
-def _compose_smtputf8(mail: Outgoing, sender: tuple[str, str], to: list[tuple[str, str]],
-                      reply_to: tuple[str, str] | None, cc: list[tuple[str, str]]) -> bytes:
+def _compose_smtputf8(
+    mail: Outgoing,
+    sender: tuple[str, str],
+    to: list[tuple[str, str]],
+    reply_to: tuple[str, str] | None,
+    cc: list[tuple[str, str]],
+) -> bytes:
     msg = EmailMessage(policy=policy.SMTPUTF8)
     msg["From"] = _utf8_address(sender)  # strings: Address() and formataddr() refuse a local part outside ASCII
     msg["To"] = ", ".join(_utf8_address(pair) for pair in to)
@@ -225,8 +230,13 @@ def _compose_smtputf8(mail: Outgoing, sender: tuple[str, str], to: list[tuple[st
     for item in mail.attachments:
         maintype, _, subtype = (item.content_type or "application/octet-stream").partition("/")
         kwargs: dict[str, Any] = {"cid": f"<{item.content_id.strip('<>')}>"} if item.content_id else {}
-        msg.add_attachment(item.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
-                           filename=clean_header(item.filename)[:200] or "attachment", **kwargs)
+        msg.add_attachment(
+            item.data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=clean_header(item.filename)[:200] or "attachment",
+            **kwargs,
+        )
     for part in list(msg.walk())[1:]:  # add_alternative gives the new part a MIME-Version of its own
         del part["MIME-Version"]
     return msg.as_bytes()

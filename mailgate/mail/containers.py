@@ -105,12 +105,12 @@ def uudecode(text: str) -> tuple[str, list[Found]]:
         end = _UU_END.search(text, begin.end())
         if end is None:
             break
-        data = _uu_lines(text[begin.end():end.start()])
+        data = _uu_lines(text[begin.end() : end.start()])
         if data is None:
             continue
         name = begin.group(2).strip()
         found.append(Found(name, mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream", data))
-        out.append(text[pos:begin.start()])
+        out.append(text[pos : begin.start()])
         pos = end.end()
     out.append(text[pos:])
     return "".join(out), found

@@ -34,7 +34,7 @@ def decode_words(value: str, hint: str | None = None) -> str:
     pos = 0
     run: list[tuple[str, bytes]] = []  # adjacent words: (charset, bytes), joined before decoding
     for match in _WORD.finditer(value):
-        gap = value[pos:match.start()]
+        gap = value[pos : match.start()]
         if run and _GAP.fullmatch(gap) is None:
             out.append(_flush(run, hint))
             run = []
@@ -108,4 +108,4 @@ def _split(raw: bytes) -> tuple[bytes, bytes, bytes]:
     match = re.search(rb"\r?\n\r?\n", raw)
     if not match:
         return raw, b"", b""
-    return raw[:match.start()], raw[match.start():match.end()], raw[match.end():]
+    return raw[: match.start()], raw[match.start() : match.end()], raw[match.end() :]

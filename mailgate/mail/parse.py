@@ -203,8 +203,9 @@ def _walk(part: StdMessage, walk: _Walk, depth: int = 0) -> None:
         _attached_message(part, walk)
         return
     if part.is_multipart():
-        children: Any = (containers.appledouble_data_fork(part) if ctype == "multipart/appledouble"
-                         else part.get_payload())
+        children: Any = (
+            containers.appledouble_data_fork(part) if ctype == "multipart/appledouble" else part.get_payload()
+        )
         for child in children if isinstance(children, list) else []:
             _walk(child, walk, depth + 1)
         return
@@ -280,8 +281,11 @@ def _attached_message(part: StdMessage, walk: _Walk) -> None:
         data = inner.as_string().encode("utf-8", "surrogateescape")
     subject = clean_header(headers.header_text(str(inner.get("subject", "")), walk.hint))
     name = containers.part_name(part, walk.hint) or (f"{subject[:200]}.eml" if subject else "message.eml")
-    walk.attachments.append(ParsedAttachment(safe_filename(name), "message/rfc822", data,
-                                             content_id=clean_header(str(part.get("content-id", "")))[:500]))
+    walk.attachments.append(
+        ParsedAttachment(
+            safe_filename(name), "message/rfc822", data, content_id=clean_header(str(part.get("content-id", "")))[:500]
+        )
+    )
     owner = walk.attachments[-1].filename
     inside = _Walk(hint=walk.hint, inside=True, count=walk.count)
     _walk(inner, inside)

@@ -28,8 +28,12 @@ def _logfmt_value(value: object) -> str:
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        parts = [f"time={when}", f"level={record.levelname.lower()}", f"logger={record.name}",
-                 f"msg={_logfmt_value(record.getMessage())}"]
+        parts = [
+            f"time={when}",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"msg={_logfmt_value(record.getMessage())}",
+        ]
         parts += [f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items()]
         if record.exc_info:
             parts.append(f"exc={_logfmt_value(self.formatException(record.exc_info))}")
@@ -40,10 +44,13 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
         }
-        data.update({k: v if isinstance(v, int | float | bool) or v is None else str(v)
-                     for k, v in _fields(record).items()})
+        data.update(
+            {k: v if isinstance(v, int | float | bool) or v is None else str(v) for k, v in _fields(record).items()}
+        )
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data, ensure_ascii=False)

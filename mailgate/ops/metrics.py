@@ -52,20 +52,31 @@ class Metrics:
 
         self.registry = CollectorRegistry()
         r = self.registry
-        self.received = Counter("mailgate_messages_received", "Messages through the pipeline, by door and verdict",
-                                ["adapter", "verdict"], registry=r)
-        self.smtp = Counter("mailgate_smtp_transactions", "SMTP answers: accepted, rejected, refused, tempfail",
-                            ["verdict"], registry=r)
+        self.received = Counter(
+            "mailgate_messages_received",
+            "Messages through the pipeline, by door and verdict",
+            ["adapter", "verdict"],
+            registry=r,
+        )
+        self.smtp = Counter(
+            "mailgate_smtp_transactions", "SMTP answers: accepted, rejected, refused, tempfail", ["verdict"], registry=r
+        )
         self.tickets = Counter("mailgate_tickets_created", "Tickets opened by incoming mail", registry=r)
-        self.latency = Histogram("mailgate_pipeline_latency_seconds",
-                                 "From spooled to committed in the database", buckets=LATENCY_BUCKETS, registry=r)
-        self.breaches = Counter("mailgate_sla_breaches", "SLA targets missed (escalations)", ["queue", "target"],
-                                registry=r)
+        self.latency = Histogram(
+            "mailgate_pipeline_latency_seconds",
+            "From spooled to committed in the database",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.breaches = Counter(
+            "mailgate_sla_breaches", "SLA targets missed (escalations)", ["queue", "target"], registry=r
+        )
         r.register(StateCollector(runtime))
         from prometheus_client import Info
 
-        Info("mailgate_node", "This daemon's [mailgate] node name (one per machine on a shared database)",
-             registry=r).info({"node": node_name(runtime.config)})
+        Info(
+            "mailgate_node", "This daemon's [mailgate] node name (one per machine on a shared database)", registry=r
+        ).info({"node": node_name(runtime.config)})
 
     def count_smtp(self, verdict: str) -> None:
         self.smtp.labels(verdict).inc()
@@ -111,21 +122,26 @@ class StateCollector:
             depth.add_metric([state], count)
         yield depth
         status = health.database_status(self.runtime.services)
-        yield GaugeMetricFamily("mailgate_database_up", "1 while the worker can write to the database, 0 while "
-                                "it holds the spool for an outage", value=1 if status.up else 0)
-        yield CounterMetricFamily("mailgate_database_outages", "Database outages the worker has waited out",
-                                  value=status.outages)
+        yield GaugeMetricFamily(
+            "mailgate_database_up",
+            "1 while the worker can write to the database, 0 while it holds the spool for an outage",
+            value=1 if status.up else 0,
+        )
+        yield CounterMetricFamily(
+            "mailgate_database_outages", "Database outages the worker has waited out", value=status.outages
+        )
         try:
             with self.runtime.sessions() as session:
-                rows = dict(session.execute(select(Outbox.status, func.count(Outbox.id))
-                                            .group_by(Outbox.status)).all())
+                rows = dict(session.execute(select(Outbox.status, func.count(Outbox.id)).group_by(Outbox.status)).all())
         except Exception as exc:  # the database is down: /healthz says so; the other metrics still count
             log.warning("metrics: outbox not readable", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
             return
-        yield GaugeMetricFamily("mailgate_outbox_backlog", "Outgoing mails waiting to be sent",
-                                value=rows.get("pending", 0))
-        yield GaugeMetricFamily("mailgate_outbox_failed", "Outgoing mails that failed for good",
-                                value=rows.get("failed", 0))
+        yield GaugeMetricFamily(
+            "mailgate_outbox_backlog", "Outgoing mails waiting to be sent", value=rows.get("pending", 0)
+        )
+        yield GaugeMetricFamily(
+            "mailgate_outbox_failed", "Outgoing mails that failed for good", value=rows.get("failed", 0)
+        )
         by_status = GaugeMetricFamily("mailgate_outbox_messages", "Outbox rows by status", labels=["status"])
         for state, count in sorted(rows.items()):
             by_status.add_metric([state], count)
@@ -187,8 +203,9 @@ async def start(runtime: Runtime, stop: asyncio.Event) -> None:
             await asyncio.wait_for(server.wait_closed(), timeout=5)
 
 
-async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, runtime: Runtime,
-                     metrics: Metrics) -> None:
+async def _serve_one(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, runtime: Runtime, metrics: Metrics
+) -> None:
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
         method, path = [*head.split(b"\r\n", 1)[0].decode("latin-1").split(" "), "", ""][:2]
@@ -200,10 +217,18 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     except Exception as exc:
         log.exception("metrics endpoint failed")
         status, body, ctype = 500, f"{type(exc).__name__}\n".encode(), "text/plain"
-    reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
-              503: "Service Unavailable"}[status]
-    writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                 "Connection: close\r\n\r\n".encode() + (body if method != "HEAD" else b""))
+    reason = {
+        200: "OK",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        500: "Internal Server Error",
+        503: "Service Unavailable",
+    }[status]
+    writer.write(
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + (body if method != "HEAD" else b"")
+    )
     with contextlib.suppress(ConnectionError):
         await writer.drain()
     writer.close()

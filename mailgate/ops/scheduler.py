@@ -52,9 +52,16 @@ async def start(runtime: Runtime, stop: asyncio.Event) -> None:
         return
     scheduler = AsyncIOScheduler(timezone=UTC)
     for sweep in sweeps:
-        scheduler.add_job(_runner(sweep, runtime), "interval", seconds=sweep.interval, id=sweep.name,
-                          max_instances=1, coalesce=True, next_run_time=datetime.now(UTC),
-                          misfire_grace_time=max(1, int(sweep.interval)))
+        scheduler.add_job(
+            _runner(sweep, runtime),
+            "interval",
+            seconds=sweep.interval,
+            id=sweep.name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+            misfire_grace_time=max(1, int(sweep.interval)),
+        )
     scheduler.start()
     try:
         await stop.wait()

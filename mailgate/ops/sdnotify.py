@@ -60,9 +60,7 @@ def reloading() -> bool:
     ``MONOTONIC_USEC`` is required by systemd's ``Type=notify-reload`` and
     harmless otherwise.
     """
-    return notify(
-        f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
-    )
+    return notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
 
 
 def stopping() -> bool:

@@ -31,11 +31,20 @@ from mailgate.storage.models import Attachment, Message
 
 DEFAULT_MAX_BYTES = "10MB"
 # What libmagic calls a program: never relayed to a customer, whatever the agent's client declared.
-EXECUTABLE_TYPES = frozenset({
-    "application/x-dosexec", "application/x-msdownload", "application/vnd.microsoft.portable-executable",
-    "application/x-executable", "application/x-pie-executable", "application/x-sharedlib",
-    "application/x-mach-binary", "application/x-msi", "application/x-ms-shortcut", "application/x-elf",
-})
+EXECUTABLE_TYPES = frozenset(
+    {
+        "application/x-dosexec",
+        "application/x-msdownload",
+        "application/vnd.microsoft.portable-executable",
+        "application/x-executable",
+        "application/x-pie-executable",
+        "application/x-sharedlib",
+        "application/x-mach-binary",
+        "application/x-msi",
+        "application/x-ms-shortcut",
+        "application/x-elf",
+    }
+)
 # The quoted history an Outlook reply may attach: the notification itself, never for the customer.
 QUOTED_MAIL_TYPES = frozenset({"message/rfc822", "application/vnd.ms-outlook", "message/partial"})
 
@@ -67,8 +76,13 @@ class Listed:
     reason: str = ""
 
     def as_context(self) -> dict[str, Any]:
-        return {"filename": self.filename, "size": format_size(self.size), "bytes": self.size,
-                "type": self.sniffed_type, "reason": self.reason}
+        return {
+            "filename": self.filename,
+            "size": format_size(self.size),
+            "bytes": self.size,
+            "type": self.sniffed_type,
+            "reason": self.reason,
+        }
 
 
 def format_size(size: int) -> str:
@@ -83,14 +97,19 @@ def format_size(size: int) -> str:
 def files_of(session: Any, message: Message | None) -> list[Attachment]:
     if message is None or message.id is None:
         return []
-    return list(session.scalars(select(Attachment).where(Attachment.message_pk == message.id)
-                                .order_by(Attachment.id)).all())
+    return list(
+        session.scalars(select(Attachment).where(Attachment.message_pk == message.id).order_by(Attachment.id)).all()
+    )
 
 
 def outgoing(blobs: Any, item: Attachment, inline: bool = False) -> OutAttachment:
-    return OutAttachment(filename=item.filename or "attachment", content_type=item.content_type,
-                         data=blobs.get(item.sha256), content_id=item.content_id.strip("<>") if inline else "",
-                         inline=inline)
+    return OutAttachment(
+        filename=item.filename or "attachment",
+        content_type=item.content_type,
+        data=blobs.get(item.sha256),
+        content_id=item.content_id.strip("<>") if inline else "",
+        inline=inline,
+    )
 
 
 def batches(items: Sequence[Attachment], max_bytes: int) -> tuple[list[list[Attachment]], list[Attachment]]:
@@ -133,9 +152,14 @@ MAX_FILE_MAILS = 20  # one #files sends at most this many mails
 
 def customer_files(session: Any, ticket_id: int) -> list[Attachment]:
     """Every file the customer's mails brought into the ticket, oldest first."""
-    return list(session.scalars(select(Attachment).join(Message, Attachment.message_pk == Message.id)
-                                .where(Message.ticket_id == ticket_id, Message.direction == "in")
-                                .order_by(Attachment.id)).all())
+    return list(
+        session.scalars(
+            select(Attachment)
+            .join(Message, Attachment.message_pk == Message.id)
+            .where(Message.ticket_id == ticket_id, Message.direction == "in")
+            .order_by(Attachment.id)
+        ).all()
+    )
 
 
 def file_mails(services: Any, session: Any, ticket_id: int) -> tuple[list[list[OutAttachment]], list[Listed]]:
@@ -178,8 +202,9 @@ def for_customer(services: Any, session: Any, message: Message, html: str) -> tu
             continue  # an image of the quoted history
         reason = blocked_reason(item, blocked)
         if reason:
-            kept.append(Listed(item.filename or "attachment", item.size, item.sniffed_type or item.content_type,
-                               reason))
+            kept.append(
+                Listed(item.filename or "attachment", item.size, item.sniffed_type or item.content_type, reason)
+            )
             continue
         relayed.append(outgoing(services.blobs, item, inline=shown))
     return relayed, kept

@@ -360,15 +360,25 @@ def settle(session: Session, ctx: MessageContext, note: BounceNote, ticket: Tick
             )
 
 
-def _complaint(session: Session, ctx: MessageContext, note: BounceNote, ticket: Ticket | None, row: Outbox,
-               sent_to: set[str]) -> None:
+def _complaint(
+    session: Session, ctx: MessageContext, note: BounceNote, ticket: Ticket | None, row: Outbox, sent_to: set[str]
+) -> None:
     """A proven feedback report: no more automatic mail to the complainant, as after a hard bounce."""
     now = ctx.services.clock.now()
     days = installed(ctx.services.outbound, "mailgate.outbound.plugin").settings.bounces.suppress_days
     named = note.report.complainants or sorted(sent_to)  # ARF may redact the recipient: the row says who it was
     for address in (a for a in named if a in sent_to):
-        audit.record(session, now, "mail.complaint", ticket=ticket, message=ctx.message, actor="mailgate",
-                     outbox=row.id, mail_kind=row.kind, recipient=address)
+        audit.record(
+            session,
+            now,
+            "mail.complaint",
+            ticket=ticket,
+            message=ctx.message,
+            actor="mailgate",
+            outbox=row.id,
+            mail_kind=row.kind,
+            recipient=address,
+        )
         if days:
             suppress(session, address, now + timedelta(days=days), "feedback report (marked as abuse)", now)
 

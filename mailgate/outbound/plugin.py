@@ -46,9 +46,11 @@ log = logging.getLogger("mailgate.outbound")
 
 FILES_COMMAND = "#files"  # an agent's command that mails the ticket's files (mailgate.domain.command_plan)
 _AGENT = {"name": "Bob", "address": "bob@example.com"}
-_FILES = {"attached": ["screenshot.png"], "command": FILES_COMMAND,
-          "listed": [{"filename": "dump.log", "size": "12.0 MB", "bytes": 12582912, "type": "text/plain",
-                      "reason": ""}]}
+_FILES = {
+    "attached": ["screenshot.png"],
+    "command": FILES_COMMAND,
+    "listed": [{"filename": "dump.log", "size": "12.0 MB", "bytes": 12582912, "type": "text/plain", "reason": ""}],
+}
 for _kind in ("notify_new_ticket", "notify_reply"):
     templating.register_kind(_kind, {"agent": _AGENT, "files": _FILES})
 
@@ -148,32 +150,71 @@ def acknowledge(ctx: MessageContext, ticket: Ticket, message: Message, incoming:
     elif not ctx.route.auto_reply:
         held = "rules: no auto-reply" + (f" ({', '.join(ctx.route.rules)})" if ctx.route.rules else "")
     if held:
-        audit.record(ctx.session, ctx.services.clock.now(), "mail.held", ticket=ticket, actor="mailgate",
-                     mail_kind="acknowledgment", to=[customer.address], reason=held, outbox=None)
+        audit.record(
+            ctx.session,
+            ctx.services.clock.now(),
+            "mail.held",
+            ticket=ticket,
+            actor="mailgate",
+            mail_kind="acknowledgment",
+            to=[customer.address],
+            reason=held,
+            outbox=None,
+        )
         return
-    _safely(ctx, ticket, "acknowledgment", lambda: enqueue(
-        ctx.session, ctx.services, ticket=ticket, kind=ctx.route.template or "acknowledgment",
-        recipients=[(customer.name, customer.address)], in_reply_to=message, automatic=True, incoming=incoming,
-        reply_to=reply_address(ctx.services, ticket)))
+    _safely(
+        ctx,
+        ticket,
+        "acknowledgment",
+        lambda: enqueue(
+            ctx.session,
+            ctx.services,
+            ticket=ticket,
+            kind=ctx.route.template or "acknowledgment",
+            recipients=[(customer.name, customer.address)],
+            in_reply_to=message,
+            automatic=True,
+            incoming=incoming,
+            reply_to=reply_address(ctx.services, ticket),
+        ),
+    )
 
 
-def notify(ctx: MessageContext, ticket: Ticket, message: Message, kind: str, addresses: list[str],
-           incoming: Incoming) -> None:
+def notify(
+    ctx: MessageContext, ticket: Ticket, message: Message, kind: str, addresses: list[str], incoming: Incoming
+) -> None:
     """One notification per agent (never to the person who wrote the mail), with the customer's files."""
     config = ctx.services.config
     attached, listed = attachments_out.for_agents(ctx.services, ctx.session, message)
-    files = {"attached": [a.filename for a in attached], "listed": [item.as_context() for item in listed],
-             "command": FILES_COMMAND}
+    files = {
+        "attached": [a.filename for a in attached],
+        "listed": [item.as_context() for item in listed],
+        "command": FILES_COMMAND,
+    }
     for address in addresses:
         if address == incoming.sender:
             continue
         agent = config.agent(address)
         name = agent.name if agent else ""
-        _safely(ctx, ticket, kind, functools.partial(
-            enqueue, ctx.session, ctx.services, ticket=ticket, kind=kind, recipients=[(name, address)],
-            in_reply_to=message, automatic=True, incoming=incoming,
-            reply_to=reply_address(ctx.services, ticket, address),
-            context={"agent": {"name": name, "address": address}, "files": files}, attachments=attached))
+        _safely(
+            ctx,
+            ticket,
+            kind,
+            functools.partial(
+                enqueue,
+                ctx.session,
+                ctx.services,
+                ticket=ticket,
+                kind=kind,
+                recipients=[(name, address)],
+                in_reply_to=message,
+                automatic=True,
+                incoming=incoming,
+                reply_to=reply_address(ctx.services, ticket, address),
+                context={"agent": {"name": name, "address": address}, "files": files},
+                attachments=attached,
+            ),
+        )
 
 
 def _safely(ctx: MessageContext, ticket: Ticket, kind: str, action: Callable[[], object]) -> None:
@@ -182,7 +223,17 @@ def _safely(ctx: MessageContext, ticket: Ticket, kind: str, action: Callable[[],
         with ctx.session.begin_nested():
             action()
     except Exception as exc:
-        log.exception("automatic mail failed; the message is stored without it",
-                      extra={"kind": kind, "ticket": ticket.number})
-        audit.record(ctx.session, ctx.services.clock.now(), "mail.held", ticket=ticket, actor="mailgate",
-                     mail_kind=kind, to=[], reason=f"error: {type(exc).__name__}: {exc}"[:500], outbox=None)
+        log.exception(
+            "automatic mail failed; the message is stored without it", extra={"kind": kind, "ticket": ticket.number}
+        )
+        audit.record(
+            ctx.session,
+            ctx.services.clock.now(),
+            "mail.held",
+            ticket=ticket,
+            actor="mailgate",
+            mail_kind=kind,
+            to=[],
+            reason=f"error: {type(exc).__name__}: {exc}"[:500],
+            outbox=None,
+        )

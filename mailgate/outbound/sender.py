@@ -88,8 +88,8 @@ def deliver_due(
     for outbox_id in ids:
         lease = now + timedelta(seconds=lease_seconds(services.config))
         with sessions() as session, session.begin():
-            claimed = (
-                claims.won(session, update(Outbox).where(Outbox.id == outbox_id, *due).values(claimed_until=lease))
+            claimed = claims.won(
+                session, update(Outbox).where(Outbox.id == outbox_id, *due).values(claimed_until=lease)
             )
             row = session.get(Outbox, outbox_id) if claimed else None
             job = (

@@ -19,12 +19,12 @@ OUTBOUND_KEYS = ("admin_address", "max_age", "retry_base", "retry_max", "sweep_i
 
 @dataclass(frozen=True)
 class OutboundSettings:
-    admin_address: str = ""      # gets the circuit breaker alert; empty: the alert is only logged
+    admin_address: str = ""  # gets the circuit breaker alert; empty: the alert is only logged
     max_age: float = 3 * 86400.0  # a mail not delivered after this long fails for good
-    retry_base: float = 60.0      # first retry after this long, then doubling …
-    retry_max: float = 3600.0     # … up to this
+    retry_base: float = 60.0  # first retry after this long, then doubling …
+    retry_max: float = 3600.0  # … up to this
     sweep_interval: float = 15.0  # how often the retry sweep runs (new mail is sent at once anyway)
-    batch_size: int = 50          # rows per sweep round
+    batch_size: int = 50  # rows per sweep round
 
 
 @dataclass(frozen=True)

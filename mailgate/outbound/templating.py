@@ -42,21 +42,35 @@ DEFAULT_LOCALE = "en"
 
 # The kinds of mail this module's plugin writes. Each must exist at least in templates/en/.
 KINDS: tuple[str, ...] = (
-    "acknowledgment",      # to the customer: your ticket number, replies keep the thread
-    "notify_new_ticket",   # to the queue's agents: a new ticket
-    "notify_reply",        # to the assignee, else the queue's agents: the customer replied
-    "agent_reply",         # to the customer: an agent's answer, relayed from the support address
-    "resolved",            # to the customer: the ticket is resolved
-    "loop_alert",          # to [outbound] admin_address: automatic mail paused by the circuit breaker
+    "acknowledgment",  # to the customer: your ticket number, replies keep the thread
+    "notify_new_ticket",  # to the queue's agents: a new ticket
+    "notify_reply",  # to the assignee, else the queue's agents: the customer replied
+    "agent_reply",  # to the customer: an agent's answer, relayed from the support address
+    "resolved",  # to the customer: the ticket is resolved
+    "loop_alert",  # to [outbound] admin_address: automatic mail paused by the circuit breaker
 )
 
 # What every template sees (documented in docs/outbound.md), with the sample values `check` renders with.
 BASE_SAMPLE: dict[str, Any] = {
-    "ticket": {"number": 42, "token": "[#42]", "subject": "Printer on fire", "status": "new",
-               "queue": "support", "priority": "normal", "assignee": "", "created_at": "2026-01-05T09:00:00+00:00"},
-    "message": {"from_addr": "alice@customer.example", "from_name": "Alice", "subject": "Printer on fire",
-                "text": "Hello,\nmy printer is on fire.", "new_text": "my printer is on fire.",
-                "date": "2026-01-05T09:00:00+00:00", "message_id": "<m1@customer.example>"},
+    "ticket": {
+        "number": 42,
+        "token": "[#42]",
+        "subject": "Printer on fire",
+        "status": "new",
+        "queue": "support",
+        "priority": "normal",
+        "assignee": "",
+        "created_at": "2026-01-05T09:00:00+00:00",
+    },
+    "message": {
+        "from_addr": "alice@customer.example",
+        "from_name": "Alice",
+        "subject": "Printer on fire",
+        "text": "Hello,\nmy printer is on fire.",
+        "new_text": "my printer is on fire.",
+        "date": "2026-01-05T09:00:00+00:00",
+        "message_id": "<m1@customer.example>",
+    },
     "customer": {"address": "alice@customer.example", "name": "Alice"},
     "queue": {"name": "support", "locale": "en"},
     "support": {"name": "Example Support", "address": "support@example.com"},
@@ -71,8 +85,14 @@ _KIND_SAMPLES: dict[str, dict[str, Any]] = {
     "acknowledgment": {},
     "notify_new_ticket": dict(_AGENT),
     "notify_reply": dict(_AGENT),
-    "agent_reply": {"reply": {"text": "Please unplug it.", "html": "<p>Please <b>unplug</b> it.</p>",
-                              "author_name": "Bob", "author_address": "bob@example.com"}},
+    "agent_reply": {
+        "reply": {
+            "text": "Please unplug it.",
+            "html": "<p>Please <b>unplug</b> it.</p>",
+            "author_name": "Bob",
+            "author_address": "bob@example.com",
+        }
+    },
     "resolved": {},
     "loop_alert": {"alert": {"count": 200, "limit": 200, "window": "10m", "since": "2026-01-05T09:00:00+00:00"}},
 }
@@ -106,8 +126,10 @@ def known_names(kind: str) -> frozenset[str] | None:
 
 def empty_context(kind: str = "") -> dict[str, Any]:
     """The same names with empty values: what a render starts from before the caller's data."""
-    return {name: ({key: "" for key in value} if isinstance(value, dict) else "")
-            for name, value in sample_context(kind).items()}
+    return {
+        name: ({key: "" for key in value} if isinstance(value, dict) else "")
+        for name, value in sample_context(kind).items()
+    }
 
 
 def kind_of(name: str) -> str:
@@ -119,9 +141,8 @@ def kind_of(name: str) -> str:
 class Rendered:
     subject: str  # "" when the template has no subject block
     text: str
-    html: str     # "" when the template has no html block
+    html: str  # "" when the template has no html block
     template: str  # the file that was used, for logs and events
-
 
 
 class Templates:
@@ -146,8 +167,13 @@ class Templates:
                 self.sources.append((path, name, text))
                 if text is not None:
                     visible.setdefault(name, text)  # the first directory wins
-        common = {"loader": DictLoader(visible), "undefined": StrictUndefined, "keep_trailing_newline": True,
-                  "trim_blocks": True, "lstrip_blocks": True}
+        common = {
+            "loader": DictLoader(visible),
+            "undefined": StrictUndefined,
+            "keep_trailing_newline": True,
+            "trim_blocks": True,
+            "lstrip_blocks": True,
+        }
         self.text_env = SandboxedEnvironment(autoescape=False, **common)
         self.html_env = SandboxedEnvironment(autoescape=True, **common)
 
@@ -182,8 +208,9 @@ class Templates:
             problems += _check_one(self, path, name, source)
         for kind in KINDS:
             if not any(n == f"{DEFAULT_LOCALE}/{kind}{SUFFIX}" for _, n in self.files()):
-                problems.append(Problem(f"{DEFAULT_LOCALE}/{kind}{SUFFIX}", 0,
-                                        "missing: every kind needs an English template"))
+                problems.append(
+                    Problem(f"{DEFAULT_LOCALE}/{kind}{SUFFIX}", 0, "missing: every kind needs an English template")
+                )
         return problems
 
 

@@ -135,8 +135,9 @@ STEPS: tuple[tuple[str, Step], ...] = (
 )
 
 
-def run(raw: bytes, envelope: Envelope, session: Session, services: Services,
-        steps: Sequence[tuple[str, Step]] = STEPS) -> MessageContext:
+def run(
+    raw: bytes, envelope: Envelope, session: Session, services: Services, steps: Sequence[tuple[str, Step]] = STEPS
+) -> MessageContext:
     """Run every step on one message inside the caller's transaction."""
     ctx = MessageContext(raw=raw, envelope=envelope, session=session, services=services)
     budget = services.config.spool.mail_budget

@@ -32,30 +32,35 @@ def svg(days: list[dict[str, Any]], title: str) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">',
-        f'<title>{escape(title)}</title>',
+        f"<title>{escape(title)}</title>",
         '<rect width="100%" height="100%" fill="white"/>',
         f'<text x="{PAD}" y="20" font-size="14">{escape(title)}</text>',
         f'<line x1="{PAD}" y1="{PAD + plot_h}" x2="{PAD + plot_w}" y2="{PAD + plot_h}" stroke="black"/>',
         f'<text x="5" y="{PAD - 8}" fill="#4a7ab5">tickets (max {top_volume})</text>',
         f'<text x="{WIDTH - PAD - 150}" y="{PAD - 8}" fill="#c0392b">first response, median h '
-        f'(max {top_hours:g})</text>',
+        f"(max {top_hours:g})</text>",
     ]
     points = []
     for i, day in enumerate(days):
         x = PAD + i * step
         bar = plot_h * day["opened"] / top_volume
-        parts.append(f'<rect class="volume" x="{x + step * 0.1:.1f}" y="{PAD + plot_h - bar:.1f}" '
-                     f'width="{step * 0.8:.1f}" height="{bar:.1f}" fill="#4a7ab5">'
-                     f'<title>{day["date"]}: {day["opened"]} opened</title></rect>')
+        parts.append(
+            f'<rect class="volume" x="{x + step * 0.1:.1f}" y="{PAD + plot_h - bar:.1f}" '
+            f'width="{step * 0.8:.1f}" height="{bar:.1f}" fill="#4a7ab5">'
+            f"<title>{day['date']}: {day['opened']} opened</title></rect>"
+        )
         if day["first_response_median_h"] is not None:
             y = PAD + plot_h - plot_h * day["first_response_median_h"] / top_hours
             points.append(f"{x + step / 2:.1f},{y:.1f}")
         if len(days) <= 31 or i % max(1, len(days) // 15) == 0:
-            parts.append(f'<text x="{x + step / 2:.1f}" y="{PAD + plot_h + 14}" text-anchor="middle">'
-                         f'{day["date"][5:]}</text>')
+            parts.append(
+                f'<text x="{x + step / 2:.1f}" y="{PAD + plot_h + 14}" text-anchor="middle">{day["date"][5:]}</text>'
+            )
     if points:
-        parts.append(f'<polyline class="first-response" points="{" ".join(points)}" fill="none" '
-                     'stroke="#c0392b" stroke-width="2"/>')
+        parts.append(
+            f'<polyline class="first-response" points="{" ".join(points)}" fill="none" '
+            'stroke="#c0392b" stroke-width="2"/>'
+        )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -72,8 +77,7 @@ def png(path: Path, days: list[dict[str, Any]], title: str) -> None:
     labels = [d["date"][5:] for d in days]
     volume.bar(labels, [d["opened"] for d in days], color="#4a7ab5", label="tickets opened")
     hours = volume.twinx()
-    hours.plot(labels, [d["first_response_median_h"] for d in days], color="#c0392b",
-               label="first response, median h")
+    hours.plot(labels, [d["first_response_median_h"] for d in days], color="#c0392b", label="first response, median h")
     volume.set_title(title)
     volume.tick_params(axis="x", labelrotation=60, labelsize=7)
     figure.tight_layout()

@@ -38,8 +38,11 @@ def conversation(session: Session, blobs: Blobs, ticket: Ticket) -> Iterator[tup
     items: list[tuple[datetime, int, str, bytes]] = []
     for message in session.scalars(select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id)):
         items.append((message.created_at, len(items), message.from_addr or "MAILER-DAEMON", raw_of(blobs, message)))
-    for row in session.scalars(select(Outbox).where(Outbox.ticket_id == ticket.id, Outbox.message_pk.is_(None),
-                                                    Outbox.status == "sent").order_by(Outbox.id)):
+    for row in session.scalars(
+        select(Outbox)
+        .where(Outbox.ticket_id == ticket.id, Outbox.message_pk.is_(None), Outbox.status == "sent")
+        .order_by(Outbox.id)
+    ):
         items.append((row.sent_at or row.created_at, len(items), row.mail_from or "MAILER-DAEMON", row.raw))
     for when, _order, sender, raw in sorted(items, key=lambda item: (item[0], item[1])):
         yield sender, when, raw
@@ -92,11 +95,19 @@ def export_json(session: Session, number: int) -> dict[str, Any] | None:
     if data is None:
         return None
     ticket_id = session.scalar(select(Ticket.id).where(Ticket.number == number))
-    data["events"] = [{"kind": e.kind, "actor": e.actor, "detail": e.detail, "created_at": e.created_at.isoformat()}
-                      for e in session.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(Event.id))]
-    data["outbox"] = [{"kind": o.kind, "status": o.status, "rcpt_tos": list(o.rcpt_tos or []),
-                       "message_id": o.message_id, "created_at": o.created_at.isoformat(),
-                       "sent_at": o.sent_at.isoformat() if o.sent_at else None}
-                      for o in session.scalars(select(Outbox).where(Outbox.ticket_id == ticket_id)
-                                               .order_by(Outbox.id))]
+    data["events"] = [
+        {"kind": e.kind, "actor": e.actor, "detail": e.detail, "created_at": e.created_at.isoformat()}
+        for e in session.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(Event.id))
+    ]
+    data["outbox"] = [
+        {
+            "kind": o.kind,
+            "status": o.status,
+            "rcpt_tos": list(o.rcpt_tos or []),
+            "message_id": o.message_id,
+            "created_at": o.created_at.isoformat(),
+            "sent_at": o.sent_at.isoformat() if o.sent_at else None,
+        }
+        for o in session.scalars(select(Outbox).where(Outbox.ticket_id == ticket_id).order_by(Outbox.id))
+    ]
     return data

@@ -33,9 +33,23 @@ from mailgate.storage.models import Ticket
 
 POSITIVE = frozenset({"good", "4", "5"})
 TOP_CUSTOMERS = 5
-COLUMNS = ("queue", "opened", "resolved", "first_response_median_h", "first_response_p90_h",
-           "resolution_median_h", "resolution_p90_h", "sla_tickets", "sla_breached", "sla_breach_rate",
-           "csat_rated", "csat_positive", "csat", "time_spent_h", "top_customers")
+COLUMNS = (
+    "queue",
+    "opened",
+    "resolved",
+    "first_response_median_h",
+    "first_response_p90_h",
+    "resolution_median_h",
+    "resolution_p90_h",
+    "sla_tickets",
+    "sla_breached",
+    "sla_breach_rate",
+    "csat_rated",
+    "csat_positive",
+    "csat",
+    "time_spent_h",
+    "top_customers",
+)
 
 
 def median(values: Sequence[float]) -> float | None:
@@ -59,8 +73,10 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 def breached(ticket: Ticket, now: datetime) -> bool:
-    for due, met in ((ticket.first_response_due_at, ticket.first_response_at),
-                     (ticket.resolution_due_at, ticket.resolved_at)):
+    for due, met in (
+        (ticket.first_response_due_at, ticket.first_response_at),
+        (ticket.resolution_due_at, ticket.resolved_at),
+    ):
         if due is not None and (met or now) > due:
             return True
     return False
@@ -69,16 +85,22 @@ def breached(ticket: Ticket, now: datetime) -> bool:
 def load(session: Session, since: datetime, until: datetime, queue: str | None) -> list[Ticket]:
     """Every ticket opened or resolved in [since, until), spam and merged ones left out."""
     query = select(Ticket).where(
-        Ticket.spam.is_(False), Ticket.merged_into_id.is_(None),
-        or_(Ticket.created_at.between(since, until),
-            Ticket.resolved_at.between(since, until)))
+        Ticket.spam.is_(False),
+        Ticket.merged_into_id.is_(None),
+        or_(Ticket.created_at.between(since, until), Ticket.resolved_at.between(since, until)),
+    )
     if queue:
         query = query.where(Ticket.queue == queue)
     return list(session.scalars(query.order_by(Ticket.id)))
 
 
-def queue_figures(name: str, tickets: list[Ticket], sla: SlaConfig, since: datetime, until: datetime,
-                  ) -> dict[str, Any]:
+def queue_figures(
+    name: str,
+    tickets: list[Ticket],
+    sla: SlaConfig,
+    since: datetime,
+    until: datetime,
+) -> dict[str, Any]:
     opened = [t for t in tickets if since <= t.created_at < until]
     resolved = [t for t in tickets if t.resolved_at is not None and since <= t.resolved_at < until]
 
@@ -107,21 +129,25 @@ def queue_figures(name: str, tickets: list[Ticket], sla: SlaConfig, since: datet
         "csat_positive": positive,
         "csat": _rate(positive, len(ratings)),
         "time_spent_h": round(sum(t.time_spent or 0 for t in opened) / 3600, 2),
-        "top_customers": [{"customer": c, "tickets": n}
-                          for c, n in sorted(customers.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CUSTOMERS]],
+        "top_customers": [
+            {"customer": c, "tickets": n}
+            for c, n in sorted(customers.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CUSTOMERS]
+        ],
     }
 
 
-def build(session: Session, sla: SlaConfig, since: datetime, until: datetime,
-          queue: str | None = None) -> list[dict[str, Any]]:
+def build(
+    session: Session, sla: SlaConfig, since: datetime, until: datetime, queue: str | None = None
+) -> list[dict[str, Any]]:
     """One dict per queue (sorted by name), keys as in :data:`COLUMNS`."""
     tickets = load(session, since, until, queue)
     names = sorted({t.queue for t in tickets} | ({queue} if queue else set()))
     return [queue_figures(n, [t for t in tickets if t.queue == n], sla, since, until) for n in names]
 
 
-def daily(session: Session, sla: SlaConfig, since: datetime, until: datetime,
-          queue: str | None = None) -> list[dict[str, Any]]:
+def daily(
+    session: Session, sla: SlaConfig, since: datetime, until: datetime, queue: str | None = None
+) -> list[dict[str, Any]]:
     """Per UTC day: tickets opened and the median first-response hours (for the chart)."""
     days: dict[date, list[Ticket]] = {}
     day = since.date()
@@ -133,8 +159,11 @@ def daily(session: Session, sla: SlaConfig, since: datetime, until: datetime,
             days.setdefault(ticket.created_at.date(), []).append(ticket)
     rows = []
     for day, tickets in sorted(days.items()):
-        first = [sla.elapsed(t.queue, t.created_at, t.first_response_at) / timedelta(hours=1)
-                 for t in tickets if t.first_response_at is not None]
+        first = [
+            sla.elapsed(t.queue, t.created_at, t.first_response_at) / timedelta(hours=1)
+            for t in tickets
+            if t.first_response_at is not None
+        ]
         rows.append({"date": day.isoformat(), "opened": len(tickets), "first_response_median_h": _hours(median(first))})
     return rows
 

@@ -66,11 +66,15 @@ def matching_messages(session: Session, terms: list[str]) -> Select[Any]:
     """``SELECT message id`` for messages that contain every term."""
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
-        return select(literal_column("rowid").label("id")).select_from(text("messages_fts")).where(
-            text("messages_fts MATCH :fts").bindparams(fts=fts5_query(terms)))
+        return (
+            select(literal_column("rowid").label("id"))
+            .select_from(text("messages_fts"))
+            .where(text("messages_fts MATCH :fts").bindparams(fts=fts5_query(terms)))
+        )
     if dialect == "postgresql":
         return select(Message.id).where(
-            text(f"{PG_DOCUMENT} @@ to_tsquery('simple', :tsq)").bindparams(tsq=tsquery(terms)))
+            text(f"{PG_DOCUMENT} @@ to_tsquery('simple', :tsq)").bindparams(tsq=tsquery(terms))
+        )
     raise NotImplementedError(f"search is not available on {dialect}")
 
 
@@ -92,12 +96,19 @@ def search(session: Session, query: str, filters: Filters = Filters()) -> list[d
     results = []
     for ticket, count, first_id in rows:
         message = session.get(Message, first_id)
-        results.append({
-            "number": ticket.number, "subject": ticket.subject, "status": ticket.status, "queue": ticket.queue,
-            "customer": ticket.customer.address, "created_at": ticket.created_at.isoformat(),
-            "updated_at": ticket.updated_at.isoformat(), "matches": count,
-            "snippet": snippet(f"{message.subject}\n{message.text}" if message else "", terms),
-        })
+        results.append(
+            {
+                "number": ticket.number,
+                "subject": ticket.subject,
+                "status": ticket.status,
+                "queue": ticket.queue,
+                "customer": ticket.customer.address,
+                "created_at": ticket.created_at.isoformat(),
+                "updated_at": ticket.updated_at.isoformat(),
+                "matches": count,
+                "snippet": snippet(f"{message.subject}\n{message.text}" if message else "", terms),
+            }
+        )
     return results
 
 
@@ -123,5 +134,5 @@ def snippet(body: str, terms: list[str], width: int = 80) -> str:
     lower = flat.casefold()
     positions = [p for p in (lower.find(t.rstrip("*").casefold()) for t in terms) if p >= 0]
     start = max(0, min(positions) - width // 4) if positions else 0
-    piece = flat[start:start + width]
+    piece = flat[start : start + width]
     return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")

@@ -50,17 +50,23 @@ def message_view(message: Message) -> dict[str, Any]:
         "author": message.author,
         "defects": list(message.parse_defects or []),  # "unproven sender": stored, but it could not act
         "attachments": [
-            {"filename": a.filename, "content_type": a.content_type, "sniffed_type": a.sniffed_type,
-             "size": a.size, "sha256": a.sha256, "part_of": a.part_of or None}
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "sniffed_type": a.sniffed_type,
+                "size": a.size,
+                "sha256": a.sha256,
+                "part_of": a.part_of or None,
+            }
             for a in message.attachments
         ],
     }
 
 
-def list_tickets(session: Session, status: str | None = None, queue: str | None = None,
-                 limit: int | None = None) -> list[dict[str, Any]]:
-    counts = (select(Message.ticket_id, func.count(Message.id).label("n"))
-              .group_by(Message.ticket_id).subquery())
+def list_tickets(
+    session: Session, status: str | None = None, queue: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    counts = select(Message.ticket_id, func.count(Message.id).label("n")).group_by(Message.ticket_id).subquery()
     query = select(Ticket, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.ticket_id == Ticket.id)
     if status:
         query = query.where(Ticket.status == status)
@@ -73,8 +79,11 @@ def list_tickets(session: Session, status: str | None = None, queue: str | None 
 
 
 def get_ticket(session: Session, number: int) -> Ticket | None:
-    return session.scalar(select(Ticket).where(Ticket.number == number)
-                          .options(selectinload(Ticket.messages).selectinload(Message.attachments)))
+    return session.scalar(
+        select(Ticket)
+        .where(Ticket.number == number)
+        .options(selectinload(Ticket.messages).selectinload(Message.attachments))
+    )
 
 
 def show_ticket(session: Session, number: int) -> dict[str, Any] | None:
@@ -82,7 +91,12 @@ def show_ticket(session: Session, number: int) -> dict[str, Any] | None:
     if ticket is None:
         return None
     data = ticket_summary(ticket, len(ticket.messages))
-    data.update(first_response_at=_iso(ticket.first_response_at), resolved_at=_iso(ticket.resolved_at),
-                closed_at=_iso(ticket.closed_at), time_spent=ticket.time_spent, csat=ticket.csat)
+    data.update(
+        first_response_at=_iso(ticket.first_response_at),
+        resolved_at=_iso(ticket.resolved_at),
+        closed_at=_iso(ticket.closed_at),
+        time_spent=ticket.time_spent,
+        csat=ticket.csat,
+    )
     data["messages"] = [message_view(m) for m in ticket.messages]
     return data

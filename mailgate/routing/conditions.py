@@ -180,14 +180,14 @@ class Present(TextCondition):
 
     def explain(self, facts: MailFacts) -> Check:
         values = facts.text(self.key)
-        return Check(self.test(facts), f"{self.describe()}: {'yes' if self.test(facts) else 'no'} "
-                                       f"({_show_all(values, self.label)})")
+        return Check(
+            self.test(facts),
+            f"{self.describe()}: {'yes' if self.test(facts) else 'no'} ({_show_all(values, self.label)})",
+        )
 
 
-_TEXT_CLASSES: dict[str, type[TextCondition]] = {"equals": Equals, "contains": Contains, "glob": Glob,
-                                                 "regex": Regex}
-_COMPARE = {"equals": float.__eq__, "gt": float.__gt__, "ge": float.__ge__, "lt": float.__lt__,
-            "le": float.__le__}
+_TEXT_CLASSES: dict[str, type[TextCondition]] = {"equals": Equals, "contains": Contains, "glob": Glob, "regex": Regex}
+_COMPARE = {"equals": float.__eq__, "gt": float.__gt__, "ge": float.__ge__, "lt": float.__lt__, "le": float.__le__}
 _SYMBOL = {"equals": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
@@ -221,9 +221,12 @@ class FlagCondition:
 
     def explain(self, facts: MailFacts) -> Check:
         value = facts.flag(self.key)
-        return Check(value is self.wanted, f"{self.key} = {str(self.wanted).lower()}: "
-                                           f"{'yes' if value is self.wanted else 'no'} ({self.key} is "
-                                           f"{str(value).lower()})")
+        return Check(
+            value is self.wanted,
+            f"{self.key} = {str(self.wanted).lower()}: "
+            f"{'yes' if value is self.wanted else 'no'} ({self.key} is "
+            f"{str(value).lower()})",
+        )
 
 
 class All:
@@ -270,5 +273,8 @@ class Not:
 
     def explain(self, facts: MailFacts) -> Check:
         inner = self.child.explain(facts)
-        return Check(not inner.matched, "not: " + ("yes (inner did not match)" if not inner.matched
-                                                   else "no (inner matched)"), (inner,))
+        return Check(
+            not inner.matched,
+            "not: " + ("yes (inner did not match)" if not inner.matched else "no (inner matched)"),
+            (inner,),
+        )

@@ -29,8 +29,10 @@ def _sender(f: MailFacts) -> tuple[str, ...]:
 
 def _delivered_to(f: MailFacts) -> tuple[str, ...]:
     headers = f.mail.headers
-    return _unique(_addresses([r for r in f.envelope.rcpt_tos])
-                   + _addresses(headers.get("delivered-to", []) + headers.get("x-original-to", [])))
+    return _unique(
+        _addresses([r for r in f.envelope.rcpt_tos])
+        + _addresses(headers.get("delivered-to", []) + headers.get("x-original-to", []))
+    )
 
 
 def _attachments(f: MailFacts) -> list[tuple[str, str]]:

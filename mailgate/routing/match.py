@@ -29,10 +29,16 @@ class RuleTrace:
     effects: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule.name, "file": self.rule.file, "line": self.rule.line,
-                "description": self.rule.description, "status": self.status,
-                "matched": self.status == "matched",
-                "check": self.check.as_dict() if self.check is not None else None, "effects": self.effects}
+        return {
+            "rule": self.rule.name,
+            "file": self.rule.file,
+            "line": self.rule.line,
+            "description": self.rule.description,
+            "status": self.status,
+            "matched": self.status == "matched",
+            "check": self.check.as_dict() if self.check is not None else None,
+            "effects": self.effects,
+        }
 
 
 @dataclass
@@ -65,8 +71,7 @@ def evaluate(ruleset: RuleSet, facts: MailFacts, *, explain: bool = False) -> Ou
         if out.stopped_by:
             if not explain:
                 break
-            out.trace.append(RuleTrace(rule, "skipped", effects=[f"not evaluated: rule {out.stopped_by!r} "
-                                                                 "said stop"]))
+            out.trace.append(RuleTrace(rule, "skipped", effects=[f"not evaluated: rule {out.stopped_by!r} said stop"]))
             continue
         if not rule.enabled:
             if explain:
@@ -89,8 +94,10 @@ def evaluate(ruleset: RuleSet, facts: MailFacts, *, explain: bool = False) -> Ou
         contributed = False
         for key, value in pairs:
             if key in decided:
-                effects.append(f"{key} = {_shown(value)} (not applied: rule {decided[key][1]!r} set "
-                               f"{key} = {_shown(decided[key][0])} first)")
+                effects.append(
+                    f"{key} = {_shown(value)} (not applied: rule {decided[key][1]!r} set "
+                    f"{key} = {_shown(decided[key][0])} first)"
+                )
             else:
                 decided[key] = (value, rule.name)
                 effects.append(f"{key} = {_shown(value)}")

@@ -46,8 +46,11 @@ def compile_match(table: Any, where: str = "match") -> Condition:
             children.append(Not(compile_match(value, f"{where}.not")))
         elif key == "header":
             if not isinstance(value, Mapping) or not value:
-                raise MatchError(f"{where}.header: expected a table of header names, such as "
-                                 '{ "X-Priority" = { equals = "1" } }', "header")
+                raise MatchError(
+                    f"{where}.header: expected a table of header names, such as "
+                    '{ "X-Priority" = { equals = "1" } }',
+                    "header",
+                )
             for name, spec in value.items():
                 label = f"header {name}"
                 children.append(_text(f"header:{name.strip().lower()}", label, spec, f"{where}.header.{name}", name))
@@ -60,8 +63,9 @@ def compile_match(table: Any, where: str = "match") -> Condition:
                 raise MatchError(f"{where}.{key}: expected true or false, got {_type(value)}", key)
             children.append(FlagCondition(key, value))
         else:
-            raise MatchError(f"{where}: unknown match field {key!r} (known: {', '.join(FIELDS)}, "
-                             f"{', '.join(COMBINATORS)})", key)
+            raise MatchError(
+                f"{where}: unknown match field {key!r} (known: {', '.join(FIELDS)}, {', '.join(COMBINATORS)})", key
+            )
     return children[0] if len(children) == 1 else All(tuple(children))
 
 
@@ -69,8 +73,11 @@ def _text(key: str, label: str, spec: Any, where: str, needle: str) -> TextCondi
     if isinstance(spec, str | list):
         spec = {"equals": spec}
     if not isinstance(spec, Mapping):
-        raise MatchError(f"{where}: expected a string, a list of strings or an operator table "
-                         f"such as {{ contains = \"…\" }}, got {_type(spec)}", needle)
+        raise MatchError(
+            f"{where}: expected a string, a list of strings or an operator table "
+            f'such as {{ contains = "…" }}, got {_type(spec)}',
+            needle,
+        )
     spec = dict(spec)
     case_sensitive = spec.pop("case_sensitive", False)
     if not isinstance(case_sensitive, bool):
@@ -80,8 +87,11 @@ def _text(key: str, label: str, spec: Any, where: str, needle: str) -> TextCondi
     if unknown:
         raise MatchError(f"{where}: unknown operator {unknown[0]!r} (known: {', '.join(TEXT_OPS)})", unknown[0])
     if len(ops) != 1:
-        raise MatchError(f"{where}: expected exactly one operator ({', '.join(TEXT_OPS)}), got "
-                         f"{len(ops)}; combine several with all/any", needle)
+        raise MatchError(
+            f"{where}: expected exactly one operator ({', '.join(TEXT_OPS)}), got "
+            f"{len(ops)}; combine several with all/any",
+            needle,
+        )
     op, value = ops[0], spec[ops[0]]
     if op == "present":
         if not isinstance(value, bool):
@@ -115,7 +125,7 @@ def _number(key: str, spec: Any, where: str) -> NumberCondition:
 
 
 def _type(value: Any) -> str:
-    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
-             dict: "a table"}
-    return names.get(type(value), type(value).__name__) + (f" ({value!r})" if isinstance(value, bool | int | float
-                                                                                          | str) else "")
+    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table"}
+    return names.get(type(value), type(value).__name__) + (
+        f" ({value!r})" if isinstance(value, bool | int | float | str) else ""
+    )

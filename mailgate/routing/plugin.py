@@ -100,9 +100,17 @@ def record_spam_verdict(ctx: MessageContext) -> None:
     """Reactor: a new ticket judged spam gets an event saying why and where the rules had sent it."""
     if not (ctx.new_ticket and ctx.route.spam and ctx.ticket is not None):
         return
-    audit.record(ctx.session, ctx.services.clock.now(), "ticket.spam", ticket=ctx.ticket, actor="mailgate",
-                 from_queue=ctx.notes.routed_queue, queue=ctx.ticket.queue,
-                 reason=ctx.notes.spam_reason, source=ctx.notes.spam_source)
+    audit.record(
+        ctx.session,
+        ctx.services.clock.now(),
+        "ticket.spam",
+        ticket=ctx.ticket,
+        actor="mailgate",
+        from_queue=ctx.notes.routed_queue,
+        queue=ctx.ticket.queue,
+        reason=ctx.notes.spam_reason,
+        source=ctx.notes.spam_source,
+    )
 
 
 def install(runtime: Runtime) -> None:

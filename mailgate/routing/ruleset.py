@@ -32,7 +32,6 @@ _LOCALE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z]{2,4})?$")
 _TOML_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 
 
-
 class RuleError(ConfigError):
     """The rule files have problems; ``problems`` lists each with file and line."""
 
@@ -101,8 +100,9 @@ class Vocabulary:
 def vocabulary(config: Config, spam_queue: str = "spam") -> Vocabulary:
     """Queues of ``[[queues]]`` plus the default and the spam queue; agents of ``[[agents]]``."""
     queues = {q.name for q in config.queues} | {config.support.default_queue, spam_queue}
-    return Vocabulary(queues=frozenset(queues), agents=frozenset(a.address for a in config.agents),
-                      spam_queue=spam_queue)
+    return Vocabulary(
+        queues=frozenset(queues), agents=frozenset(a.address for a in config.agents), spam_queue=spam_queue
+    )
 
 
 def rule_files(directory: Path) -> list[Path]:
@@ -134,8 +134,9 @@ def check_directory(directory: Path, vocab: Vocabulary) -> tuple[RuleSet, list[P
         file_rules, file_problems = compile_file(path, vocab, names)
         rules += file_rules
         problems += file_problems
-    ruleset = RuleSet(rules=tuple(rules), files=tuple(str(p) for p in files),
-                      has_drop=any(r.actions.drop for r in rules))
+    ruleset = RuleSet(
+        rules=tuple(rules), files=tuple(str(p) for p in files), has_drop=any(r.actions.drop for r in rules)
+    )
     return ruleset, problems
 
 
@@ -162,8 +163,11 @@ def compile_file(path: Path, vocab: Vocabulary, names: dict[str, str]) -> tuple[
         detail = _TOML_LINE.sub("", message) + (f" (column {match.group(2)})" if match else "")
         return [], [Problem(shown, line, f"syntax error: {detail}")]
     source = RuleSource(text)
-    problems = [Problem(shown, source.find_key(None, key), f"unknown top-level key {key!r}; "
-                        "rules are [[rule]] tables") for key in data if key != "rule"]
+    problems = [
+        Problem(shown, source.find_key(None, key), f"unknown top-level key {key!r}; rules are [[rule]] tables")
+        for key in data
+        if key != "rule"
+    ]
     items = data.get("rule", [])
     if not isinstance(items, list):
         return [], [*problems, Problem(shown, source.find_key(None, "rule"), "rule: expected [[rule]] tables")]
@@ -176,8 +180,9 @@ def compile_file(path: Path, vocab: Vocabulary, names: dict[str, str]) -> tuple[
     return rules, problems
 
 
-def _compile_rule(item: Any, index: int, file: str, source: RuleSource, vocab: Vocabulary,
-                  names: dict[str, str]) -> tuple[Rule | None, list[Problem]]:
+def _compile_rule(
+    item: Any, index: int, file: str, source: RuleSource, vocab: Vocabulary, names: dict[str, str]
+) -> tuple[Rule | None, list[Problem]]:
     line = source.rule_line(index, item.get("name") if isinstance(item, Mapping) else None)
     label = f"rule #{index + 1}"
     if not isinstance(item, Mapping):
@@ -189,7 +194,7 @@ def _compile_rule(item: Any, index: int, file: str, source: RuleSource, vocab: V
 
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
-        problem("needs a name = \"…\" (a non-empty string)", "name")
+        problem('needs a name = "…" (a non-empty string)', "name")
         name = ""
     else:
         label = f"rule {name!r}"
@@ -218,8 +223,15 @@ def _compile_rule(item: Any, index: int, file: str, source: RuleSource, vocab: V
         problem(f"has no action (one of {', '.join(ACTIONS)})")
     if problems:
         return None, problems
-    return Rule(name=name, file=file, line=line, condition=condition, actions=actions,
-                description=str(description), enabled=bool(enabled)), []
+    return Rule(
+        name=name,
+        file=file,
+        line=line,
+        condition=condition,
+        actions=actions,
+        description=str(description),
+        enabled=bool(enabled),
+    ), []
 
 
 def _actions(item: Mapping[str, Any], vocab: Vocabulary, problem: Any) -> Actions:
@@ -238,8 +250,11 @@ def _actions(item: Mapping[str, Any], vocab: Vocabulary, problem: Any) -> Action
             else:
                 values[key] = value.strip().lower() if key == "assign" else value.strip()
     if "queue" in values and vocab.queues is not None and values["queue"] not in vocab.queues:
-        problem(f"queue: unknown queue {values['queue']!r} (known: {', '.join(sorted(vocab.queues))}; "
-                "declare it in [[queues]] of the config)", "queue")
+        problem(
+            f"queue: unknown queue {values['queue']!r} (known: {', '.join(sorted(vocab.queues))}; "
+            "declare it in [[queues]] of the config)",
+            "queue",
+        )
     if values.get("queue") == vocab.spam_queue:  # the spam queue is reached by a spam verdict
         if values.get("spam") is False:
             problem(f"queue: {vocab.spam_queue!r} is the spam queue, but the rule says spam = false", "queue")
@@ -248,12 +263,14 @@ def _actions(item: Mapping[str, Any], vocab: Vocabulary, problem: Any) -> Action
     if "priority" in values and values["priority"] not in PRIORITIES:
         problem(f"priority: expected one of {', '.join(PRIORITIES)}, got {values['priority']!r}", "priority")
     if "assign" in values and vocab.agents is not None and values["assign"] not in vocab.agents:
-        problem(f"assign: unknown agent {values['assign']!r} (agents are the addresses of [[agents]] in the "
-                "config)", "assign")
+        problem(
+            f"assign: unknown agent {values['assign']!r} (agents are the addresses of [[agents]] in the config)",
+            "assign",
+        )
     if "template" in values and not _TEMPLATE.match(values["template"]):
-        problem(f"template: expected a template name such as \"ack_vip\", got {values['template']!r}", "template")
+        problem(f'template: expected a template name such as "ack_vip", got {values["template"]!r}', "template")
     if "locale" in values and not _LOCALE.match(values["locale"]):
-        problem(f"locale: expected a language such as \"fr\" or \"pt-BR\", got {values['locale']!r}", "locale")
+        problem(f'locale: expected a language such as "fr" or "pt-BR", got {values["locale"]!r}', "locale")
     if "tags" in item:
         tags = item["tags"]
         if not isinstance(tags, list) or not all(isinstance(t, str) and _TAG.match(t) for t in tags):

@@ -50,10 +50,14 @@ def parse_settings(config: Config) -> SpamSettings:
     """Read and check ``[spam]``; raises ConfigError naming the file and key."""
     t = Table(config.raw.get("spam"), config.path, "spam")
     threshold = t.float("threshold", 5.0)
-    settings = SpamSettings(queue=t.str("queue", "spam"), threshold=threshold,
-                            rspamd_threshold=t.float("rspamd_threshold", threshold),
-                            upstream=t.bool("upstream", True),
-                            allow=_entries(t, "allow"), block=_entries(t, "block"))
+    settings = SpamSettings(
+        queue=t.str("queue", "spam"),
+        threshold=threshold,
+        rspamd_threshold=t.float("rspamd_threshold", threshold),
+        upstream=t.bool("upstream", True),
+        allow=_entries(t, "allow"),
+        block=_entries(t, "block"),
+    )
     t.finish()
     if not settings.queue:
         raise t.error("queue", "must not be empty")
@@ -119,8 +123,10 @@ def upstream_verdict(mail: ParsedMail, settings: SpamSettings) -> Upstream:
     if not settings.upstream:
         return Upstream(None, None, "")
     verdicts = []
-    for name, (score, flag), threshold in (("SpamAssassin", _spamassassin(mail), settings.threshold),
-                                           ("rspamd", _rspamd(mail), settings.rspamd_threshold)):
+    for name, (score, flag), threshold in (
+        ("SpamAssassin", _spamassassin(mail), settings.threshold),
+        ("rspamd", _rspamd(mail), settings.rspamd_threshold),
+    ):
         if score is not None:
             spam = score >= threshold
             verdicts.append(Upstream(spam, score, f"{name} score {score:g} {'>=' if spam else '<'} {threshold:g}"))
@@ -139,8 +145,11 @@ def list_verdict(session: Session | None, address: str, settings: SpamSettings) 
     entries = [address, "@" + address.rpartition("@")[2]]
     stored: dict[str, str] = {}
     if session is not None:
-        stored = dict(session.execute(select(SenderList.entry, SenderList.verdict)
-                                      .where(SenderList.entry.in_(entries))).tuples().all())
+        stored = dict(
+            session.execute(select(SenderList.entry, SenderList.verdict).where(SenderList.entry.in_(entries)))
+            .tuples()
+            .all()
+        )
     for entry in entries:
         if entry in stored:
             return stored[entry], f"{entry} is on the {stored[entry]} list"
@@ -163,8 +172,7 @@ def set_sender(session: Session, entry: str, verdict: str, actor: str, services:
     return row
 
 
-def mark_spam(session: Session, services: Services, ticket: Ticket, actor: str,
-              add_to_blocklist: bool = False) -> None:
+def mark_spam(session: Session, services: Services, ticket: Ticket, actor: str, add_to_blocklist: bool = False) -> None:
     """An agent's ``#spam``: move the ticket to the spam queue; optionally block its sender."""
     settings, now = settings_of(services), services.clock.now()
     from_queue = ticket.queue
@@ -172,12 +180,22 @@ def mark_spam(session: Session, services: Services, ticket: Ticket, actor: str,
     blocked = ""
     if add_to_blocklist:
         blocked = set_sender(session, ticket.customer.address, "block", actor, services).entry
-    audit.record(session, now, "ticket.spam", ticket=ticket, actor=actor, from_queue=from_queue,
-                 queue=ticket.queue, reason="marked by agent", blocklisted=blocked)
+    audit.record(
+        session,
+        now,
+        "ticket.spam",
+        ticket=ticket,
+        actor=actor,
+        from_queue=from_queue,
+        queue=ticket.queue,
+        reason="marked by agent",
+        blocklisted=blocked,
+    )
 
 
-def mark_not_spam(session: Session, services: Services, ticket: Ticket, actor: str,
-                  add_to_allowlist: bool = False) -> None:
+def mark_not_spam(
+    session: Session, services: Services, ticket: Ticket, actor: str, add_to_allowlist: bool = False
+) -> None:
     """An agent's ``#notspam``: back to the queue it had before it was spam; optionally allow its sender."""
     settings, now = settings_of(services), services.clock.now()
     target = queue_before_spam(session, ticket, settings) or services.config.support.default_queue
@@ -186,14 +204,23 @@ def mark_not_spam(session: Session, services: Services, ticket: Ticket, actor: s
     allowed = ""
     if add_to_allowlist:
         allowed = set_sender(session, ticket.customer.address, "allow", actor, services).entry
-    audit.record(session, now, "ticket.notspam", ticket=ticket, actor=actor, from_queue=from_queue,
-                 queue=target, allowlisted=allowed)
+    audit.record(
+        session,
+        now,
+        "ticket.notspam",
+        ticket=ticket,
+        actor=actor,
+        from_queue=from_queue,
+        queue=target,
+        allowlisted=allowed,
+    )
 
 
 def queue_before_spam(session: Session, ticket: Ticket, settings: SpamSettings) -> str:
     """The queue the ticket was in (or was routed to) when it was last called spam."""
-    events = session.scalars(select(Event).where(Event.ticket_id == ticket.id, Event.kind == "ticket.spam")
-                             .order_by(desc(Event.id))).all()
+    events = session.scalars(
+        select(Event).where(Event.ticket_id == ticket.id, Event.kind == "ticket.spam").order_by(desc(Event.id))
+    ).all()
     for event in events:
         queue = str((event.detail or {}).get("from_queue") or "")
         if queue and queue != settings.queue:

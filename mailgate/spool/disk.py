@@ -275,7 +275,7 @@ class PendingEntry:
         if not data:
             return False
         if len(self.head) < HEAD_BYTES:
-            self.head += data[:HEAD_BYTES - len(self.head)]
+            self.head += data[: HEAD_BYTES - len(self.head)]
         self._chunks.append(data)
         self._buffered += len(data)
         self.size += len(data)

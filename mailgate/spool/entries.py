@@ -68,7 +68,7 @@ class SpoolEntry:
             with open(self.eml, "rb") as handle:
                 line = handle.readline()
             if line.startswith(ENVELOPE_PREFIX):
-                return SpoolMeta.from_json(line[len(ENVELOPE_PREFIX):])
+                return SpoolMeta.from_json(line[len(ENVELOPE_PREFIX) :])
         except (OSError, ValueError):
             pass
         return SpoolMeta(id=self.id, last_error="envelope missing or unreadable")

@@ -13,5 +13,11 @@ def ticket_attachments(session: Session, number: int) -> list[Attachment] | None
     ticket = session.scalar(select(Ticket).where(Ticket.number == number))
     if ticket is None:
         return None
-    return list(session.scalars(select(Attachment).join(Message, Attachment.message_pk == Message.id)
-                                .where(Message.ticket_id == ticket.id).order_by(Message.id, Attachment.id)))
+    return list(
+        session.scalars(
+            select(Attachment)
+            .join(Message, Attachment.message_pk == Message.id)
+            .where(Message.ticket_id == ticket.id)
+            .order_by(Message.id, Attachment.id)
+        )
+    )

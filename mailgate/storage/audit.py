@@ -10,10 +10,23 @@ from sqlalchemy.orm import Session
 from mailgate.storage.models import Event, Message, Ticket
 
 
-def record(session: Session, now: datetime, kind: str, *, ticket: Ticket | None = None,
-           message: Message | None = None, actor: str = "", **detail: Any) -> Event:
-    event = Event(ticket_id=ticket.id if ticket is not None else None,
-                  message_pk=message.id if message is not None else None,
-                  kind=kind, actor=actor, detail=detail, created_at=now)
+def record(
+    session: Session,
+    now: datetime,
+    kind: str,
+    *,
+    ticket: Ticket | None = None,
+    message: Message | None = None,
+    actor: str = "",
+    **detail: Any,
+) -> Event:
+    event = Event(
+        ticket_id=ticket.id if ticket is not None else None,
+        message_pk=message.id if message is not None else None,
+        kind=kind,
+        actor=actor,
+        detail=detail,
+        created_at=now,
+    )
     session.add(event)
     return event

@@ -75,8 +75,12 @@ class DatabaseBlobStore:
     def _insert_head(self, conn: Any, sha256: str) -> bool:
         """Claim the ``blobs`` row; False when another put (here or on another daemon) made it."""
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(Blob).values(sha256=sha256, size=0, chunks=0).on_conflict_do_nothing(
-            index_elements=["sha256"]).returning(Blob.sha256)  # a row back: ours (rowcount may say -1)
+        stmt = (
+            dialect.insert(Blob)
+            .values(sha256=sha256, size=0, chunks=0)
+            .on_conflict_do_nothing(index_elements=["sha256"])
+            .returning(Blob.sha256)
+        )  # a row back: ours (rowcount may say -1)
         return conn.execute(stmt).first() is not None
 
     def _write(self, conn: Any, sha256: str, chunks: Iterable[bytes | memoryview]) -> bool:
@@ -95,7 +99,7 @@ class DatabaseBlobStore:
     def _slices(self, data: bytes) -> Iterator[memoryview]:
         view = memoryview(data)
         for start in range(0, max(len(view), 1), self.chunk_size):
-            yield view[start:start + self.chunk_size]
+            yield view[start : start + self.chunk_size]
 
     def put(self, data: bytes) -> str:
         """Store ``data`` (in the bound transaction, else in one of its own); return its sha256."""
@@ -120,8 +124,9 @@ class DatabaseBlobStore:
             if count is None:
                 raise FileNotFoundError(f"no blob {sha256}")
             for seq in range(count):
-                yield conn.execute(select(BlobChunk.data).where(BlobChunk.sha256 == sha256,
-                                                                 BlobChunk.seq == seq)).scalar_one()
+                yield conn.execute(
+                    select(BlobChunk.data).where(BlobChunk.sha256 == sha256, BlobChunk.seq == seq)
+                ).scalar_one()
 
     def get(self, sha256: str) -> bytes:
         return b"".join(self.iter_chunks(sha256))
@@ -131,8 +136,11 @@ class DatabaseBlobStore:
         last = ""
         while True:
             with self.engine.connect() as conn:
-                page = list(conn.execute(select(Blob.sha256).where(Blob.sha256 > last)
-                                         .order_by(Blob.sha256).limit(500)).scalars())
+                page = list(
+                    conn.execute(
+                        select(Blob.sha256).where(Blob.sha256 > last).order_by(Blob.sha256).limit(500)
+                    ).scalars()
+                )
             if not page:
                 return
             yield from page

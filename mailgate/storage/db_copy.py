@@ -80,8 +80,9 @@ def copy_table(source: Engine, target: Engine, table: Table) -> int:
                 conn.execute(table.insert(), [{**row, **dict.fromkeys(links)} for row in batch])
                 linked = [row for row in batch if any(row[name] is not None for name in links)]
                 for row in linked:
-                    conn.execute(update(table).where(*(c == row[c.name] for c in pk))
-                                 .values({name: row[name] for name in links}))
+                    conn.execute(
+                        update(table).where(*(c == row[c.name] for c in pk)).values({name: row[name] for name in links})
+                    )
             count += len(batch)
             bar.update(len(batch))
     return count
@@ -117,8 +118,12 @@ def set_sequences(target: Engine) -> None:
             pk = list(table.primary_key.columns)
             if len(pk) != 1 or pk[0].name != "id":
                 continue
-            conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                              f"coalesce((SELECT max(id) FROM {table.name}), 0) + 1, false)"))
+            conn.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                    f"coalesce((SELECT max(id) FROM {table.name}), 0) + 1, false)"
+                )
+            )
 
 
 def copy_installation(source: Engine, target: Engine, source_blobs: Blobs, target_blobs: Blobs) -> CopyReport:

@@ -84,21 +84,27 @@ def _record(engine: Engine, config: Config, key: bytes, keep_key: bool) -> bytes
     values = {FINGERPRINT_ROW: fingerprint(key), **({KEY_ROW: key.decode()} if keep_key else {})}
     with engine.begin() as conn:
         for name, value in values.items():  # the fingerprint first: it is what decides
-            conn.execute(dialect.insert(Installation).values(name=name, value=value)
-                         .on_conflict_do_nothing(index_elements=["name"]))
-        rows = conn.execute(select(Installation.name, Installation.value)
-                            .where(Installation.name.in_([KEY_ROW, FINGERPRINT_ROW])))
+            conn.execute(
+                dialect.insert(Installation)
+                .values(name=name, value=value)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+        rows = conn.execute(
+            select(Installation.name, Installation.value).where(Installation.name.in_([KEY_ROW, FINGERPRINT_ROW]))
+        )
         held = {name: value for name, value in rows}
         if keep_key and held[FINGERPRINT_ROW] != fingerprint(held.get(KEY_ROW, "").encode()):
             raise ConfigError(
                 f"{config.path}: mailgate.secret_file: this installation signs with a key file (fingerprint "
-                f"{held[FINGERPRINT_ROW]}) and this daemon has none: set [mailgate] secret_file to a copy of it")
+                f"{held[FINGERPRINT_ROW]}) and this daemon has none: set [mailgate] secret_file to a copy of it"
+            )
         if not keep_key and held[FINGERPRINT_ROW] != fingerprint(key):
             raise ConfigError(
                 f"{config.path}: mailgate.secret_file: the key in {key_path(config)} (fingerprint "
                 f"{fingerprint(key)}) is not the key of this installation (the database records "
                 f"{held[FINGERPRINT_ROW]}): every daemon on one database must sign with the same key; copy the "
-                "key file of the other daemons here, or remove secret_file to use the key kept in the database")
+                "key file of the other daemons here, or remove secret_file to use the key kept in the database"
+            )
         return held[KEY_ROW].encode() if keep_key else key
 
 

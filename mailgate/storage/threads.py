@@ -40,8 +40,9 @@ def by_references(session: Session, in_reply_to: Iterable[str], references: Iter
     if not candidates:
         return None
     keys = [msgid_key(c) for c in candidates]
-    rows = session.execute(select(MessageRef.msgid_sha256, MessageRef.ticket_id)
-                           .where(MessageRef.msgid_sha256.in_(keys))).all()
+    rows = session.execute(
+        select(MessageRef.msgid_sha256, MessageRef.ticket_id).where(MessageRef.msgid_sha256.in_(keys))
+    ).all()
     found = dict(rows)
     for key in keys:
         if key in found:

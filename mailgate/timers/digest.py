@@ -50,11 +50,16 @@ def claim_day(session: Session, name: str, day: int) -> bool:
 
 def facts(session: Session, queue: str, now: datetime, timezone: str) -> dict[str, Any]:
     """What the digest says about one queue at ``now``."""
-    open_ = and_(Ticket.queue == queue, Ticket.status.in_(OPEN_STATUSES), Ticket.spam.is_(False),
-                 Ticket.merged_into_id.is_(None))
-    overdue = and_(open_, or_(
-        and_(Ticket.first_response_at.is_(None), Ticket.first_response_due_at <= now),
-        and_(Ticket.status != "pending", Ticket.resolved_at.is_(None), Ticket.resolution_due_at <= now)))
+    open_ = and_(
+        Ticket.queue == queue, Ticket.status.in_(OPEN_STATUSES), Ticket.spam.is_(False), Ticket.merged_into_id.is_(None)
+    )
+    overdue = and_(
+        open_,
+        or_(
+            and_(Ticket.first_response_at.is_(None), Ticket.first_response_due_at <= now),
+            and_(Ticket.status != "pending", Ticket.resolved_at.is_(None), Ticket.resolution_due_at <= now),
+        ),
+    )
 
     def count(condition: Any) -> int:
         return int(session.scalar(select(func.count(Ticket.id)).where(condition)) or 0)
@@ -66,9 +71,18 @@ def facts(session: Session, queue: str, now: datetime, timezone: str) -> dict[st
         "open": count(open_),
         "overdue": count(overdue),
         "unassigned": count(and_(open_, Ticket.assignee.is_(None))),
-        "oldest": [{"number": t.number, "subject": t.subject, "status": t.status, "assignee": t.assignee or "",
-                    "customer": t.customer.address, "created": notices.when(t.created_at, timezone),
-                    "age_days": (now - t.created_at).days} for t in oldest],
+        "oldest": [
+            {
+                "number": t.number,
+                "subject": t.subject,
+                "status": t.status,
+                "assignee": t.assignee or "",
+                "customer": t.customer.address,
+                "created": notices.when(t.created_at, timezone),
+                "age_days": (now - t.created_at).days,
+            }
+            for t in oldest
+        ],
     }
 
 
@@ -91,10 +105,24 @@ def sweep(runtime: Runtime) -> int:
             if not claim_day(session, counter_name(queue.name), day):
                 continue
             data = facts(session, queue.name, now, timezone)
-            notices.send(session, services, ticket=None, kind="digest", recipients=[queue.escalation_address],
-                         context={"digest": data}, locale=queue.locale)
+            notices.send(
+                session,
+                services,
+                ticket=None,
+                kind="digest",
+                recipients=[queue.escalation_address],
+                context={"digest": data},
+                locale=queue.locale,
+            )
         notices.wake(services)
-        log.info("digest sent", extra={"queue": queue.name, "to": queue.escalation_address, "open": data["open"],
-                                       "overdue": data["overdue"]})
+        log.info(
+            "digest sent",
+            extra={
+                "queue": queue.name,
+                "to": queue.escalation_address,
+                "open": data["open"],
+                "overdue": data["overdue"],
+            },
+        )
         sent += 1
     return sent

@@ -49,16 +49,31 @@ class Target:
     escalated: InstrumentedAttribute[Any]
 
 
-FIRST_RESPONSE = Target("first_response", Ticket.first_response_due_at, Ticket.first_response_at,
-                        Ticket.sla_warned_at, Ticket.sla_escalated_at)
-RESOLUTION = Target("resolution", Ticket.resolution_due_at, Ticket.resolved_at,
-                    Ticket.resolution_warned_at, Ticket.resolution_escalated_at)
+FIRST_RESPONSE = Target(
+    "first_response",
+    Ticket.first_response_due_at,
+    Ticket.first_response_at,
+    Ticket.sla_warned_at,
+    Ticket.sla_escalated_at,
+)
+RESOLUTION = Target(
+    "resolution",
+    Ticket.resolution_due_at,
+    Ticket.resolved_at,
+    Ticket.resolution_warned_at,
+    Ticket.resolution_escalated_at,
+)
 TARGETS = (FIRST_RESPONSE, RESOLUTION)
 
 
 def live(target: Target) -> ColumnElement[bool]:
-    return and_(Ticket.status.in_(LIVE_STATUSES), Ticket.spam.is_(False), Ticket.merged_into_id.is_(None),
-                target.met.is_(None), target.due.is_not(None))
+    return and_(
+        Ticket.status.in_(LIVE_STATUSES),
+        Ticket.spam.is_(False),
+        Ticket.merged_into_id.is_(None),
+        target.met.is_(None),
+        target.due.is_not(None),
+    )
 
 
 def set_deadlines(ticket: Ticket, sla: SlaConfig) -> bool:
@@ -95,32 +110,62 @@ def fill_deadlines(runtime: Runtime) -> int:
     done = 0
     with runtime.sessions() as session, session.begin():
         tickets = session.scalars(
-            select(Ticket).where(or_(*scope), Ticket.status.in_(LIVE_STATUSES),
-                                 Ticket.first_response_due_at.is_(None), Ticket.resolution_due_at.is_(None),
-                                 Ticket.first_response_at.is_(None), Ticket.resolved_at.is_(None))
-            .order_by(Ticket.id).limit(BATCH)).all()
+            select(Ticket)
+            .where(
+                or_(*scope),
+                Ticket.status.in_(LIVE_STATUSES),
+                Ticket.first_response_due_at.is_(None),
+                Ticket.resolution_due_at.is_(None),
+                Ticket.first_response_at.is_(None),
+                Ticket.resolved_at.is_(None),
+            )
+            .order_by(Ticket.id)
+            .limit(BATCH)
+        ).all()
         for ticket in tickets:
             done += set_deadlines(ticket, sla)
     return done
 
 
 def due_for_warning(session: Session, target: Target, now: datetime, sla: SlaConfig) -> list[int]:
-    return list(session.scalars(
-        select(Ticket.id).where(live(target), target.warned.is_(None), target.escalated.is_(None),
-                                target.due > now, target.due <= now + sla.warn_before)
-        .order_by(target.due).limit(BATCH)))
+    return list(
+        session.scalars(
+            select(Ticket.id)
+            .where(
+                live(target),
+                target.warned.is_(None),
+                target.escalated.is_(None),
+                target.due > now,
+                target.due <= now + sla.warn_before,
+            )
+            .order_by(target.due)
+            .limit(BATCH)
+        )
+    )
 
 
 def due_for_escalation(session: Session, target: Target, now: datetime) -> list[int]:
-    return list(session.scalars(
-        select(Ticket.id).where(live(target), target.escalated.is_(None), target.due <= now)
-        .order_by(target.due).limit(BATCH)))
+    return list(
+        session.scalars(
+            select(Ticket.id)
+            .where(live(target), target.escalated.is_(None), target.due <= now)
+            .order_by(target.due)
+            .limit(BATCH)
+        )
+    )
 
 
-def _claim(session: Session, ticket_id: int, target: Target, mark: InstrumentedAttribute[Any],
-           extra: ColumnElement[bool], now: datetime) -> bool:
-    return claims.won(session, update(Ticket).where(Ticket.id == ticket_id, mark.is_(None), live(target), extra)
-                      .values({mark: now}))
+def _claim(
+    session: Session,
+    ticket_id: int,
+    target: Target,
+    mark: InstrumentedAttribute[Any],
+    extra: ColumnElement[bool],
+    now: datetime,
+) -> bool:
+    return claims.won(
+        session, update(Ticket).where(Ticket.id == ticket_id, mark.is_(None), live(target), extra).values({mark: now})
+    )
 
 
 def warn(runtime: Runtime, ticket_id: int, target: Target) -> bool:
@@ -135,13 +180,29 @@ def warn(runtime: Runtime, ticket_id: int, target: Target) -> bool:
         assert ticket is not None
         recipients = [ticket.assignee] if ticket.assignee else notices.queue_agents(services, ticket.queue)
         due = getattr(ticket, target.due.key)
-        audit.record(session, now, "sla.warning", ticket=ticket, actor="mailgate", target=target.name,
-                     due=due.isoformat(), recipients=recipients)
-        notices.send(session, services, ticket=ticket, kind="sla_warning", recipients=recipients,
-                     context={"sla": _context(sla, ticket, target, due)})
+        audit.record(
+            session,
+            now,
+            "sla.warning",
+            ticket=ticket,
+            actor="mailgate",
+            target=target.name,
+            due=due.isoformat(),
+            recipients=recipients,
+        )
+        notices.send(
+            session,
+            services,
+            ticket=ticket,
+            kind="sla_warning",
+            recipients=recipients,
+            context={"sla": _context(sla, ticket, target, due)},
+        )
     notices.wake(services)
-    log.info("sla warning", extra={"ticket": ticket.number, "target": target.name, "due": due.isoformat(),
-                                   "to": ",".join(recipients)})
+    log.info(
+        "sla warning",
+        extra={"ticket": ticket.number, "target": target.name, "due": due.isoformat(), "to": ",".join(recipients)},
+    )
     return True
 
 
@@ -158,15 +219,38 @@ def escalate(runtime: Runtime, ticket_id: int, target: Target) -> bool:
         ticket.updated_at = now
         address = notices.escalation_address(services, ticket.queue)
         due = getattr(ticket, target.due.key)
-        audit.record(session, now, "sla.escalated", ticket=ticket, actor="mailgate", target=target.name,
-                     due=due.isoformat(), priority_from=before, priority_to=ticket.priority,
-                     notified=[address] if address else [])
-        notices.send(session, services, ticket=ticket, kind="sla_escalation", recipients=[address],
-                     context={"sla": _context(sla, ticket, target, due, before)})
+        audit.record(
+            session,
+            now,
+            "sla.escalated",
+            ticket=ticket,
+            actor="mailgate",
+            target=target.name,
+            due=due.isoformat(),
+            priority_from=before,
+            priority_to=ticket.priority,
+            notified=[address] if address else [],
+        )
+        notices.send(
+            session,
+            services,
+            ticket=ticket,
+            kind="sla_escalation",
+            recipients=[address],
+            context={"sla": _context(sla, ticket, target, due, before)},
+        )
     notices.wake(services)
-    log.warning("sla missed; escalated", extra={"ticket": ticket.number, "queue": ticket.queue,
-                                                "target": target.name, "due": due.isoformat(),
-                                                "priority": ticket.priority, "to": address})
+    log.warning(
+        "sla missed; escalated",
+        extra={
+            "ticket": ticket.number,
+            "queue": ticket.queue,
+            "target": target.name,
+            "due": due.isoformat(),
+            "priority": ticket.priority,
+            "to": address,
+        },
+    )
     hook = services.on_sla_breach
     if hook is not None:
         hook(ticket.queue, target.name)
@@ -174,8 +258,12 @@ def escalate(runtime: Runtime, ticket_id: int, target: Target) -> bool:
 
 
 def _context(sla: SlaConfig, ticket: Ticket, target: Target, due: datetime, before: str = "") -> dict[str, Any]:
-    return {"target": target.name, "due": notices.when(due, sla.timezone_of(ticket.queue)),
-            "priority_from": before or ticket.priority, "priority_to": ticket.priority}
+    return {
+        "target": target.name,
+        "due": notices.when(due, sla.timezone_of(ticket.queue)),
+        "priority_from": before or ticket.priority,
+        "priority_to": ticket.priority,
+    }
 
 
 def sweep(runtime: Runtime) -> dict[str, int]:

@@ -48,8 +48,12 @@ def install(runtime: Runtime) -> None:
     """Check ``[sla]`` now (a bad value stops ``serve``), then register the reactor and the sweeps."""
     sla = runtime.services.sla = parse_sla(runtime.services.config)
     runtime.services.reactors.append(escalation.deadline_reactor)
-    for name, run in (("sla", escalation.sweep), ("pending", pending_sweep), ("autoclose", close_sweep),
-                      ("digest", digest.sweep)):
+    for name, run in (
+        ("sla", escalation.sweep),
+        ("pending", pending_sweep),
+        ("autoclose", close_sweep),
+        ("digest", digest.sweep),
+    ):
         register(runtime, Sweep(name, sla.sweep_interval, run))
 
 
@@ -62,33 +66,47 @@ def _not_reminded() -> ColumnElement[bool]:
 
 
 def reminder_due(sla: SlaConfig, now: datetime) -> ColumnElement[bool]:
-    return and_(Ticket.status == "pending", Ticket.spam.is_(False), Ticket.pending_since.is_not(None),
-                Ticket.pending_since <= now - timedelta(days=sla.pending_reminder_days), _not_reminded())
+    return and_(
+        Ticket.status == "pending",
+        Ticket.spam.is_(False),
+        Ticket.pending_since.is_not(None),
+        Ticket.pending_since <= now - timedelta(days=sla.pending_reminder_days),
+        _not_reminded(),
+    )
 
 
 def resolve_due(sla: SlaConfig, now: datetime) -> ColumnElement[bool]:
     wait = timedelta(days=sla.pending_resolve_days)
     base = and_(Ticket.status == "pending", Ticket.spam.is_(False), Ticket.pending_since.is_not(None))
     if sla.pending_reminder_days:
-        return and_(base, Ticket.reminded_at.is_not(None), Ticket.reminded_at >= Ticket.pending_since,
-                    Ticket.reminded_at <= now - wait)
+        return and_(
+            base,
+            Ticket.reminded_at.is_not(None),
+            Ticket.reminded_at >= Ticket.pending_since,
+            Ticket.reminded_at <= now - wait,
+        )
     return and_(base, Ticket.pending_since <= now - wait)
 
 
 def close_due(sla: SlaConfig, now: datetime) -> ColumnElement[bool]:
-    return and_(Ticket.status == "resolved", Ticket.resolved_at.is_not(None),
-                Ticket.resolved_at < now - timedelta(days=sla.reopen_days))
+    return and_(
+        Ticket.status == "resolved",
+        Ticket.resolved_at.is_not(None),
+        Ticket.resolved_at < now - timedelta(days=sla.reopen_days),
+    )
 
 
-def _claim(session: Session, ticket_id: int, condition: ColumnElement[bool], now: datetime,
-           **values: Any) -> Ticket | None:
+def _claim(
+    session: Session, ticket_id: int, condition: ColumnElement[bool], now: datetime, **values: Any
+) -> Ticket | None:
     """The conditional UPDATE: the row is ours (and locked until commit) only if it is still due.
 
     The WHERE repeats the due condition, so a daemon that waited for another's
     commit finds it false. The status change itself is :func:`lifecycle.set_status`.
     """
-    if not claims.won(session, update(Ticket).where(Ticket.id == ticket_id, condition)
-                      .values(updated_at=now, **values)):
+    if not claims.won(
+        session, update(Ticket).where(Ticket.id == ticket_id, condition).values(updated_at=now, **values)
+    ):
         return None
     return session.get(Ticket, ticket_id)
 
@@ -99,8 +117,14 @@ def _due_ids(runtime: Runtime, condition: ColumnElement[bool]) -> list[int]:
 
 
 def _customer_context(ticket: Ticket, sla: SlaConfig, **extra: Any) -> dict[str, Any]:
-    return {"timers": {"pending_reminder_days": sla.pending_reminder_days,
-                       "pending_resolve_days": sla.pending_resolve_days, "reopen_days": sla.reopen_days, **extra}}
+    return {
+        "timers": {
+            "pending_reminder_days": sla.pending_reminder_days,
+            "pending_resolve_days": sla.pending_resolve_days,
+            "reopen_days": sla.reopen_days,
+            **extra,
+        }
+    }
 
 
 def remind(runtime: Runtime, ticket_id: int) -> bool:
@@ -110,10 +134,22 @@ def remind(runtime: Runtime, ticket_id: int) -> bool:
         ticket = _claim(session, ticket_id, reminder_due(sla, now), now, reminded_at=now)
         if ticket is None:
             return False
-        audit.record(session, now, "ticket.reminded", ticket=ticket, actor=ACTOR,
-                     pending_since=ticket.pending_since.isoformat() if ticket.pending_since else None)
-        notices.send(session, services, ticket=ticket, kind="pending_reminder",
-                     recipients=[ticket.customer.address], context=_customer_context(ticket, sla))
+        audit.record(
+            session,
+            now,
+            "ticket.reminded",
+            ticket=ticket,
+            actor=ACTOR,
+            pending_since=ticket.pending_since.isoformat() if ticket.pending_since else None,
+        )
+        notices.send(
+            session,
+            services,
+            ticket=ticket,
+            kind="pending_reminder",
+            recipients=[ticket.customer.address],
+            context=_customer_context(ticket, sla),
+        )
     notices.wake(services)
     log.info("pending reminder", extra={"ticket": ticket.number, "to": ticket.customer.address})
     return True
@@ -127,10 +163,17 @@ def resolve(runtime: Runtime, ticket_id: int) -> bool:
         if ticket is None:
             return False
         lifecycle.set_status(ticket, "resolved", now)
-        audit.record(session, now, "ticket.resolved", ticket=ticket, actor=ACTOR, reason="pending_timeout",
-                     status_from="pending")
-        notices.send(session, services, ticket=ticket, kind="pending_resolved",
-                     recipients=[ticket.customer.address], context=_customer_context(ticket, sla))
+        audit.record(
+            session, now, "ticket.resolved", ticket=ticket, actor=ACTOR, reason="pending_timeout", status_from="pending"
+        )
+        notices.send(
+            session,
+            services,
+            ticket=ticket,
+            kind="pending_resolved",
+            recipients=[ticket.customer.address],
+            context=_customer_context(ticket, sla),
+        )
     notices.wake(services)
     log.info("pending ticket resolved after no answer", extra={"ticket": ticket.number})
     return True
@@ -144,11 +187,24 @@ def close(runtime: Runtime, ticket_id: int) -> bool:
         if ticket is None:
             return False
         lifecycle.set_status(ticket, "closed", now)
-        audit.record(session, now, "ticket.closed", ticket=ticket, actor=ACTOR, reason="reopen_window_passed",
-                     status_from="resolved")
+        audit.record(
+            session,
+            now,
+            "ticket.closed",
+            ticket=ticket,
+            actor=ACTOR,
+            reason="reopen_window_passed",
+            status_from="resolved",
+        )
         if sla.close_notice:
-            notices.send(session, services, ticket=ticket, kind="auto_closed",
-                         recipients=[ticket.customer.address], context=_customer_context(ticket, sla))
+            notices.send(
+                session,
+                services,
+                ticket=ticket,
+                kind="auto_closed",
+                recipients=[ticket.customer.address],
+                context=_customer_context(ticket, sla),
+            )
     notices.wake(services)
     log.info("resolved ticket closed", extra={"ticket": ticket.number})
     return True

@@ -65,6 +65,7 @@ def _attachments(msg: email.message.Message) -> list:
 
 # --- determinism -----------------------------------------------------------------------
 
+
 def test_the_same_seed_gives_byte_identical_mail() -> None:
     first = [m.raw for m in corpus.generate(300, seed=3)]
     second = [m.raw for m in corpus.generate(300, seed=3)]
@@ -88,6 +89,7 @@ def test_small_drops_attachments_and_leaves_the_rest_of_the_stream_alone(
 
 # --- the mix ---------------------------------------------------------------------------
 
+
 def test_about_seventy_percent_open_a_conversation(stream: list) -> None:
     kinds = Counter(m.kind for m in stream)
     assert set(kinds) == {"new", "followup"}
@@ -96,9 +98,7 @@ def test_about_seventy_percent_open_a_conversation(stream: list) -> None:
 
 
 def test_about_half_have_an_html_alternative(stream: list, parsed: list) -> None:
-    with_html = sum(
-        any(p.get_content_type() == "text/html" for p in msg.walk()) for msg in parsed
-    )
+    with_html = sum(any(p.get_content_type() == "text/html" for p in msg.walk()) for msg in parsed)
     assert 0.45 <= with_html / len(stream) <= 0.55
     alternative = sum(b"multipart/alternative" in m.raw for m in stream)
     assert alternative == with_html
@@ -107,8 +107,7 @@ def test_about_half_have_an_html_alternative(stream: list, parsed: list) -> None
 def test_about_ten_percent_carry_a_50_to_500_kb_attachment_with_its_magic_number(
     parsed: list,
 ) -> None:
-    magic = {"application/pdf": b"%PDF-", "image/png": b"\x89PNG\r\n\x1a\n",
-             "application/zip": b"PK\x03\x04"}
+    magic = {"application/pdf": b"%PDF-", "image/png": b"\x89PNG\r\n\x1a\n", "application/zip": b"PK\x03\x04"}
     found = Counter()
     for msg in parsed:
         for part in _attachments(msg):
@@ -152,9 +151,7 @@ def test_bodies_use_several_charsets_and_transfer_encodings(small_stream: list) 
     assert {"7bit", "8bit", "quoted-printable", "base64"} <= set(encodings)
 
 
-def test_some_subjects_are_rfc2047_encoded_russian_and_french(
-    stream: list, parsed: list
-) -> None:
+def test_some_subjects_are_rfc2047_encoded_russian_and_french(stream: list, parsed: list) -> None:
     russian = french = plain = 0
     for m, msg in zip(stream, parsed, strict=True):
         encoded = email.message_from_bytes(m.raw)["Subject"]  # compat32: as on the wire
@@ -171,9 +168,8 @@ def test_some_subjects_are_rfc2047_encoded_russian_and_french(
 
 # --- senders, dates, identifiers -------------------------------------------------------
 
-def test_senders_come_from_a_pool_of_a_few_hundred_customers(
-    stream: list, parsed: list
-) -> None:
+
+def test_senders_come_from_a_pool_of_a_few_hundred_customers(stream: list, parsed: list) -> None:
     senders = Counter(m.mail_from for m in stream)
     assert 150 <= len(senders) <= corpus.CUSTOMER_POOL
     for m, msg in zip(stream, parsed, strict=True):
@@ -216,6 +212,7 @@ def test_dates_parse_and_never_go_backwards(parsed: list) -> None:
 
 # --- follow-ups ------------------------------------------------------------------------
 
+
 def test_every_followup_points_at_an_earlier_new_mail(stream: list, parsed: list) -> None:
     new_ids: dict[str, int] = {}  # Message-ID of a new mail -> its 1-based number
     seen: set[str] = set()
@@ -252,6 +249,7 @@ def test_a_followup_comes_from_the_customer_who_opened_the_conversation(stream: 
 
 # --- well-formed as SMTP input ---------------------------------------------------------
 
+
 def test_every_mail_parses_without_defects(stream: list, parsed: list) -> None:
     for m, msg in zip(stream, parsed, strict=True):
         assert all(not part.defects for part in msg.walk()), m.message_id
@@ -278,12 +276,13 @@ def test_the_corpus_is_made_lazily_one_mail_at_a_time() -> None:
 
 # --- command line ----------------------------------------------------------------------
 
+
 def test_cli_writes_one_eml_per_mail_in_stream_order(tmp_path: Path) -> None:
     out = tmp_path / "eml"
     subprocess.run(
-        [sys.executable, str(BENCH / "corpus.py"), "--count", "40", "--seed", "9", "--out",
-         str(out)],
-        check=True, capture_output=True,
+        [sys.executable, str(BENCH / "corpus.py"), "--count", "40", "--seed", "9", "--out", str(out)],
+        check=True,
+        capture_output=True,
     )
     files = sorted(out.iterdir())
     assert [f.name for f in files] == [f"{i:06d}.eml" for i in range(1, 41)]

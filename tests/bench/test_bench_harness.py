@@ -22,27 +22,29 @@ def test_dot_stuffing_doubles_a_leading_dot_and_ends_with_the_dot_line():
 
 def test_the_load_client_delivers_every_mail_to_the_reference_sink(tmp_path):
     messages = prepare(30, seed=5, small=True)
-    messages.append(Outgoing.from_raw("x@customer.example", ["support@example.com"],
-                                      b"Subject: dots\r\n\r\n.one\r\n..two\r\n"))
+    messages.append(
+        Outgoing.from_raw("x@customer.example", ["support@example.com"], b"Subject: dots\r\n\r\n.one\r\n..two\r\n")
+    )
     sink = servers.reference(tmp_path).start()
     try:
-        result = asyncio.run(run_load("127.0.0.1", sink.port, messages, clients=4, per_connection=5,
-                                      max_seconds=60))
+        result = asyncio.run(run_load("127.0.0.1", sink.port, messages, clients=4, per_connection=5, max_seconds=60))
     finally:
         sink.stop()
     assert (result.accepted, dict(result.errors), result.timed_out) == (31, {}, False)
     assert len(result.latencies) == 31 and result.percentile(50) <= result.percentile(99)
     stored = sorted(p.read_bytes() for p in (tmp_path / "sink" / "new").iterdir())
-    sent = sorted([m.raw for m in corpus.generate(30, seed=5, small=True)]
-                  + [b"Subject: dots\r\n\r\n.one\r\n..two\r\n"])
+    sent = sorted(
+        [m.raw for m in corpus.generate(30, seed=5, small=True)] + [b"Subject: dots\r\n\r\n.one\r\n..two\r\n"]
+    )
     assert stored == sent
 
 
 def test_the_load_client_stops_at_its_time_bound(tmp_path):
     sink = servers.reference(tmp_path).start()
     try:
-        result = asyncio.run(run_load("127.0.0.1", sink.port, prepare(50, small=True), clients=2,
-                                      per_connection=10, max_seconds=0))
+        result = asyncio.run(
+            run_load("127.0.0.1", sink.port, prepare(50, small=True), clients=2, per_connection=10, max_seconds=0)
+        )
     finally:
         sink.stop()
     assert result.sent == 0 and result.timed_out

@@ -16,8 +16,10 @@ def test_the_synthetic_rules_load_through_the_real_loader():
 
 def test_the_synthetic_rules_do_route_the_sample_mails():
     ruleset = load_synthetic(64)
-    decisions = [decide(ruleset, MailFacts(mail, envelope), SpamSettings(), "support").decision
-                 for mail, envelope in sample_mails(40)]
+    decisions = [
+        decide(ruleset, MailFacts(mail, envelope), SpamSettings(), "support").decision
+        for mail, envelope in sample_mails(40)
+    ]
     assert any(d.rules for d in decisions), "some sample mails match some rules"
     assert any(not d.rules for d in decisions), "and some match none"
 

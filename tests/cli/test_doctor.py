@@ -143,8 +143,9 @@ def test_a_broken_rule_file_fails(make_config, tmp_path: Path):
     rules.mkdir()
     (rules / "10-bad.toml").write_text("[[rule]]\nname = \n")
     assert not doctor.check_rules(load_config(make_config(rules={"dir": str(rules)}))).ok
-    (rules / "10-bad.toml").write_text('[[rule]]\nname = "billing"\nqueue = "billing"\n'
-                                       '[rule.match]\nsubject = "invoice"\n')
+    (rules / "10-bad.toml").write_text(
+        '[[rule]]\nname = "billing"\nqueue = "billing"\n[rule.match]\nsubject = "invoice"\n'
+    )
     good = make_config(rules={"dir": str(rules)}, queues=[{"name": "billing"}])
     assert doctor.check_rules(load_config(good)).ok, doctor.check_rules(load_config(good)).detail
 
@@ -192,8 +193,10 @@ def test_a_smarthost_without_starttls_fails_when_starttls_is_required(make_confi
 
 # -- Postfix in front ---------------------------------------------------------------------------------
 
-POSTFIX = pytest.mark.skipif(shutil.which("postconf") is None and not Path("/usr/sbin/postconf").exists(),
-                             reason="needs Debian's postfix (postconf, postmap)")
+POSTFIX = pytest.mark.skipif(
+    shutil.which("postconf") is None and not Path("/usr/sbin/postconf").exists(),
+    reason="needs Debian's postfix (postconf, postmap)",
+)
 
 
 def postfix_dir(tmp_path: Path, main_cf: str, transport: str = "") -> str:
@@ -207,9 +210,11 @@ def postfix_dir(tmp_path: Path, main_cf: str, transport: str = "") -> str:
 @POSTFIX
 def test_postfix_settings_that_break_mailgate_fail(config_file: Path, tmp_path: Path):
     config = load_config(config_file)
-    broken = postfix_dir(tmp_path, "recipient_delimiter =\nmessage_size_limit = 10240000\n"
-                                   "transport_maps = texthash:@DIR@/transport\n",
-                         "example.com smtp:[192.0.2.1]:25\n")
+    broken = postfix_dir(
+        tmp_path,
+        "recipient_delimiter =\nmessage_size_limit = 10240000\ntransport_maps = texthash:@DIR@/transport\n",
+        "example.com smtp:[192.0.2.1]:25\n",
+    )
     checks = list(doctor_postfix.checks(config, broken))
     assert not by_name(checks, "postfix_delimiter").ok
     assert not by_name(checks, "postfix_size").ok and "10240000" in by_name(checks, "postfix_size").detail
@@ -219,9 +224,11 @@ def test_postfix_settings_that_break_mailgate_fail(config_file: Path, tmp_path: 
 @POSTFIX
 def test_postfix_set_up_as_docs_postfix_md_says_passes(config_file: Path, tmp_path: Path):
     config = load_config(config_file)
-    good = postfix_dir(tmp_path, "recipient_delimiter = +\nmessage_size_limit = 30000000\n"
-                                 "transport_maps = texthash:@DIR@/transport\n",
-                       f"example.com smtp:[{config.smtp.host}]:{config.smtp.port}\n")
+    good = postfix_dir(
+        tmp_path,
+        "recipient_delimiter = +\nmessage_size_limit = 30000000\ntransport_maps = texthash:@DIR@/transport\n",
+        f"example.com smtp:[{config.smtp.host}]:{config.smtp.port}\n",
+    )
     checks = list(doctor_postfix.checks(config, good))
     assert [c.name for c in checks] == ["postfix_delimiter", "postfix_size", "postfix_transport"]
     assert all(c.ok for c in checks), checks
@@ -239,12 +246,17 @@ def test_mail_config_names_the_postfix_instance(config_file: Path, tmp_path: Pat
 
 
 @POSTFIX
-def test_the_command_exits_0_on_a_good_setup_and_1_with_json_naming_what_failed(make_config, tmp_path: Path,
-                                                                               smtp_server: int):
+def test_the_command_exits_0_on_a_good_setup_and_1_with_json_naming_what_failed(
+    make_config, tmp_path: Path, smtp_server: int
+):
     good = make_config(smtp={"listen": f"127.0.0.1:{smtp_server}"})
-    env = {"MAIL_CONFIG": postfix_dir(tmp_path, "recipient_delimiter = +\nmessage_size_limit = 0\n"
-                                                "transport_maps = texthash:@DIR@/transport\n",
-                                      f"example.com smtp:[127.0.0.1]:{smtp_server}\n")}
+    env = {
+        "MAIL_CONFIG": postfix_dir(
+            tmp_path,
+            "recipient_delimiter = +\nmessage_size_limit = 0\ntransport_maps = texthash:@DIR@/transport\n",
+            f"example.com smtp:[127.0.0.1]:{smtp_server}\n",
+        )
+    }
     done = mailgate(good, "doctor", env=env)
     assert done.returncode == 0, done.stdout.decode()
     assert all(line.startswith(("ok ", " ")) for line in done.stdout.decode().splitlines())

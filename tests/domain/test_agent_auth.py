@@ -34,8 +34,15 @@ class TestSignedReplyAddresses:
     def test_a_plus_extension_already_in_the_support_address_is_replaced(self):
         assert reply_address(KEY, "help+x@example.com", 1, "agent", "b@example.com").startswith("help+1.")
 
-    @pytest.mark.parametrize("address", ["support@example.com", "support+12@example.com",
-                                         "support+12.short@example.com", "support+x.abcdefghij@example.com"])
+    @pytest.mark.parametrize(
+        "address",
+        [
+            "support@example.com",
+            "support+12@example.com",
+            "support+12.short@example.com",
+            "support+x.abcdefghij@example.com",
+        ],
+    )
     def test_other_addresses_are_not_signed_addresses(self, address):
         assert parse_reply_address(address) is None
 
@@ -44,44 +51,50 @@ class TestAuthenticationResults:
     def test_rfc_8601_syntax_with_comments_versions_and_quotes(self):
         parsed = agent_auth.parse_authentication_results(
             'MX.example.com 1; dkim=pass (2048-bit key; secure) header.d=Example.com header.s="sel";'
-            " spf=pass (sender (nested) ok) smtp.mailfrom=bob@example.com; dmarc=fail header.from=example.com")
+            " spf=pass (sender (nested) ok) smtp.mailfrom=bob@example.com; dmarc=fail header.from=example.com"
+        )
         assert parsed.authserv_id == "mx.example.com"
-        assert [(r.method, r.result) for r in parsed.results] == [("dkim", "pass"), ("spf", "pass"),
-                                                                  ("dmarc", "fail")]
+        assert [(r.method, r.result) for r in parsed.results] == [("dkim", "pass"), ("spf", "pass"), ("dmarc", "fail")]
         assert parsed.results[0].props == {"header.d": "example.com", "header.s": "sel"}
 
-    @pytest.mark.parametrize(("header", "proof"), [
-        ("mx.example.com; dkim=pass header.d=example.com", "dkim"),
-        ("mx.example.com; dkim=pass header.i=@mail.example.com", "dkim"),
-        ("mx.example.com; dkim=pass header.d=corp.example.com", "dkim"),
-        ("mx.example.com; spf=pass smtp.mailfrom=bounce@example.com", "spf"),
-        ("mx.example.com; spf=pass smtp.mailfrom=example.com", "spf"),
-        ("mx.example.com; dkim=fail header.d=example.com", ""),
-        ("mx.example.com; dkim=pass header.d=evil.example", ""),
-        ("mx.example.com; dkim=pass header.d=com", ""),
-        ("mx.example.com; spf=softfail smtp.mailfrom=example.com", ""),
-        ("attacker.example; dkim=pass header.d=example.com", ""),
-        ("mx.example.com; none", ""),
-    ])
+    @pytest.mark.parametrize(
+        ("header", "proof"),
+        [
+            ("mx.example.com; dkim=pass header.d=example.com", "dkim"),
+            ("mx.example.com; dkim=pass header.i=@mail.example.com", "dkim"),
+            ("mx.example.com; dkim=pass header.d=corp.example.com", "dkim"),
+            ("mx.example.com; spf=pass smtp.mailfrom=bounce@example.com", "spf"),
+            ("mx.example.com; spf=pass smtp.mailfrom=example.com", "spf"),
+            ("mx.example.com; dkim=fail header.d=example.com", ""),
+            ("mx.example.com; dkim=pass header.d=evil.example", ""),
+            ("mx.example.com; dkim=pass header.d=com", ""),
+            ("mx.example.com; spf=softfail smtp.mailfrom=example.com", ""),
+            ("attacker.example; dkim=pass header.d=example.com", ""),
+            ("mx.example.com; none", ""),
+        ],
+    )
     def test_a_pass_aligned_with_the_from_domain_from_a_trusted_server_proves_it(self, header, proof):
         assert proof_from_headers([header], "bob@example.com", TRUSTED) == proof
 
     def test_spf_can_be_turned_off(self):
         dkim_only = AuthSettings(trusted_authserv_ids=frozenset({"mx.example.com"}), methods=("dkim",))
-        assert proof_from_headers(["mx.example.com; spf=pass smtp.mailfrom=example.com"], "b@example.com",
-                                  dkim_only) == ""
+        assert (
+            proof_from_headers(["mx.example.com; spf=pass smtp.mailfrom=example.com"], "b@example.com", dkim_only) == ""
+        )
 
     def test_nothing_is_trusted_by_default(self):
-        assert proof_from_headers(["mx.example.com; dkim=pass header.d=example.com"], "bob@example.com",
-                                  AuthSettings()) == ""
+        assert (
+            proof_from_headers(["mx.example.com; dkim=pass header.d=example.com"], "bob@example.com", AuthSettings())
+            == ""
+        )
 
     def test_only_headers_above_the_first_received_header_are_read(self):
-        raw = (b"Authentication-Results: mx.example.com; spf=pass smtp.mailfrom=example.com\r\n"
-               b"Received: from outside by mx.example.com\r\n"
-               b"Authentication-Results: mx.example.com; dkim=pass header.d=example.com\r\n"
-               + make_mail())
-        assert agent_auth.top_authentication_results(raw) == [
-            "mx.example.com; spf=pass smtp.mailfrom=example.com"]
+        raw = (
+            b"Authentication-Results: mx.example.com; spf=pass smtp.mailfrom=example.com\r\n"
+            b"Received: from outside by mx.example.com\r\n"
+            b"Authentication-Results: mx.example.com; dkim=pass header.d=example.com\r\n" + make_mail()
+        )
+        assert agent_auth.top_authentication_results(raw) == ["mx.example.com; spf=pass smtp.mailfrom=example.com"]
         forged = b"Received: from outside\r\nAuthentication-Results: mx.example.com; dkim=pass\r\n" + make_mail()
         assert agent_auth.top_authentication_results(forged) == []
 

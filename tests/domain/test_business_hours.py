@@ -17,9 +17,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 WEEKDAYS_9_TO_5 = {day: "09:00-17:00" for day in ("mon", "tue", "wed", "thu", "fri")}
 
 
-def office(
-    timezone: str = "Europe/Paris", holidays: list[str] | None = None, **hours: str
-) -> Schedule:
+def office(timezone: str = "Europe/Paris", holidays: list[str] | None = None, **hours: str) -> Schedule:
     return Schedule.from_config(
         {"timezone": timezone, "hours": hours or WEEKDAYS_9_TO_5, "holidays": holidays or []},
         "config.toml [queues.support.business_hours]",
@@ -48,30 +46,20 @@ class TestDeadlines:
         assert due == datetime(2026, 1, 12, 11, tzinfo=UTC)
 
     def test_start_on_a_weekend_counts_from_monday_opening(self) -> None:
-        assert add_business_time(paris(2026, 1, 10, 10), hours(1), office()) == paris(
-            2026, 1, 12, 10
-        )
+        assert add_business_time(paris(2026, 1, 10, 10), hours(1), office()) == paris(2026, 1, 12, 10)
 
     def test_start_before_opening_counts_from_opening(self) -> None:
-        assert add_business_time(paris(2026, 1, 13, 7), hours(0.5), office()) == paris(
-            2026, 1, 13, 9, 30
-        )
+        assert add_business_time(paris(2026, 1, 13, 7), hours(0.5), office()) == paris(2026, 1, 13, 9, 30)
 
     def test_start_after_closing_counts_from_next_opening(self) -> None:
-        assert add_business_time(paris(2026, 1, 13, 18), hours(1), office()) == paris(
-            2026, 1, 14, 10
-        )
+        assert add_business_time(paris(2026, 1, 13, 18), hours(1), office()) == paris(2026, 1, 14, 10)
 
     def test_deadline_landing_on_closing_time_is_that_closing_time(self) -> None:
-        assert add_business_time(paris(2026, 1, 13, 16), hours(1), office()) == paris(
-            2026, 1, 13, 17
-        )
+        assert add_business_time(paris(2026, 1, 13, 16), hours(1), office()) == paris(2026, 1, 13, 17)
 
     def test_a_deadline_longer_than_a_day_spans_several_days(self) -> None:
         # 20 open hours from Monday 09:00: Monday 8 + Tuesday 8 + 4 on Wednesday.
-        assert add_business_time(paris(2026, 1, 12, 9), hours(20), office()) == paris(
-            2026, 1, 14, 13
-        )
+        assert add_business_time(paris(2026, 1, 12, 9), hours(20), office()) == paris(2026, 1, 14, 13)
 
     def test_start_may_be_in_any_timezone(self) -> None:
         start = paris(2026, 1, 9, 16).astimezone(ZoneInfo("Asia/Tokyo"))
@@ -98,9 +86,7 @@ class TestElapsed:
         assert elapsed == hours(4)
 
     def test_nothing_elapses_while_closed(self) -> None:
-        assert business_time_between(
-            paris(2026, 1, 9, 17), paris(2026, 1, 12, 9), office()
-        ) == timedelta(0)
+        assert business_time_between(paris(2026, 1, 9, 17), paris(2026, 1, 12, 9), office()) == timedelta(0)
 
     def test_an_earlier_end_gives_negative_time(self) -> None:
         elapsed = business_time_between(paris(2026, 1, 12, 12), paris(2026, 1, 9, 16), office())
@@ -119,58 +105,38 @@ class TestSplitDays:
 
     def test_lunch_break_does_not_count(self) -> None:
         tuesday = self.schedule()
-        assert add_business_time(paris(2026, 1, 13, 11), hours(2), tuesday) == paris(
-            2026, 1, 13, 14
-        )
-        assert business_time_between(
-            paris(2026, 1, 13, 11), paris(2026, 1, 13, 14), tuesday
-        ) == hours(2)
+        assert add_business_time(paris(2026, 1, 13, 11), hours(2), tuesday) == paris(2026, 1, 13, 14)
+        assert business_time_between(paris(2026, 1, 13, 11), paris(2026, 1, 13, 14), tuesday) == hours(2)
 
     def test_morning_ending_exactly_at_noon_stays_at_noon(self) -> None:
-        assert add_business_time(paris(2026, 1, 13, 11), hours(1), self.schedule()) == paris(
-            2026, 1, 13, 12
-        )
+        assert add_business_time(paris(2026, 1, 13, 11), hours(1), self.schedule()) == paris(2026, 1, 13, 12)
 
     def test_start_during_lunch_counts_from_afternoon_opening(self) -> None:
-        assert add_business_time(paris(2026, 1, 13, 12, 30), hours(1), self.schedule()) == paris(
-            2026, 1, 13, 14
-        )
+        assert add_business_time(paris(2026, 1, 13, 12, 30), hours(1), self.schedule()) == paris(2026, 1, 13, 14)
 
     def test_inside_the_break_nothing_elapses(self) -> None:
-        elapsed = business_time_between(
-            paris(2026, 1, 13, 12, 15), paris(2026, 1, 13, 12, 45), self.schedule()
-        )
+        elapsed = business_time_between(paris(2026, 1, 13, 12, 15), paris(2026, 1, 13, 12, 45), self.schedule())
         assert elapsed == timedelta(0)
 
     def test_days_not_listed_are_closed(self) -> None:
         # Only Tuesday is open: from Tuesday 16:00, one more hour then the next Tuesday.
-        assert add_business_time(paris(2026, 1, 13, 16), hours(2), self.schedule()) == paris(
-            2026, 1, 20, 10
-        )
+        assert add_business_time(paris(2026, 1, 13, 16), hours(2), self.schedule()) == paris(2026, 1, 20, 10)
 
 
 class TestHolidays:
     def test_a_holiday_is_skipped_whole(self) -> None:
         # Friday 2026-12-25 is off: Thursday 16:00 + 2h is Monday 10:00.
         schedule = office(holidays=["2026-12-25"])
-        assert add_business_time(paris(2026, 12, 24, 16), hours(2), schedule) == paris(
-            2026, 12, 28, 10
-        )
-        assert business_time_between(
-            paris(2026, 12, 24, 9), paris(2026, 12, 28, 17), schedule
-        ) == hours(16)
+        assert add_business_time(paris(2026, 12, 24, 16), hours(2), schedule) == paris(2026, 12, 28, 10)
+        assert business_time_between(paris(2026, 12, 24, 9), paris(2026, 12, 28, 17), schedule) == hours(16)
 
     def test_consecutive_holidays_are_skipped(self) -> None:
         schedule = office(holidays=["2026-12-24", "2026-12-25", "2026-12-28"])
-        assert add_business_time(paris(2026, 12, 23, 16), hours(2), schedule) == paris(
-            2026, 12, 29, 10
-        )
+        assert add_business_time(paris(2026, 12, 23, 16), hours(2), schedule) == paris(2026, 12, 29, 10)
 
     def test_holiday_is_a_local_date(self) -> None:
         # 23:30 UTC on the 24th is already the 25th in Paris: a 24x7 Paris queue is closed.
-        schedule = office(
-            holidays=["2026-12-25"], **{day: "00:00-24:00" for day in WEEKDAYS_9_TO_5}
-        )
+        schedule = office(holidays=["2026-12-25"], **{day: "00:00-24:00" for day in WEEKDAYS_9_TO_5})
         start = datetime(2026, 12, 24, 23, 30, tzinfo=UTC)
         assert add_business_time(start, hours(1), schedule) == paris(2026, 12, 28, 1)
 
@@ -198,9 +164,7 @@ class TestDaylightSavingTime:
         [(date(2026, 3, 28), 24), (date(2026, 3, 29), 23), (date(2026, 10, 25), 25)],
     )
     def test_a_whole_local_day_lasts_its_real_length(self, day: date, length: int) -> None:
-        around_the_clock = office(
-            **{name: "00:00-24:00" for name in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-        )
+        around_the_clock = office(**{name: "00:00-24:00" for name in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
         start = datetime.combine(day, time(0), PARIS)
         end = datetime.combine(day + timedelta(days=1), time(0), PARIS)
         assert business_time_between(start, end, around_the_clock) == hours(length)
@@ -240,9 +204,7 @@ class TestAlways:
         always = Schedule.always()
         rng = random.Random(20260101)
         for _ in range(300):
-            start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(
-                seconds=rng.uniform(0, 3 * 365 * 86400)
-            )
+            start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.uniform(0, 3 * 365 * 86400))
             duration = timedelta(seconds=rng.uniform(0, 40 * 86400))
             assert add_business_time(start, duration, always) == start + duration
             assert business_time_between(start, start + duration, always) == duration
@@ -282,9 +244,7 @@ def random_schedule(rng: random.Random) -> Schedule:
         week[day] = tuple((_quarter(a), _quarter(b)) for a, b in pairs)
     if not any(week.values()):
         week[rng.randrange(7)] = ((time(9), time(17)),)
-    holidays = frozenset(
-        date(2026, 1, 1) + timedelta(days=rng.randrange(366)) for _ in range(rng.randint(0, 30))
-    )
+    holidays = frozenset(date(2026, 1, 1) + timedelta(days=rng.randrange(366)) for _ in range(rng.randint(0, 30)))
     return Schedule(rng.choice(ZONES), week, holidays)
 
 
@@ -304,9 +264,7 @@ class TestProperties:
         rng = random.Random(4242)
         for _ in range(400):
             schedule, start = random_schedule(rng), random_start(rng)
-            duration = timedelta(
-                seconds=rng.choice([rng.uniform(0, 3600), rng.uniform(0, 20 * 86400)])
-            )
+            duration = timedelta(seconds=rng.choice([rng.uniform(0, 3600), rng.uniform(0, 20 * 86400)]))
             due = add_business_time(start, duration, schedule)
             assert business_time_between(start, due, schedule) == duration, (
                 schedule,
@@ -320,9 +278,7 @@ class TestProperties:
             schedule = random_schedule(rng)
             a, b, c = sorted(random_start(rng) for _ in range(3))
             whole = business_time_between(a, c, schedule)
-            assert whole == business_time_between(a, b, schedule) + business_time_between(
-                b, c, schedule
-            )
+            assert whole == business_time_between(a, b, schedule) + business_time_between(b, c, schedule)
             assert timedelta(0) <= whole <= c - a
 
     def test_a_longer_duration_never_gives_an_earlier_deadline(self) -> None:
@@ -330,11 +286,7 @@ class TestProperties:
         for _ in range(200):
             schedule, start = random_schedule(rng), random_start(rng)
             short, long = sorted(timedelta(seconds=rng.uniform(0, 10 * 86400)) for _ in range(2))
-            assert (
-                start
-                <= add_business_time(start, short, schedule)
-                <= add_business_time(start, long, schedule)
-            )
+            assert start <= add_business_time(start, short, schedule) <= add_business_time(start, long, schedule)
 
 
 class TestConfig:
@@ -367,9 +319,7 @@ class TestConfig:
 
     def test_touching_intervals_are_allowed(self) -> None:
         schedule = office(mon="09:00-12:00,12:00-17:00")
-        assert business_time_between(
-            paris(2026, 1, 12, 0), paris(2026, 1, 13, 0), schedule
-        ) == hours(8)
+        assert business_time_between(paris(2026, 1, 12, 0), paris(2026, 1, 13, 0), schedule) == hours(8)
 
     @pytest.mark.parametrize(
         ("data", "key", "expected"),
@@ -448,9 +398,7 @@ class TestConfig:
             ),
         ],
     )
-    def test_bad_values_name_the_key_and_what_was_expected(
-        self, data: dict, key: str, expected: str
-    ) -> None:
+    def test_bad_values_name_the_key_and_what_was_expected(self, data: dict, key: str, expected: str) -> None:
         with pytest.raises(ConfigError) as caught:
             Schedule.from_config(data, "config.toml [queues.billing.business_hours]")
         message = str(caught.value)

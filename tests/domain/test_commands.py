@@ -11,13 +11,28 @@ from mailgate.domain.commands import Command, Directory, Draft, TicketInfo, pars
 BOB = AgentConfig(address="bob@example.com", name="Bob Smith")
 CAROL = AgentConfig(address="carol@example.com", name="Carol")
 TICKETS = {7: TicketInfo(7, "open", None), 8: TicketInfo(8, "closed", None), 9: TicketInfo(9, "open", 7)}
-ENV = Directory(agents=(BOB, CAROL), queues=("support", "billing"), canned=frozenset({"refund"}),
-                is_ours=lambda a: a.startswith("support@"), find_ticket=TICKETS.get)
+ENV = Directory(
+    agents=(BOB, CAROL),
+    queues=("support", "billing"),
+    canned=frozenset({"refund"}),
+    is_ours=lambda a: a.startswith("support@"),
+    find_ticket=TICKETS.get,
+)
 
 
 def draft(**changes):
-    base = dict(number=3, status="new", queue="support", priority="normal", assignee=None, tags=(),
-                watchers=(), customer="alice@customer.example", time_spent=0, spam=False)
+    base = dict(
+        number=3,
+        status="new",
+        queue="support",
+        priority="normal",
+        assignee=None,
+        tags=(),
+        watchers=(),
+        customer="alice@customer.example",
+        time_spent=0,
+        spam=False,
+    )
     return Draft(**{**base, **changes})
 
 
@@ -100,21 +115,24 @@ class TestCommands:
 
 
 class TestFailures:
-    @pytest.mark.parametrize(("text", "reason"), [
-        ("#assign zed", "unknown agent 'zed'"),
-        ("#priority extreme", "priority must be one of low, normal, high, urgent"),
-        ("#queue nowhere", "unknown queue 'nowhere' (queues: support, billing)"),
-        ("#time soon", "expected a duration"),
-        ("#merge 3", "cannot be merged into itself"),
-        ("#merge 99", "there is no ticket #99"),
-        ("#merge 8", "ticket #8 is closed"),
-        ("#merge 9", "merged into #7"),
-        ("#template nope", "no canned answer 'nope' (there are: refund)"),
-        ("#fwd", "found no forwarded mail"),
-        ("#frobnicate", "unknown command #frobnicate"),
-        ("#close now", "takes no argument"),
-        ("#cc not-an-address", "not a mail address"),
-    ])
+    @pytest.mark.parametrize(
+        ("text", "reason"),
+        [
+            ("#assign zed", "unknown agent 'zed'"),
+            ("#priority extreme", "priority must be one of low, normal, high, urgent"),
+            ("#queue nowhere", "unknown queue 'nowhere' (queues: support, billing)"),
+            ("#time soon", "expected a duration"),
+            ("#merge 3", "cannot be merged into itself"),
+            ("#merge 99", "there is no ticket #99"),
+            ("#merge 8", "ticket #8 is closed"),
+            ("#merge 9", "merged into #7"),
+            ("#template nope", "no canned answer 'nope' (there are: refund)"),
+            ("#fwd", "found no forwarded mail"),
+            ("#frobnicate", "unknown command #frobnicate"),
+            ("#close now", "takes no argument"),
+            ("#cc not-an-address", "not a mail address"),
+        ],
+    )
     def test_a_failed_command_says_why(self, text, reason):
         result = run(text)
         assert not result.ok

@@ -16,20 +16,39 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 def ticket(status="new"):
-    return SimpleNamespace(status=status, updated_at=None, pending_since=None, reminded_at=None,
-                           resolved_at=None, closed_at=None, first_response_at=None)
+    return SimpleNamespace(
+        status=status,
+        updated_at=None,
+        pending_since=None,
+        reminded_at=None,
+        resolved_at=None,
+        closed_at=None,
+        first_response_at=None,
+    )
 
 
-@pytest.mark.parametrize(("current", "target"), [
-    ("new", "open"), ("open", "pending"), ("pending", "open"), ("open", "resolved"), ("pending", "resolved"),
-    ("resolved", "open"), ("resolved", "closed"), ("new", "resolved"), ("open", "open"),
-])
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [
+        ("new", "open"),
+        ("open", "pending"),
+        ("pending", "open"),
+        ("open", "resolved"),
+        ("pending", "resolved"),
+        ("resolved", "open"),
+        ("resolved", "closed"),
+        ("new", "resolved"),
+        ("open", "open"),
+    ],
+)
 def test_allowed_transitions(current, target):
     assert lifecycle.transition_error(current, target) is None
 
 
-@pytest.mark.parametrize(("current", "target"), [("closed", "open"), ("closed", "resolved"), ("resolved", "pending"),
-                                                 ("open", "new"), ("open", "bogus")])
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [("closed", "open"), ("closed", "resolved"), ("resolved", "pending"), ("open", "new"), ("open", "bogus")],
+)
 def test_forbidden_transitions_say_why(current, target):
     assert lifecycle.transition_error(current, target)
 
@@ -75,11 +94,18 @@ def test_only_the_first_response_is_recorded():
     assert t.first_response_at == NOW
 
 
-@pytest.mark.parametrize(("status", "resolved_ago", "expected"), [
-    ("new", None, KEEP), ("open", None, KEEP), ("pending", None, REOPEN),
-    ("resolved", timedelta(days=1), REOPEN), ("resolved", timedelta(days=7), REOPEN),
-    ("resolved", timedelta(days=7, seconds=1), NEW_TICKET), ("closed", timedelta(days=1), NEW_TICKET),
-])
+@pytest.mark.parametrize(
+    ("status", "resolved_ago", "expected"),
+    [
+        ("new", None, KEEP),
+        ("open", None, KEEP),
+        ("pending", None, REOPEN),
+        ("resolved", timedelta(days=1), REOPEN),
+        ("resolved", timedelta(days=7), REOPEN),
+        ("resolved", timedelta(days=7, seconds=1), NEW_TICKET),
+        ("closed", timedelta(days=1), NEW_TICKET),
+    ],
+)
 def test_what_a_customer_follow_up_does(status, resolved_ago, expected):
     resolved_at = NOW - resolved_ago if resolved_ago else None
     assert lifecycle.followup_action(status, resolved_at, NOW, reopen_days=7) == expected
@@ -91,11 +117,20 @@ def test_a_resolved_ticket_is_due_for_closing_after_the_reopen_window():
     assert not lifecycle.close_due(None, NOW, 7)
 
 
-@pytest.mark.parametrize(("text", "value", "comment"), [
-    ("good", "good", ""), ("Good!", "good", ""), ("bad", "bad", ""), ("5", "5", ""), ("1", "1", ""),
-    ("4/5", "4", ""), ("5 stars", "5", ""), ("  great.\n\nThanks, Alice", "good", "Thanks, Alice"),
-    ("bad\nYou never called back.", "bad", "You never called back."),
-])
+@pytest.mark.parametrize(
+    ("text", "value", "comment"),
+    [
+        ("good", "good", ""),
+        ("Good!", "good", ""),
+        ("bad", "bad", ""),
+        ("5", "5", ""),
+        ("1", "1", ""),
+        ("4/5", "4", ""),
+        ("5 stars", "5", ""),
+        ("  great.\n\nThanks, Alice", "good", "Thanks, Alice"),
+        ("bad\nYou never called back.", "bad", "You never called back."),
+    ],
+)
 def test_rating_replies(text, value, comment):
     assert lifecycle.parse_rating(text) == lifecycle.Rating(value, comment)
 
@@ -118,8 +153,11 @@ def test_close_words_inside_prose_do_not_close(text):
 def test_settings_defaults_and_errors(tmp_path):
     path = tmp_path / "config.toml"
     assert lifecycle.parse_settings(parse_config({}, path)) == lifecycle.LifecycleSettings()
-    custom = lifecycle.parse_settings(parse_config(
-        {"lifecycle": {"reopen_days": 3, "customer_close_words": ["Erledigt"], "stranger_policy": "hold"}}, path))
+    custom = lifecycle.parse_settings(
+        parse_config(
+            {"lifecycle": {"reopen_days": 3, "customer_close_words": ["Erledigt"], "stranger_policy": "hold"}}, path
+        )
+    )
     assert (custom.reopen_days, custom.customer_close_words, custom.stranger_policy) == (3, ("erledigt",), "hold")
     with pytest.raises(ConfigError, match=r"lifecycle\.stranger_policy"):
         lifecycle.parse_settings(parse_config({"lifecycle": {"stranger_policy": "drop"}}, path))

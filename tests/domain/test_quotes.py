@@ -71,18 +71,7 @@ def test_bottom_posted_answer_below_the_quote_is_the_new_text() -> None:
 
 
 def test_interleaved_answers_keep_every_unquoted_line_in_order() -> None:
-    text = (
-        "> Which version?\n"
-        "\n"
-        "4.2.1\n"
-        "\n"
-        "> Which operating system?\n"
-        "\n"
-        "\n"
-        "Windows 11.\n"
-        "> And the browser?\n"
-        "Firefox 128.\n"
-    )
+    text = "> Which version?\n\n4.2.1\n\n> Which operating system?\n\n\nWindows 11.\n> And the browser?\nFirefox 128.\n"
     reply = split_reply(text)
     assert reply.new_text == "4.2.1\n\nWindows 11.\nFirefox 128."
     assert reply.quoted == "> Which version?\n> Which operating system?\n> And the browser?"

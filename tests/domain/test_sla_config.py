@@ -16,13 +16,15 @@ from mailgate.ops.metrics import parse_listen
 from tests.helpers import ROOT
 
 PARIS = ZoneInfo("Europe/Paris")
-OFFICE = {"timezone": "Europe/Paris", "hours": {d: "09:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")},
-          "holidays": ["2026-01-01"]}
+OFFICE = {
+    "timezone": "Europe/Paris",
+    "hours": {d: "09:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")},
+    "holidays": ["2026-01-01"],
+}
 
 
 def sla_section(**queue: object) -> dict[str, object]:
-    return {"queues": {"support": {"first_response": "4h", "resolution": "16h", "business_hours": OFFICE,
-                                   **queue}}}
+    return {"queues": {"support": {"first_response": "4h", "resolution": "16h", "business_hours": OFFICE, **queue}}}
 
 
 def test_four_business_hours_from_friday_16_00_fall_due_on_monday_at_noon(make_config):
@@ -60,32 +62,49 @@ def test_defaults_and_escalation_ladder(make_config):
     sla = parse_sla(load_config(make_config()))
     assert (sla.pending_reminder_days, sla.pending_resolve_days, sla.reopen_days) == (3, 4, 7)
     assert sla.digest_at is None and sla.sweep_interval == 60 and sla.warn_before == timedelta(hours=1)
-    assert [sla.raised(p) for p in ("low", "normal", "high", "urgent", "odd")] == \
-        ["normal", "high", "urgent", "urgent", "urgent"]
+    assert [sla.raised(p) for p in ("low", "normal", "high", "urgent", "odd")] == [
+        "normal",
+        "high",
+        "urgent",
+        "urgent",
+        "urgent",
+    ]
 
 
 def test_timers_read_their_numbers_from_config(make_config):
-    sla = parse_sla(load_config(make_config(
-        sla={"digest_at": "07:30", "pending_reminder_days": 2, "pending_resolve_days": 5, "warn_before": "30m"},
-        lifecycle={"reopen_days": 10})))
+    sla = parse_sla(
+        load_config(
+            make_config(
+                sla={"digest_at": "07:30", "pending_reminder_days": 2, "pending_resolve_days": 5, "warn_before": "30m"},
+                lifecycle={"reopen_days": 10},
+            )
+        )
+    )
     assert sla.digest_at == time(7, 30)
     assert (sla.pending_reminder_days, sla.pending_resolve_days, sla.reopen_days) == (2, 5, 10)
     assert sla.warn_before == timedelta(minutes=30)
 
 
-@pytest.mark.parametrize(("section", "message"), [
-    ({"warn_befor": "1h"}, r"sla\.warn_befor: unknown key"),
-    ({"digest_at": "8 o'clock"}, r"sla\.digest_at: expected a time of day"),
-    ({"timezone": "Mars/Olympus"}, r"sla\.timezone: unknown timezone"),
-    ({"pending_reminder_days": -1}, r"sla\.pending_reminder_days: expected an integer >= 0"),
-    ({"queues": {"support": {"first_response": "soon"}}}, r"sla\.queues\.support\.first_response: expected a dur"),
-    ({"queues": {"support": {"first_response": "0h"}}}, r"first_response: expected a duration > 0"),
-    ({"queues": {"support": {"resolutoin": "1d"}}}, r"sla\.queues\.support\.resolutoin: unknown key"),
-    ({"queues": {"support": {"priority": {"critical": {"first_response": "1h"}}}}},
-     r"sla\.queues\.support\.priority\.critical: unknown priority"),
-    ({"queues": {"support": {"business_hours": {"timezone": "Europe/Paris", "hours": {"mon": "9-17"}}}}},
-     r"sla\.queues\.support\.business_hours: hours\.mon: expected intervals"),
-])
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"warn_befor": "1h"}, r"sla\.warn_befor: unknown key"),
+        ({"digest_at": "8 o'clock"}, r"sla\.digest_at: expected a time of day"),
+        ({"timezone": "Mars/Olympus"}, r"sla\.timezone: unknown timezone"),
+        ({"pending_reminder_days": -1}, r"sla\.pending_reminder_days: expected an integer >= 0"),
+        ({"queues": {"support": {"first_response": "soon"}}}, r"sla\.queues\.support\.first_response: expected a dur"),
+        ({"queues": {"support": {"first_response": "0h"}}}, r"first_response: expected a duration > 0"),
+        ({"queues": {"support": {"resolutoin": "1d"}}}, r"sla\.queues\.support\.resolutoin: unknown key"),
+        (
+            {"queues": {"support": {"priority": {"critical": {"first_response": "1h"}}}}},
+            r"sla\.queues\.support\.priority\.critical: unknown priority",
+        ),
+        (
+            {"queues": {"support": {"business_hours": {"timezone": "Europe/Paris", "hours": {"mon": "9-17"}}}}},
+            r"sla\.queues\.support\.business_hours: hours\.mon: expected intervals",
+        ),
+    ],
+)
 def test_a_bad_sla_section_stops_the_daemon_naming_the_key(make_config, section, message):
     config = load_config(make_config(sla=section))
     with pytest.raises(ConfigError, match=message):

@@ -34,8 +34,16 @@ def test_mail_becomes_ticket_and_replies_thread_into_it(daemon, config_file):
     wait_for(lambda: ticket_messages(config_file) == {1: 3, 2: 1}, message="the duplicate stored once")
 
     tickets = tickets_json(config_file)
-    assert set(tickets[0]) >= {"number", "subject", "status", "queue", "customer", "messages",
-                               "created_at", "updated_at"}
+    assert set(tickets[0]) >= {
+        "number",
+        "subject",
+        "status",
+        "queue",
+        "customer",
+        "messages",
+        "created_at",
+        "updated_at",
+    }
     assert tickets[0]["customer"] == "alice@customer.example"
     show = json.loads(mailgate(config_file, "tickets", "show", "1", "--format", "json").stdout)
     assert [m["direction"] for m in show["messages"]] == ["in", "in", "in"]
@@ -71,15 +79,21 @@ def test_not_a_mail_is_refused_with_a_permanent_error(daemon):
 
 def test_smtp_smuggling_cannot_split_one_message_into_two(daemon, config_file):
     """CVE-2024-27305: a bare-LF dot inside DATA must not end the message."""
-    smuggled = (b"From: alice@customer.example\r\nTo: support@example.com\r\nSubject: outer\r\n"
-                b"Message-ID: <outer@customer.example>\r\n\r\nfirst part\n.\r\n"
-                b"MAIL FROM:<evil@customer.example>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
-                b"From: evil@customer.example\r\nSubject: smuggled\r\n\r\nsecond\r\n")
+    smuggled = (
+        b"From: alice@customer.example\r\nTo: support@example.com\r\nSubject: outer\r\n"
+        b"Message-ID: <outer@customer.example>\r\n\r\nfirst part\n.\r\n"
+        b"MAIL FROM:<evil@customer.example>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
+        b"From: evil@customer.example\r\nSubject: smuggled\r\n\r\nsecond\r\n"
+    )
     sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
     reader = sock.makefile("rb")
     reader.readline()
-    for line in (b"HELO test\r\n", b"MAIL FROM:<alice@customer.example>\r\n", b"RCPT TO:<support@example.com>\r\n",
-                 b"DATA\r\n"):
+    for line in (
+        b"HELO test\r\n",
+        b"MAIL FROM:<alice@customer.example>\r\n",
+        b"RCPT TO:<support@example.com>\r\n",
+        b"DATA\r\n",
+    ):
         sock.sendall(line)
         reader.readline()
     sock.sendall(smuggled + b"\r\n.\r\n")
@@ -113,18 +127,22 @@ def test_sigterm_finishes_the_mail_in_hand_and_refuses_new_ones(daemon, config_f
     sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
     reader = sock.makefile("rb")
     reader.readline()
-    for line in (b"HELO test\r\n", b"MAIL FROM:<alice@customer.example>\r\n", b"RCPT TO:<support@example.com>\r\n",
-                 b"DATA\r\n"):
+    for line in (
+        b"HELO test\r\n",
+        b"MAIL FROM:<alice@customer.example>\r\n",
+        b"RCPT TO:<support@example.com>\r\n",
+        b"DATA\r\n",
+    ):
         sock.sendall(line)
         reader.readline()
     raw = make_mail(subject="in hand", msgid="<inhand@customer.example>")
     sock.sendall(raw[: len(raw) // 2])
     daemon.proc.send_signal(signal.SIGTERM)
-    wait_for(lambda: "msg=\"stopping" in daemon.log(), message="daemon stopping")
+    wait_for(lambda: 'msg="stopping' in daemon.log(), message="daemon stopping")
     with pytest.raises(OSError), smtplib.SMTP("127.0.0.1", daemon.port, timeout=5) as late:
         late.sendmail("a@customer.example", ["support@example.com"], make_mail())
     time.sleep(0.3)
-    sock.sendall(raw[len(raw) // 2:] + b"\r\n.\r\n")
+    sock.sendall(raw[len(raw) // 2 :] + b"\r\n.\r\n")
     assert reader.readline().startswith(b"250")
     sock.close()
     assert daemon.proc.wait(30) == 0

@@ -27,8 +27,10 @@ from tests.helpers import Daemon, mailgate, make_mail, wait_for
 
 pytestmark = [
     pytest.mark.dovecot,
-    pytest.mark.skipif(not dovecot_module.available(),
-                       reason=f"no Dovecot binary at {dovecot_module.DOVECOT} (Debian package dovecot-imapd)"),
+    pytest.mark.skipif(
+        not dovecot_module.available(),
+        reason=f"no Dovecot binary at {dovecot_module.DOVECOT} (Debian package dovecot-imapd)",
+    ),
 ]
 
 
@@ -41,14 +43,26 @@ def dovecot() -> Iterator[Dovecot]:
 
 def account(server: Dovecot, **overrides: Any) -> dict[str, Any]:
     """An [[imap]] table for ``server``'s support mailbox."""
-    return {"name": "support", "host": "127.0.0.1", "port": server.port, "tls": "none", "username": "support",
-            "password": "secret", "poll_interval": "10m", **overrides}
+    return {
+        "name": "support",
+        "host": "127.0.0.1",
+        "port": server.port,
+        "tls": "none",
+        "username": "support",
+        "password": "secret",
+        "poll_interval": "10m",
+        **overrides,
+    }
 
 
 def mail(name: str, body: str = "Hello,\nit does not work.\n") -> bytes:
     """A mail from a customer of its own (as a support mailbox gets them), Message-ID <name@customer.example>."""
-    return make_mail(subject=f"Question {name}", sender=f"Customer {name} <{name}@customer.example>",
-                     msgid=f"<{name}@customer.example>", body=body)
+    return make_mail(
+        subject=f"Question {name}",
+        sender=f"Customer {name} <{name}@customer.example>",
+        msgid=f"<{name}@customer.example>",
+        body=body,
+    )
 
 
 def mails(count: int, prefix: str = "question", body: str = "Hello,\nit does not work.\n") -> list[bytes]:
@@ -82,6 +96,7 @@ def fetched_counts(log: str) -> list[int]:
 
 def run_poller(runtime: Any, until: Callable[[AccountPoller], bool], timeout: float = 30) -> AccountPoller:
     """Run the account's poller in this process until ``until(poller)`` holds, then stop it."""
+
     async def main() -> AccountPoller:
         stop = asyncio.Event()
         [poller] = pollers(runtime, stop)
@@ -100,8 +115,8 @@ def run_poller(runtime: Any, until: Callable[[AccountPoller], bool], timeout: fl
 # -- acceptance 1: exactly once, moved, IDLE --------------------------------------------------
 @pytest.mark.slow
 def test_500_messages_become_tickets_exactly_once_and_move_to_the_processed_folder(
-        dovecot: Dovecot, make_config: Callable[..., Path], daemon_factory: Callable[..., Daemon],
-        db_url: str) -> None:
+    dovecot: Dovecot, make_config: Callable[..., Path], daemon_factory: Callable[..., Daemon], db_url: str
+) -> None:
     sent = mails(500)
     dovecot.append_many("support", sent)
     daemon = daemon_factory(make_config(imap=[account(dovecot, move_to="Processed")]))
@@ -132,8 +147,8 @@ def test_500_messages_become_tickets_exactly_once_and_move_to_the_processed_fold
 # -- acceptance 2: the server goes away mid-fetch ---------------------------------------------
 @pytest.mark.slow
 def test_dovecot_restarted_mid_fetch_loses_nothing_duplicates_nothing_and_the_daemon_reconnects(
-        dovecot: Dovecot, make_config: Callable[..., Path], daemon_factory: Callable[..., Daemon],
-        db_url: str) -> None:
+    dovecot: Dovecot, make_config: Callable[..., Path], daemon_factory: Callable[..., Daemon], db_url: str
+) -> None:
     total = 200
     dovecot.append_many("support", mails(total, "big", body="x" * 30_000 + "\n"))
     daemon = daemon_factory(make_config(imap=[account(dovecot)]))
@@ -194,8 +209,8 @@ def kill_while_stored_but_still_in_the_inbox(daemon: Daemon, dovecot: Dovecot, d
 
 @pytest.mark.slow
 def test_kill_9_during_fetch_batches_leaves_every_mail_in_exactly_one_ticket(
-        dovecot: Dovecot, make_config: Callable[..., Path], daemon_factory: Callable[..., Daemon],
-        db_url: str) -> None:
+    dovecot: Dovecot, make_config: Callable[..., Path], daemon_factory: Callable[..., Daemon], db_url: str
+) -> None:
     total = 250
     dovecot.append_many("support", mails(total, "crash", body="y" * 20_000 + "\n"))
     config = make_config(imap=[account(dovecot)])
@@ -225,13 +240,16 @@ def test_kill_9_during_fetch_batches_leaves_every_mail_in_exactly_one_ticket(
 
 # -- acceptance 4: UIDVALIDITY changes ----------------------------------------------------------
 def test_a_recreated_mailbox_with_a_new_uidvalidity_is_read_again_without_duplicates(
-        dovecot: Dovecot, make_config: Callable[..., Path], daemon_factory: Callable[..., Daemon],
-        db_url: str) -> None:
+    dovecot: Dovecot, make_config: Callable[..., Path], daemon_factory: Callable[..., Daemon], db_url: str
+) -> None:
     dovecot.append_many("support", mails(20, "before"))
     daemon = daemon_factory(make_config(imap=[account(dovecot, after_store="flag")]))
     wait_for(lambda: len(stored(db_url)) == 20, timeout=30, message="20 tickets")
-    wait_for(lambda: len(dovecot.flags()) == 20 and all("\\Seen" in f for f in dovecot.flags().values()),
-             timeout=10, message="20 messages flagged \\Seen")
+    wait_for(
+        lambda: len(dovecot.flags()) == 20 and all("\\Seen" in f for f in dovecot.flags().values()),
+        timeout=10,
+        message="20 messages flagged \\Seen",
+    )
 
     # someone cleans up half the folder, then the mailbox is recreated (a migration):
     # the 10 old mails get UIDs 1..10 under a new UIDVALIDITY, the new mail UID 11,
@@ -251,8 +269,8 @@ def test_a_recreated_mailbox_with_a_new_uidvalidity_is_read_again_without_duplic
 
 # -- acceptance 5: wrong password --------------------------------------------------------------
 def test_a_wrong_password_is_one_clear_log_line_and_smtp_intake_goes_on(
-        dovecot: Dovecot, make_config: Callable[..., Path], daemon_factory: Callable[..., Daemon],
-        db_url: str) -> None:
+    dovecot: Dovecot, make_config: Callable[..., Path], daemon_factory: Callable[..., Daemon], db_url: str
+) -> None:
     dovecot.append("support", mail("waiting"))
     daemon = daemon_factory(make_config(imap=[account(dovecot, password="wrong")]))
     wait_for(lambda: "IMAP login failed" in daemon.log(), timeout=15, message="the login error")
@@ -273,7 +291,8 @@ def test_a_wrong_password_is_one_clear_log_line_and_smtp_intake_goes_on(
 
 # -- the other promises, in process --------------------------------------------------------------
 def test_without_idle_or_move_the_folder_is_polled_and_moved_by_copy_and_expunge(
-        make_config: Callable[..., Path], harness_factory: Callable[..., Any]) -> None:
+    make_config: Callable[..., Path], harness_factory: Callable[..., Any]
+) -> None:
     server = Dovecot(capability="IMAP4rev1 UIDPLUS").start()
     try:
         server.append_many("support", mails(3))
@@ -296,8 +315,9 @@ def test_without_idle_or_move_the_folder_is_polled_and_moved_by_copy_and_expunge
         server.close()
 
 
-def test_idle_is_renewed_every_poll_interval(dovecot: Dovecot, make_config: Callable[..., Path],
-                                             harness_factory: Callable[..., Any]) -> None:
+def test_idle_is_renewed_every_poll_interval(
+    dovecot: Dovecot, make_config: Callable[..., Path], harness_factory: Callable[..., Any]
+) -> None:
     harness = harness_factory(make_config(imap=[account(dovecot, poll_interval="1s")]))
     appended: list[int] = []
 
@@ -311,8 +331,9 @@ def test_idle_is_renewed_every_poll_interval(dovecot: Dovecot, make_config: Call
     assert poller.state == "connected" and poller.idles >= 3
 
 
-def test_flag_marks_seen_and_leaves_the_mail_in_place(dovecot: Dovecot, make_config: Callable[..., Path],
-                                                     harness_factory: Callable[..., Any]) -> None:
+def test_flag_marks_seen_and_leaves_the_mail_in_place(
+    dovecot: Dovecot, make_config: Callable[..., Path], harness_factory: Callable[..., Any]
+) -> None:
     dovecot.append_many("support", mails(5))
     harness = harness_factory(make_config(imap=[account(dovecot, after_store="flag")]))
     run_poller(harness.runtime, lambda p: p.fetched == 5)
@@ -321,8 +342,9 @@ def test_flag_marks_seen_and_leaves_the_mail_in_place(dovecot: Dovecot, make_con
     assert harness.runtime.spool.depth()["incoming"] == 5
 
 
-def test_delete_expunges_and_creates_no_folder(dovecot: Dovecot, make_config: Callable[..., Path],
-                                               harness_factory: Callable[..., Any]) -> None:
+def test_delete_expunges_and_creates_no_folder(
+    dovecot: Dovecot, make_config: Callable[..., Path], harness_factory: Callable[..., Any]
+) -> None:
     dovecot.append_many("support", mails(5))
     harness = harness_factory(make_config(imap=[account(dovecot, after_store="delete")]))
     run_poller(harness.runtime, lambda p: p.fetched == 5)
@@ -333,8 +355,9 @@ def test_delete_expunges_and_creates_no_folder(dovecot: Dovecot, make_config: Ca
     assert harness.runtime.spool.depth()["incoming"] == 5
 
 
-def test_another_folder_and_a_folder_name_beyond_ascii(dovecot: Dovecot, make_config: Callable[..., Path],
-                                                       harness_factory: Callable[..., Any]) -> None:
+def test_another_folder_and_a_folder_name_beyond_ascii(
+    dovecot: Dovecot, make_config: Callable[..., Path], harness_factory: Callable[..., Any]
+) -> None:
     dovecot.append_many("support", mails(2), folder="Anfragen")
     harness = harness_factory(make_config(imap=[account(dovecot, folder="Anfragen", move_to="Erledigt & Übergeben")]))
     run_poller(harness.runtime, lambda p: p.fetched == 2)
@@ -347,9 +370,9 @@ def test_another_folder_and_a_folder_name_beyond_ascii(dovecot: Dovecot, make_co
 
 
 @pytest.mark.parametrize("mode", ["tls", "starttls"])
-def test_tls_and_starttls_verify_the_certificate(mode: str, make_config: Callable[..., Path],
-                                                 harness_factory: Callable[..., Any],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tls_and_starttls_verify_the_certificate(
+    mode: str, make_config: Callable[..., Path], harness_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = Dovecot(tls=True).start()
     try:
         server.append_many("support", mails(2))
@@ -368,8 +391,9 @@ def test_tls_and_starttls_verify_the_certificate(mode: str, make_config: Callabl
         server.close()
 
 
-def test_stop_ends_the_poller_while_the_server_is_down(make_config: Callable[..., Path],
-                                                      harness_factory: Callable[..., Any]) -> None:
+def test_stop_ends_the_poller_while_the_server_is_down(
+    make_config: Callable[..., Path], harness_factory: Callable[..., Any]
+) -> None:
     server = Dovecot()  # never started: connection refused
     try:
         harness = harness_factory(make_config(imap=[account(server)]))
@@ -381,7 +405,8 @@ def test_stop_ends_the_poller_while_the_server_is_down(make_config: Callable[...
 
 # -- the command ---------------------------------------------------------------------------------
 def test_imap_test_logs_in_lists_folder_counts_and_says_what_would_be_fetched(
-        dovecot: Dovecot, make_config: Callable[..., Path]) -> None:
+    dovecot: Dovecot, make_config: Callable[..., Path]
+) -> None:
     dovecot.append_many("support", mails(12))
     dovecot.append_many("support", mails(2, "old"), folder="Archive")
     config = make_config(imap=[account(dovecot), account(dovecot, name="wrong", password="nope", folder="Archive")])

@@ -30,59 +30,98 @@ def error(make_config: Callable[..., Path], *tables: dict[str, Any]) -> str:
 
 def test_defaults_are_implicit_tls_on_993_moving_inbox_mail_to_processed(make_config: Callable[..., Path]) -> None:
     [account] = accounts(make_config, MINIMAL)
-    assert account == ImapAccount(name="support@example.com@imap.example.com", host="imap.example.com", port=993,
-                                  tls="tls", username="support@example.com", password="secret", folder="INBOX",
-                                  after_store="move", move_to="Processed", poll_interval=60.0)
+    assert account == ImapAccount(
+        name="support@example.com@imap.example.com",
+        host="imap.example.com",
+        port=993,
+        tls="tls",
+        username="support@example.com",
+        password="secret",
+        folder="INBOX",
+        after_store="move",
+        move_to="Processed",
+        poll_interval=60.0,
+    )
     assert "secret" not in repr(account)
 
 
 def test_starttls_and_none_default_to_port_143(make_config: Callable[..., Path]) -> None:
-    starttls, none = accounts(make_config, {**MINIMAL, "name": "a", "tls": "starttls"},
-                              {**MINIMAL, "name": "b", "host": "127.0.0.1", "tls": "none"})
+    starttls, none = accounts(
+        make_config,
+        {**MINIMAL, "name": "a", "tls": "starttls"},
+        {**MINIMAL, "name": "b", "host": "127.0.0.1", "tls": "none"},
+    )
     assert (starttls.port, none.port) == (143, 143)
 
 
 def test_every_key_is_read(make_config: Callable[..., Path], tmp_path: Path) -> None:
     (tmp_path / "imap.secret").write_text("s3cret\n")
-    [account] = accounts(make_config, {"name": "sales", "host": "mail.example.net", "port": 1993, "tls": "tls",
-                                       "username": "sales", "password_file": "imap.secret", "folder": "Anfragen",
-                                       "after_store": "flag", "poll_interval": "5m"})
-    assert (account.name, account.port, account.password, account.folder, account.after_store,
-            account.poll_interval) == ("sales", 1993, "s3cret", "Anfragen", "flag", 300.0)
+    [account] = accounts(
+        make_config,
+        {
+            "name": "sales",
+            "host": "mail.example.net",
+            "port": 1993,
+            "tls": "tls",
+            "username": "sales",
+            "password_file": "imap.secret",
+            "folder": "Anfragen",
+            "after_store": "flag",
+            "poll_interval": "5m",
+        },
+    )
+    assert (
+        account.name,
+        account.port,
+        account.password,
+        account.folder,
+        account.after_store,
+        account.poll_interval,
+    ) == ("sales", 1993, "s3cret", "Anfragen", "flag", 300.0)
 
 
-@pytest.mark.parametrize(("table", "expected"), [
-    ({**MINIMAL, "tls": "none"}, 'imap[0].tls: "none" sends the password in clear'),
-    ({**MINIMAL, "tls": "ssl"}, "imap[0].tls: expected one of tls, starttls, none, got 'ssl'"),
-    ({**MINIMAL, "password_file": "x"}, "imap[0].password: give either password or password_file"),
-    ({"host": "imap.example.com", "username": "u"}, "imap[0].password: give either password or password_file"),
-    ({**MINIMAL, "password": ""}, "imap[0].password: the password is empty"),
-    ({**MINIMAL, "after_store": "archive"}, "imap[0].after_store: expected one of move, flag, delete"),
-    ({**MINIMAL, "after_store": "flag", "move_to": "Done"}, 'imap[0].move_to: is only used with after_store = "move"'),
-    ({**MINIMAL, "move_to": "INBOX"}, "imap[0].move_to: must differ from folder"),
-    ({**MINIMAL, "poll_interval": "0s"}, "imap[0].poll_interval: expected at least 1s"),
-    ({**MINIMAL, "poll_interval": "often"}, "imap[0].poll_interval: expected a duration"),
-    ({**MINIMAL, "port": 70000}, "imap[0].port: expected a port number up to 65535"),
-    ({**MINIMAL, "pasword": "typo"}, "imap[0].pasword: unknown key"),
-    ({"username": "u", "password": "p"}, "imap[0].host: is required"),
-])
-def test_mistakes_name_the_file_and_the_key(make_config: Callable[..., Path], table: dict[str, Any],
-                                            expected: str) -> None:
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ({**MINIMAL, "tls": "none"}, 'imap[0].tls: "none" sends the password in clear'),
+        ({**MINIMAL, "tls": "ssl"}, "imap[0].tls: expected one of tls, starttls, none, got 'ssl'"),
+        ({**MINIMAL, "password_file": "x"}, "imap[0].password: give either password or password_file"),
+        ({"host": "imap.example.com", "username": "u"}, "imap[0].password: give either password or password_file"),
+        ({**MINIMAL, "password": ""}, "imap[0].password: the password is empty"),
+        ({**MINIMAL, "after_store": "archive"}, "imap[0].after_store: expected one of move, flag, delete"),
+        (
+            {**MINIMAL, "after_store": "flag", "move_to": "Done"},
+            'imap[0].move_to: is only used with after_store = "move"',
+        ),
+        ({**MINIMAL, "move_to": "INBOX"}, "imap[0].move_to: must differ from folder"),
+        ({**MINIMAL, "poll_interval": "0s"}, "imap[0].poll_interval: expected at least 1s"),
+        ({**MINIMAL, "poll_interval": "often"}, "imap[0].poll_interval: expected a duration"),
+        ({**MINIMAL, "port": 70000}, "imap[0].port: expected a port number up to 65535"),
+        ({**MINIMAL, "pasword": "typo"}, "imap[0].pasword: unknown key"),
+        ({"username": "u", "password": "p"}, "imap[0].host: is required"),
+    ],
+)
+def test_mistakes_name_the_file_and_the_key(
+    make_config: Callable[..., Path], table: dict[str, Any], expected: str
+) -> None:
     message = error(make_config, table)
     assert "config.toml: " in message and expected in message
 
 
 def test_a_missing_password_file_is_named(make_config: Callable[..., Path]) -> None:
-    message = error(make_config, {**{k: v for k, v in MINIMAL.items() if k != "password"},
-                                  "password_file": "nowhere/secret"})
+    message = error(
+        make_config, {**{k: v for k, v in MINIMAL.items() if k != "password"}, "password_file": "nowhere/secret"}
+    )
     assert "imap[0].password_file: cannot read" in message and "nowhere/secret" in message
 
 
 def test_two_accounts_may_not_share_a_name_or_a_folder(make_config: Callable[..., Path]) -> None:
     assert "two [[imap]] accounts are called 'x'" in error(
-        make_config, {**MINIMAL, "name": "x"}, {**MINIMAL, "name": "x", "username": "other"})
+        make_config, {**MINIMAL, "name": "x"}, {**MINIMAL, "name": "x", "username": "other"}
+    )
     assert "imap[1].folder: another [[imap]] account already reads 'INBOX'" in error(
-        make_config, {**MINIMAL, "name": "x"}, {**MINIMAL, "name": "y"})
+        make_config, {**MINIMAL, "name": "x"}, {**MINIMAL, "name": "y"}
+    )
     assert len(accounts(make_config, {**MINIMAL, "name": "x"}, {**MINIMAL, "name": "y", "folder": "Sales"})) == 2
 
 
@@ -118,18 +157,31 @@ def test_uid_sets_cover_only_the_uids_given() -> None:
 
 
 def test_fetch_answers_give_uid_and_bytes_wherever_the_server_puts_the_uid() -> None:
-    lines = [b"1 FETCH (UID 7 BODY[] {5}", bytearray(b"a: b\n"), b")",
-             b"2 FETCH (BODY[] {5}", bytearray(b"c: d\n"), b" UID 9)",
-             b"3 FETCH (UID 10 FLAGS (\\Seen))",
-             b"Fetch completed."]
+    lines = [
+        b"1 FETCH (UID 7 BODY[] {5}",
+        bytearray(b"a: b\n"),
+        b")",
+        b"2 FETCH (BODY[] {5}",
+        bytearray(b"c: d\n"),
+        b" UID 9)",
+        b"3 FETCH (UID 10 FLAGS (\\Seen))",
+        b"Fetch completed.",
+    ]
     assert parse_fetch(lines) == [(7, b"a: b\n"), (9, b"c: d\n")]
 
 
 def test_list_answers_give_decoded_names_and_flags() -> None:
-    lines = [b'(\\HasNoChildren) "." INBOX', b'(\\Noselect \\HasChildren) "/" "Sent Items"',
-             b'(\\HasNoChildren) NIL "&ANw-bersicht"', b"List completed."]
-    assert parse_list(lines) == [("INBOX", {"\\HasNoChildren"}), ("Sent Items", {"\\Noselect", "\\HasChildren"}),
-                                 ("Übersicht", {"\\HasNoChildren"})]
+    lines = [
+        b'(\\HasNoChildren) "." INBOX',
+        b'(\\Noselect \\HasChildren) "/" "Sent Items"',
+        b'(\\HasNoChildren) NIL "&ANw-bersicht"',
+        b"List completed.",
+    ]
+    assert parse_list(lines) == [
+        ("INBOX", {"\\HasNoChildren"}),
+        ("Sent Items", {"\\Noselect", "\\HasChildren"}),
+        ("Übersicht", {"\\HasNoChildren"}),
+    ]
 
 
 # -- batches and timing --------------------------------------------------------------------------

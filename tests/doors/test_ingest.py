@@ -88,12 +88,22 @@ def test_the_pipe_door_imports_neither_the_orm_nor_the_smtp_server_nor_alembic_n
     mail.write_bytes(sized_mail(2048, msgid="<light@customer.example>"))
     done = subprocess.run(
         [sys.executable, "-c", PIPE_DOOR_PROBE, "--config", str(config_file), "ingest", str(mail)],
-        capture_output=True, cwd=ROOT, timeout=120, check=False,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
     )
     report = json.loads(done.stdout.decode().strip().splitlines()[-1])
     assert report["status"] == 0, done.stderr
-    heavy = {"aiosmtpd", "sqlalchemy", "alembic", "jinja2", "asyncio",
-             "mailgate.storage.models", "mailgate.outbound.templating"}
+    heavy = {
+        "aiosmtpd",
+        "sqlalchemy",
+        "alembic",
+        "jinja2",
+        "asyncio",
+        "mailgate.storage.models",
+        "mailgate.outbound.templating",
+    }
     assert sorted(m for m in report["modules"] if m.split(".")[0] in heavy or m in heavy) == []
     assert [p.parent.name for p in spool_files(config_file)] == ["incoming"]
 
@@ -282,8 +292,11 @@ def test_the_help_lists_every_exit_code(config_file):
 def _readme_exit_codes() -> set[int]:
     readme = (ROOT / "README.md").read_text()
     table = readme.split("### The pipe door: `mailgate ingest`", 1)[1].split("\n## ", 1)[0]
-    return {int(line.split("|")[1].split()[0]) for line in table.splitlines() if line.startswith("| ") and
-            line.split("|")[1].strip()[:1].isdigit()}
+    return {
+        int(line.split("|")[1].split()[0])
+        for line in table.splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip()[:1].isdigit()
+    }
 
 
 def test_the_readme_exit_code_table_is_the_code_s(config_file, tmp_path):

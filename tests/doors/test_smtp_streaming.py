@@ -39,8 +39,9 @@ class InlineExecutor(Executor):
         return future
 
 
-def _receive(spool: Spool, pieces: list[bytes], line_limit: int = 1000, size_limit: int | None = LIMIT,
-             after: bytes = b"") -> tuple[str, bytes, bytes]:
+def _receive(
+    spool: Spool, pieces: list[bytes], line_limit: int = 1000, size_limit: int | None = LIMIT, after: bytes = b""
+) -> tuple[str, bytes, bytes]:
     """Feed ``pieces`` to read_data one read at a time; return (problem, stored bytes, what is left to read)."""
 
     async def scenario() -> tuple[str, bytes, bytes]:
@@ -76,10 +77,14 @@ def spool(tmp_path: Path) -> Spool:
     return s
 
 
-MESSAGE = (b"From: a@customer.example\r\nSubject: dots\r\n\r\n"
-           b"..leading dot\r\n...\r\n..\r\nmiddle . line\r\n.\xc3\xa9t\xc3\xa9\r\nlast\r\n")
-MEANT = (b"From: a@customer.example\r\nSubject: dots\r\n\r\n"
-         b".leading dot\r\n..\r\n.\r\nmiddle . line\r\n\xc3\xa9t\xc3\xa9\r\nlast\r\n")
+MESSAGE = (
+    b"From: a@customer.example\r\nSubject: dots\r\n\r\n"
+    b"..leading dot\r\n...\r\n..\r\nmiddle . line\r\n.\xc3\xa9t\xc3\xa9\r\nlast\r\n"
+)
+MEANT = (
+    b"From: a@customer.example\r\nSubject: dots\r\n\r\n"
+    b".leading dot\r\n..\r\n.\r\nmiddle . line\r\n\xc3\xa9t\xc3\xa9\r\nlast\r\n"
+)
 
 
 @pytest.mark.parametrize("cut", range(1, len(MESSAGE) + 5))
@@ -93,7 +98,7 @@ def test_dot_stuffing_is_undone_wherever_the_segments_are_cut(spool, cut):
 
 def test_one_byte_at_a_time_gives_the_same_bytes(spool):
     wire = MESSAGE + b".\r\n"
-    problem, stored, left = _receive(spool, [wire[i:i + 1] for i in range(len(wire))], after=b"NOOP\r\n")
+    problem, stored, left = _receive(spool, [wire[i : i + 1] for i in range(len(wire))], after=b"NOOP\r\n")
     assert (problem, stored, left) == ("", MEANT, b"NOOP\r\n")
 
 
@@ -111,16 +116,18 @@ def test_a_dot_next_to_a_bare_line_feed_does_not_end_the_message(spool, bare):
 
 
 def test_commands_pipelined_after_the_end_of_data_are_kept_in_order(spool):
-    _, stored, left = _receive(spool, [b"Subject: x\r\n\r\nbody\r\n.\r\nMAIL FROM:<b@x>\r\nRCPT"],
-                                     after=b" TO:<c@x>\r\n")
+    _, stored, left = _receive(
+        spool, [b"Subject: x\r\n\r\nbody\r\n.\r\nMAIL FROM:<b@x>\r\nRCPT"], after=b" TO:<c@x>\r\n"
+    )
     assert stored == b"Subject: x\r\n\r\nbody\r\n"
     assert left == b"MAIL FROM:<b@x>\r\nRCPT TO:<c@x>\r\n"
 
 
 def test_a_line_over_the_limit_is_refused_with_500_after_the_data_is_drained(spool):
     long_line = b"Subject: x\r\n\r\n" + b"y" * 5000 + b"\r\nmore\r\n"
-    problem, _, left = _receive(spool, [long_line[:3000], long_line[3000:], b".\r\n"], line_limit=1001,
-                                after=b"QUIT\r\n")
+    problem, _, left = _receive(
+        spool, [long_line[:3000], long_line[3000:], b".\r\n"], line_limit=1001, after=b"QUIT\r\n"
+    )
     assert problem.startswith("500 ")
     assert left == b"QUIT\r\n"
     assert not any(spool.tmp.iterdir())
@@ -134,8 +141,9 @@ def test_a_long_line_inside_one_big_read_is_found_too(spool):
 
 def test_a_message_over_the_size_limit_is_refused_with_552_and_not_kept(spool):
     big = b"Subject: x\r\n\r\n" + b"0123456789" * 100 + b"\r\n"
-    problem, _, left = _receive(spool, [big * 20, big * 20, b".\r\n"], line_limit=2000, size_limit=30_000,
-                                after=b"QUIT\r\n")
+    problem, _, left = _receive(
+        spool, [big * 20, big * 20, b".\r\n"], line_limit=2000, size_limit=30_000, after=b"QUIT\r\n"
+    )
     assert problem.startswith("552 ")
     assert left == b"QUIT\r\n"
     assert not any(spool.tmp.iterdir()) and not any(spool.dirs["incoming"].iterdir())
@@ -153,7 +161,7 @@ def test_a_big_message_is_written_to_spool_tmp_while_it_arrives(spool):
         async def feed() -> None:
             nonlocal on_disk_before_end
             for start in range(0, len(body), 65536):
-                reader.feed_data(body[start:start + 65536])
+                reader.feed_data(body[start : start + 65536])
                 await asyncio.sleep(0)
             on_disk_before_end = sum(p.stat().st_size for p in spool.tmp.iterdir())
             reader.feed_data(b".\r\n")
@@ -189,7 +197,8 @@ class _Server:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.server = self.loop.run_until_complete(
-            self.loop.create_server(smtp_factory(self.config, self.handler), "127.0.0.1", 0))
+            self.loop.create_server(smtp_factory(self.config, self.handler), "127.0.0.1", 0)
+        )
         self.port = self.server.sockets[0].getsockname()[1]
         self.ready.set()
         self.loop.run_forever()
@@ -267,8 +276,12 @@ def test_a_connection_lost_in_the_middle_of_data_leaves_nothing(tmp_path):
         sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
         reader = sock.makefile("rb")
         reader.readline()
-        for line in (b"EHLO x\r\n", b"MAIL FROM:<a@customer.example>\r\n", b"RCPT TO:<support@example.com>\r\n",
-                     b"DATA\r\n"):
+        for line in (
+            b"EHLO x\r\n",
+            b"MAIL FROM:<a@customer.example>\r\n",
+            b"RCPT TO:<support@example.com>\r\n",
+            b"DATA\r\n",
+        ):
             sock.sendall(line)
             while reader.readline()[3:4] == b"-":
                 pass

@@ -27,9 +27,15 @@ INJECTIONS = [
 
 
 def outgoing(**changes):
-    fields = dict(from_addr="support@example.com", from_name="Example Support",
-                  to=[("Alice", "alice@customer.example")], subject="Printer on fire", text="Hi.\n", date=WHEN,
-                  message_id=compose.new_message_id("support.example.com"))
+    fields = dict(
+        from_addr="support@example.com",
+        from_name="Example Support",
+        to=[("Alice", "alice@customer.example")],
+        subject="Printer on fire",
+        text="Hi.\n",
+        date=WHEN,
+        message_id=compose.new_message_id("support.example.com"),
+    )
     fields.update(changes)
     return Outgoing(**fields)
 
@@ -60,9 +66,14 @@ def test_no_mail_we_send_carries_an_injected_header_end_to_end(make_config, harn
     with h.session() as s, s.begin():
         ticket = s.scalar(select(Ticket))
         ticket.subject = subject.replace("\x00", "")  # PostgreSQL text holds no NUL
-        outbox_module.enqueue(s, h.runtime.services, ticket=ticket, kind="resolved",
-                              recipients=[(subject, "alice@customer.example")],
-                              context={"ticket": {"subject": subject}})
+        outbox_module.enqueue(
+            s,
+            h.runtime.services,
+            ticket=ticket,
+            kind="resolved",
+            recipients=[(subject, "alice@customer.example")],
+            context={"ticket": {"subject": subject}},
+        )
     flush(h)
     mails = sent_mails(h.runtime.config.data_dir)
     assert len(mails) == 3  # acknowledgment, notification, resolved notice
@@ -110,8 +121,9 @@ def test_a_text_part_always_and_an_html_part_when_there_is_one():
 
 
 def test_international_text_and_names_are_encoded():
-    raw = compose.compose(outgoing(subject="Принтер горит", to=[("Иван", "ivan@customer.example")],
-                                   text="Здравствуйте\n"))
+    raw = compose.compose(
+        outgoing(subject="Принтер горит", to=[("Иван", "ivan@customer.example")], text="Здравствуйте\n")
+    )
     assert raw.isascii()
     mail = parse(raw)
     assert mail["Subject"] == "Принтер горит" and mail["To"].addresses[0].display_name == "Иван"

@@ -30,8 +30,12 @@ def dom(html: str, directory: Path) -> str:
     """The DOM Chromium builds from ``html`` (a file, as a mail client's viewer would load it)."""
     page = directory / "part.html"
     page.write_text(html, encoding="utf-8")
-    result = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
-                            capture_output=True, timeout=120, check=True)
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     return result.stdout.decode("utf-8")
 
 
@@ -45,7 +49,8 @@ def rows(h, kind: str) -> list[bytes]:
 
 
 def test_chromium_shows_the_acknowledgment_and_the_relayed_answer_with_their_formatting(
-        tmp_path, make_config, harness_factory):
+    tmp_path, make_config, harness_factory
+):
     h = harness_factory(make_config(agents=[{"address": "bob@example.com", "name": "Bob"}], queues=QUEUES))
     h.deliver(make_mail())
     acknowledgment = dom(html_part(rows(h, "acknowledgment")[0]), tmp_path)
@@ -53,8 +58,11 @@ def test_chromium_shows_the_acknowledgment_and_the_relayed_answer_with_their_for
     assert "<blockquote>Printer on fire</blockquote>" in acknowledgment
 
     notification = email.message_from_bytes(rows(h, "notify_new_ticket")[0], policy=policy.default)
-    h.deliver(fixture_reply("gmail_answer.eml", notification), mail_from="bob@example.com",
-              rcpt_tos=(notification["Reply-To"],))
+    h.deliver(
+        fixture_reply("gmail_answer.eml", notification),
+        mail_from="bob@example.com",
+        rcpt_tos=(notification["Reply-To"],),
+    )
     answer = dom(html_part(rows(h, "agent_reply")[0]), tmp_path)
     body = answer.split("<body>", 1)[1]
     assert "<b>Unplug</b> the printer first" in body

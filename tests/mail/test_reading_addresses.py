@@ -51,8 +51,12 @@ def test_an_encoded_comma_or_bracket_in_a_name_cannot_split_or_fake_an_address()
 
 
 def test_to_cc_and_reply_to_are_read_by_the_same_lenient_reader():
-    mail = parse(mail_from("a@example.com", 'Cc: "Doe, Jane" <jane@example.org>, bob@example.org.\r\n'
-                                            "Reply-To: Help Desk <help@example.org\r\n"))
+    mail = parse(
+        mail_from(
+            "a@example.com",
+            'Cc: "Doe, Jane" <jane@example.org>, bob@example.org.\r\nReply-To: Help Desk <help@example.org\r\n',
+        )
+    )
     assert mail.cc == ["jane@example.org", "bob@example.org"]
     assert mail.reply_to == ["help@example.org"]
 

@@ -95,7 +95,9 @@ def test_latin1_text_labelled_utf8_reads_as_windows_1252_not_another_latin_code_
 
 
 def test_a_multipart_whose_boundary_never_comes_is_read_as_text():
-    raw = (b'From: a@example.com\r\nContent-Type: multipart/mixed; boundary="never"\r\n\r\n'
-           b"Just text, no delimiter line at all.\r\n")
+    raw = (
+        b'From: a@example.com\r\nContent-Type: multipart/mixed; boundary="never"\r\n\r\n'
+        b"Just text, no delimiter line at all.\r\n"
+    )
     mail = parse(raw)
     assert mail.text.strip() == "Just text, no delimiter line at all." and mail.attachments == []

@@ -17,8 +17,26 @@ from tests.reading import READING
 
 SURROGATE = re.compile("[\ud800-\udfff]")
 FIXTURES = sorted(p.name for p in READING.glob("*.eml"))
-FIELDS = {"from", "from_name", "to", "cc", "reply_to", "subject", "date", "message_id", "in_reply_to", "references",
-          "new_text", "text", "html", "attachments", "classification", "encrypted", "charsets", "defects"}
+FIELDS = {
+    "from",
+    "from_name",
+    "to",
+    "cc",
+    "reply_to",
+    "subject",
+    "date",
+    "message_id",
+    "in_reply_to",
+    "references",
+    "new_text",
+    "text",
+    "html",
+    "attachments",
+    "classification",
+    "encrypted",
+    "charsets",
+    "defects",
+}
 
 
 def parsed(config: Path, path: Path) -> dict:

@@ -110,8 +110,11 @@ def test_messages_attached_inside_an_attached_message_are_not_copied_again():
     for level in range(3):
         head = b'From: b@example.com\r\nSubject: level\r\nContent-Type: multipart/mixed; boundary="L%d"\r\n\r\n' % level
         inner = head + b"--L%d\r\nContent-Type: message/rfc822\r\n\r\n" % level + inner + b"\r\n--L%d--\r\n" % level
-    mail = parse(b"From: a@example.com\r\nSubject: top\r\nContent-Type: multipart/mixed; boundary=\"T\"\r\n\r\n"
-                 b"--T\r\nContent-Type: text/plain\r\n\r\ntop text\r\n--T\r\nContent-Type: message/rfc822\r\n\r\n"
-                 + inner + b"\r\n--T--\r\n")
+    mail = parse(
+        b'From: a@example.com\r\nSubject: top\r\nContent-Type: multipart/mixed; boundary="T"\r\n\r\n'
+        b"--T\r\nContent-Type: text/plain\r\n\r\ntop text\r\n--T\r\nContent-Type: message/rfc822\r\n\r\n"
+        + inner
+        + b"\r\n--T--\r\n"
+    )
     assert [(a.filename, a.part_of) for a in mail.attachments] == [("level.eml", "")]
     assert mail.text.strip() == "top text"

@@ -20,8 +20,9 @@ from tests.helpers import make_mail, wait_for
 
 
 def metrics_port(daemon) -> int:
-    match = wait_for(lambda: re.search(r'msg="metrics listening" addr=[\d.]+:(\d+)', daemon.log()),
-                     message="the metrics listener")
+    match = wait_for(
+        lambda: re.search(r'msg="metrics listening" addr=[\d.]+:(\d+)', daemon.log()), message="the metrics listener"
+    )
     return int(match.group(1))
 
 

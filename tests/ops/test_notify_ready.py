@@ -33,8 +33,7 @@ def receive_until(sock: socket.socket, wanted: str) -> list[str]:
     raise AssertionError(f"{wanted} never came; got {seen}")
 
 
-def test_the_daemon_reports_ready_only_once_it_accepts_mail_then_stopping(daemon_factory, config_file,
-                                                                            notify_socket):
+def test_the_daemon_reports_ready_only_once_it_accepts_mail_then_stopping(daemon_factory, config_file, notify_socket):
     sock, address = notify_socket
     daemon = daemon_factory(config_file, env={"NOTIFY_SOCKET": address})
     assert receive_until(sock, "READY=1")[-1] == "READY=1"

@@ -31,8 +31,7 @@ from aiosmtpd.controller import Controller
 from tests import postfix
 from tests.helpers import ROOT, Daemon, mailgate, make_mail, wait_for, write_config
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not postfix.available(), reason="needs root and Debian's postfix")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not postfix.available(), reason="needs root and Debian's postfix")]
 
 DOCS = (Path(__file__).parents[2] / "docs" / "postfix.md").read_text()
 
@@ -44,8 +43,9 @@ def recipe(heading: str, file: str) -> str:
     return after.split("```", 2)[1].split("\n", 1)[1]
 
 
-def deliver(pf: postfix.Postfix, raw: bytes, rcpt: str = "support@example.com",
-            mail_from: str = "alice@customer.example") -> None:
+def deliver(
+    pf: postfix.Postfix, raw: bytes, rcpt: str = "support@example.com", mail_from: str = "alice@customer.example"
+) -> None:
     with smtplib.SMTP("127.0.0.1", pf.port, timeout=60) as client:
         client.sendmail(mail_from, [rcpt], raw)
 
@@ -67,8 +67,9 @@ def door_port() -> int:
 
 @pytest.fixture
 def smtp_recipe(door_port: int) -> Iterator[postfix.Postfix]:
-    pf = postfix.Postfix(main=recipe("(a)", "/etc/postfix/main.cf").replace("hash:", "texthash:"),
-                         transport=at_door(door_port))
+    pf = postfix.Postfix(
+        main=recipe("(a)", "/etc/postfix/main.cf").replace("hash:", "texthash:"), transport=at_door(door_port)
+    )
     yield pf.start()
     pf.stop()
 
@@ -80,19 +81,24 @@ def outbound_through(pf: postfix.Postfix) -> dict[str, object]:
     return {"smarthost": f"127.0.0.1:{pf.port}", "starttls": False}
 
 
-def test_the_smtp_door_recipe_carries_the_whole_conversation(tmp_path: Path, db_url: str, door_port: int,
-                                                             smtp_recipe: postfix.Postfix):
+def test_the_smtp_door_recipe_carries_the_whole_conversation(
+    tmp_path: Path, db_url: str, door_port: int, smtp_recipe: postfix.Postfix
+):
     pf = smtp_recipe
-    config = write_config(tmp_path, db_url, smtp={"listen": f"127.0.0.1:{door_port}"},
-                          outbound=outbound_through(pf))
+    config = write_config(tmp_path, db_url, smtp={"listen": f"127.0.0.1:{door_port}"}, outbound=outbound_through(pf))
     daemon = Daemon(config).start()
     try:
         deliver(pf, make_mail(subject="Printer on fire", msgid="<pf1@customer.example>"))
         wait_for(lambda: tickets(config) == {1: 1}, timeout=60, message="the ticket behind Postfix")
 
         # the acknowledgment left through Postfix into Alice's mailbox, with the signed Reply-To
-        ack = email.message_from_bytes(wait_for(lambda: pf.mailbox("alice@customer.example"), timeout=60,
-                                                message="the acknowledgment in Alice's mailbox")[0])
+        ack = email.message_from_bytes(
+            wait_for(
+                lambda: pf.mailbox("alice@customer.example"),
+                timeout=60,
+                message="the acknowledgment in Alice's mailbox",
+            )[0]
+        )
         assert "[#1]" in ack["Subject"] and ack["Auto-Submitted"] == "auto-replied"
         reply_to = parseaddr(ack["Reply-To"])[1]
         assert re.fullmatch(r"support\+1\.[a-z0-9]+@example\.com", reply_to), reply_to
@@ -112,8 +118,11 @@ def test_the_smtp_door_recipe_carries_the_whole_conversation(tmp_path: Path, db_
 
     daemon = Daemon(config).start()
     try:
-        wait_for(lambda: pf.flush_every(5) or tickets(config) == {1: 2, 2: 1}, timeout=120,
-                 message="the deferred mail, after a flush")
+        wait_for(
+            lambda: pf.flush_every(5) or tickets(config) == {1: 2, 2: 1},
+            timeout=120,
+            message="the deferred mail, after a flush",
+        )
         wait_for(lambda: not pf.queued(), timeout=60, message="Postfix's queue empty")
     finally:
         daemon.stop()
@@ -126,14 +135,19 @@ def test_a_bounce_through_postfix_comes_back_to_its_verp_address(tmp_path: Path,
     remote.start()
     pf = postfix.Postfix(main=main, transport=at_door(door_port) + f"gone.example smtp:[127.0.0.1]:{remote.port}\n")
     pf.start()
-    config = write_config(tmp_path, db_url, smtp={"listen": f"127.0.0.1:{door_port}"},
-                          outbound=outbound_through(pf))
+    config = write_config(tmp_path, db_url, smtp={"listen": f"127.0.0.1:{door_port}"}, outbound=outbound_through(pf))
     daemon = Daemon(config).start()
     try:
-        deliver(pf, make_mail(subject="Hello", msgid="<gone1@gone.example>", sender="carol@gone.example"),
-                mail_from="carol@gone.example")
-        wait_for(lambda: "bounced" in pf.statuses("carol@gone.example"), timeout=60,
-                 message=f"Postfix bounces:\n{pf.log()[-3000:]}")
+        deliver(
+            pf,
+            make_mail(subject="Hello", msgid="<gone1@gone.example>", sender="carol@gone.example"),
+            mail_from="carol@gone.example",
+        )
+        wait_for(
+            lambda: "bounced" in pf.statuses("carol@gone.example"),
+            timeout=60,
+            message=f"Postfix bounces:\n{pf.log()[-3000:]}",
+        )
         # the bounce went to support+bounce-N.mac@example.com, back through the door, and joined the ticket
         wait_for(lambda: tickets(config) == {1: 2}, timeout=60, message="the bounce in the ticket that bounced")
         assert "via=verp" in daemon.log()
@@ -168,8 +182,21 @@ def _interpreter_for(user: str) -> list[str] | None:
     site = Path(sysconfig.get_paths()["purelib"])
     if not system.exists():
         return None
-    probe = subprocess.run(["runuser", "-u", user, "--", "/usr/bin/env", f"PYTHONPATH={ROOT}:{site}", str(system),
-                            "-c", "import mailgate.cli, sqlalchemy, aiosmtpd"], capture_output=True, timeout=60)
+    probe = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            user,
+            "--",
+            "/usr/bin/env",
+            f"PYTHONPATH={ROOT}:{site}",
+            str(system),
+            "-c",
+            "import mailgate.cli, sqlalchemy, aiosmtpd",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
     if probe.returncode != 0:
         return None
     return ["/usr/bin/env", f"PYTHONPATH={ROOT}:{site}", str(system), "-m", "mailgate"]
@@ -191,14 +218,20 @@ def test_the_pipe_transport_recipe_stores_and_defers_what_it_cannot_store(tmp_pa
 
     master = recipe("(b)", "/etc/postfix/master.cf")
     assert "user=mailgate" in master and "argv=/opt/mailgate/.venv/bin/mailgate" in master
-    master = (master.replace("user=mailgate", f"user={SERVICE_USER}")
-              .replace("/opt/mailgate/.venv/bin/mailgate", " ".join(command))
-              .replace("/etc/mailgate/config.toml", str(config)))
+    master = (
+        master.replace("user=mailgate", f"user={SERVICE_USER}")
+        .replace("/opt/mailgate/.venv/bin/mailgate", " ".join(command))
+        .replace("/etc/mailgate/config.toml", str(config))
+    )
     main = recipe("(b)", "/etc/postfix/main.cf").replace("hash:", "texthash:")
     pf = postfix.Postfix(main=main, master=master, transport=recipe("(b)", "/etc/postfix/transport"))
     pf.start()
-    serve = subprocess.Popen(["runuser", "-u", SERVICE_USER, "--", *command, "--config", str(config), "serve"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=home)
+    serve = subprocess.Popen(
+        ["runuser", "-u", SERVICE_USER, "--", *command, "--config", str(config), "serve"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=home,
+    )
     try:
         deliver(pf, make_mail(subject="Through the pipe", msgid="<pipe1@customer.example>"))
         wait_for(lambda: "sent" in pf.statuses("support@example.com"), timeout=90, message="the pipe delivers")
@@ -212,8 +245,11 @@ def test_the_pipe_transport_recipe_stores_and_defers_what_it_cannot_store(tmp_pa
         config.chmod(0o644)
         # a flush that reaches the queue manager before the deferral is written finds nothing to retry: flush
         # until the mail is retried (each flush is a request to retry now, as an admin's `postqueue -f` is)
-        wait_for(lambda: pf.flush_every(5) or tickets(config) == {1: 1, 2: 1}, timeout=120,
-                 message="the deferred mail, after a flush")
+        wait_for(
+            lambda: pf.flush_every(5) or tickets(config) == {1: 1, 2: 1},
+            timeout=120,
+            message="the deferred mail, after a flush",
+        )
     finally:
         serve.terminate()
         try:

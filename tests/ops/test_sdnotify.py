@@ -148,16 +148,12 @@ class TestWatchdogInterval:
         monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
         assert sdnotify.watchdog_interval() == 1.5
 
-    def test_another_pid_means_the_watchdog_is_not_ours(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_another_pid_means_the_watchdog_is_not_ours(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("WATCHDOG_USEC", "30000000")
         monkeypatch.setenv("WATCHDOG_PID", str(os.getppid()))
         assert sdnotify.watchdog_interval() is None
 
     @pytest.mark.parametrize("value", ["0", "-5", "thirty", "30s"])
-    def test_unusable_values_mean_no_watchdog(
-        self, monkeypatch: pytest.MonkeyPatch, value: str
-    ) -> None:
+    def test_unusable_values_mean_no_watchdog(self, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
         monkeypatch.setenv("WATCHDOG_USEC", value)
         assert sdnotify.watchdog_interval() is None

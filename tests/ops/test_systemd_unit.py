@@ -28,9 +28,7 @@ needs_systemd_analyze = pytest.mark.skipif(
 
 def unit_lines(path: Path = UNIT) -> list[str]:
     return [
-        line.strip()
-        for line in path.read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
     ]
 
 
@@ -40,18 +38,12 @@ def unit_copy(tmp_path: Path) -> Path:
     text = UNIT.read_text()
     assert text.count(EXEC_START) == 1
     copy = tmp_path / "mailgate.service"
-    copy.write_text(
-        text.replace(
-            "ExecStart=/usr/local/bin/mailgate ", f"ExecStart={sys.executable} -m mailgate.cli "
-        )
-    )
+    copy.write_text(text.replace("ExecStart=/usr/local/bin/mailgate ", f"ExecStart={sys.executable} -m mailgate.cli "))
     return copy
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["systemd-analyze", *args], capture_output=True, text=True, timeout=60, check=False
-    )
+    return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def complaints(result: subprocess.CompletedProcess[str]) -> list[str]:

@@ -67,27 +67,36 @@ def acknowledgment(inbox: Inbox, subject: str) -> email.message.EmailMessage:
     def match() -> email.message.EmailMessage | None:
         found = [m for m in inbox.mails() if m["Subject"] == subject]
         return found[0] if found else None
+
     from tests.helpers import wait_for
 
     return wait_for(match, timeout=180, message=f"the acknowledgment {subject}")
 
 
 def test_french_german_and_russian_first_mails_get_acknowledgments_in_their_language_and_a_rule_wins(
-        tmp_path: Path, make_config, daemon_factory):
+    tmp_path: Path, make_config, daemon_factory
+):
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "10-spanish.toml").write_text(
-        '[[rule]]\nname = "spanish-partner"\nlocale = "es"\nmatch = { from_domain = ["partner.example"] }\n')
+        '[[rule]]\nname = "spanish-partner"\nlocale = "es"\nmatch = { from_domain = ["partner.example"] }\n'
+    )
     config = make_config(rules={"dir": str(rules)})
     daemon = daemon_factory(config)
-    mails = [("alice@customer.example", "Imprimante", FRENCH), ("bernd@customer.example", "Drucker", GERMAN),
-             ("olga@customer.example", "Принтер", RUSSIAN), ("pat@partner.example", "Printer", FRENCH)]
+    mails = [
+        ("alice@customer.example", "Imprimante", FRENCH),
+        ("bernd@customer.example", "Drucker", GERMAN),
+        ("olga@customer.example", "Принтер", RUSSIAN),
+        ("pat@partner.example", "Printer", FRENCH),
+    ]
     for sender, subject, body in mails:
         daemon.send(make_mail(subject=subject, body=body, sender=sender), mail_from=sender)
-    expected = {"Imprimante": "Votre demande porte le numéro de ticket",
-                "Drucker": "Ihre Anfrage hat jetzt die Ticketnummer",
-                "Принтер": "Вашему обращению присвоен номер",
-                "Printer": "Su solicitud es ahora el ticket"}
+    expected = {
+        "Imprimante": "Votre demande porte le numéro de ticket",
+        "Drucker": "Ihre Anfrage hat jetzt die Ticketnummer",
+        "Принтер": "Вашему обращению присвоен номер",
+        "Printer": "Su solicitud es ahora el ticket",
+    }
     for number, (sender, subject, _body) in enumerate(mails, 1):
         ack = acknowledgment(Inbox(config, sender), f"[#{number}] {subject}")
         assert expected[subject] in ack.get_body(("plain",)).get_content(), subject

@@ -17,18 +17,31 @@ from tests.helpers import make_mail
 from tests.outbound_helpers import events, flush, other_database, outbox_rows, sent_mails
 
 
-def incoming(headers=None, subject="Printer on fire", sender="alice@customer.example",
-             return_path: str | None = "alice@customer.example"):
-    return Incoming(sender=sender, return_path=return_path, subject=subject,
-                    headers={k.lower(): [v] for k, v in (headers or {}).items()})
+def incoming(
+    headers=None,
+    subject="Printer on fire",
+    sender="alice@customer.example",
+    return_path: str | None = "alice@customer.example",
+):
+    return Incoming(
+        sender=sender,
+        return_path=return_path,
+        subject=subject,
+        headers={k.lower(): [v] for k, v in (headers or {}).items()},
+    )
 
 
 NO_COUNTS, DEFAULT_LIMITS = Counts(), Limits()
 
 
 def decide(mail, counts=NO_COUNTS, limits=DEFAULT_LIMITS, recipients=("alice@customer.example",)):
-    return may_auto_reply(recipients=list(recipients), incoming=mail, counts=counts, limits=limits,
-                          is_ours=lambda a: a.endswith("@example.com"))
+    return may_auto_reply(
+        recipients=list(recipients),
+        incoming=mail,
+        counts=counts,
+        limits=limits,
+        is_ours=lambda a: a.endswith("@example.com"),
+    )
 
 
 LOOP_HEADERS = {
@@ -57,12 +70,15 @@ def test_auto_submitted_no_is_a_person():
     assert decide(incoming({"Precedence": "first-class"})) == (True, "")
 
 
-@pytest.mark.parametrize("return_path, sender, expected", [
-    ("", "alice@customer.example", "empty return path"),
-    ("MAILER-DAEMON@mx.customer.example", "alice@customer.example", "MAILER-DAEMON"),
-    ("alice@customer.example", "postmaster@customer.example", "postmaster"),
-    ("alice@customer.example", "mailer-daemon@customer.example", "MAILER-DAEMON"),
-])
+@pytest.mark.parametrize(
+    "return_path, sender, expected",
+    [
+        ("", "alice@customer.example", "empty return path"),
+        ("MAILER-DAEMON@mx.customer.example", "alice@customer.example", "MAILER-DAEMON"),
+        ("alice@customer.example", "postmaster@customer.example", "postmaster"),
+        ("alice@customer.example", "mailer-daemon@customer.example", "MAILER-DAEMON"),
+    ],
+)
 def test_bounces_get_no_auto_reply(return_path, sender, expected):
     allowed, reason = decide(incoming(return_path=return_path, sender=sender), recipients=(sender,))
     assert not allowed and expected in reason
@@ -72,9 +88,18 @@ def test_an_unknown_return_path_is_not_a_bounce():
     assert decide(incoming(return_path=None)) == (True, "")
 
 
-@pytest.mark.parametrize("subject", ["Out of Office: Printer on fire", "Automatic reply: Printer", "Autoreply",
-                                     "Abwesenheitsnotiz: Drucker", "Réponse automatique : Imprimante",
-                                     "Автоответ: Принтер", "Out of Office AutoReply: question"])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Out of Office: Printer on fire",
+        "Automatic reply: Printer",
+        "Autoreply",
+        "Abwesenheitsnotiz: Drucker",
+        "Réponse automatique : Imprimante",
+        "Автоответ: Принтер",
+        "Out of Office AutoReply: question",
+    ],
+)
 def test_out_of_office_subjects_get_no_auto_reply(subject):
     allowed, reason = decide(incoming(subject=subject))
     assert not allowed and "out-of-office" in reason
@@ -86,8 +111,9 @@ def test_ordinary_subjects_are_not_mistaken_for_out_of_office(subject):
 
 
 def test_our_own_addresses_get_no_auto_reply():
-    allowed, reason = decide(incoming(sender="help@example.com", return_path="help@example.com"),
-                             recipients=("help@example.com",))
+    allowed, reason = decide(
+        incoming(sender="help@example.com", return_path="help@example.com"), recipients=("help@example.com",)
+    )
     assert not allowed and "our own" in reason
 
 
@@ -107,6 +133,7 @@ def test_a_notification_to_an_agent_is_not_an_auto_reply_to_the_sender():
 
 
 # --- end to end, in process -----------------------------------------------------------------------------------
+
 
 def held_reasons(h):
     return [e.detail["reason"] for e in events(h, "mail.held")]
@@ -158,8 +185,12 @@ def test_at_most_three_auto_replies_per_sender_per_hour(harness, clock):
 
 
 def test_the_per_ticket_window_holds_notifications_of_a_chatty_ticket(make_config, harness_factory, clock):
-    h = harness_factory(make_config(agents=[{"address": "bob@example.com", "name": "Bob", "queues": ["support"]}],
-                                    loop={"per_ticket_limit": 3, "per_ticket_window": "1h"}))
+    h = harness_factory(
+        make_config(
+            agents=[{"address": "bob@example.com", "name": "Bob", "queues": ["support"]}],
+            loop={"per_ticket_limit": 3, "per_ticket_window": "1h"},
+        )
+    )
     h.deliver(make_mail(subject="Chatty"))  # acknowledgment + notification: 2
     for n in range(3):
         clock.advance(60)
@@ -168,10 +199,12 @@ def test_the_per_ticket_window_holds_notifications_of_a_chatty_ticket(make_confi
     assert "per_ticket_limit = 3" in held_reasons(h)[0]
 
 
-def test_the_circuit_breaker_stops_automatic_mail_alerts_once_and_resumes_by_itself(make_config, harness_factory,
-                                                                                      clock):
-    h = harness_factory(make_config(outbound={"admin_address": "admin@ops.example"},
-                                    loop={"system_limit": 4, "system_window": "10m"}))
+def test_the_circuit_breaker_stops_automatic_mail_alerts_once_and_resumes_by_itself(
+    make_config, harness_factory, clock
+):
+    h = harness_factory(
+        make_config(outbound={"admin_address": "admin@ops.example"}, loop={"system_limit": 4, "system_window": "10m"})
+    )
     for n in range(7):
         h.deliver(make_mail(sender=f"c{n}@customer.example"), mail_from=f"c{n}@customer.example")
         clock.advance(10)
@@ -191,8 +224,9 @@ def test_the_circuit_breaker_stops_automatic_mail_alerts_once_and_resumes_by_its
     assert outbox_rows(h)[-1].status == "pending", "automatic mail resumes by itself"
 
 
-def test_two_helpdesks_whose_relay_strips_every_loop_header_still_stop(make_config, harness_factory, tmp_path,
-                                                                        second_db_url):
+def test_two_helpdesks_whose_relay_strips_every_loop_header_still_stop(
+    make_config, harness_factory, tmp_path, second_db_url
+):
     """Defence in depth: even when a relay removes Auto-Submitted, X-Loop and the rest, and the token and
     references too (so every mail looks like a new request), the per-sender limit ends the exchange."""
     import tomllib
@@ -202,8 +236,9 @@ def test_two_helpdesks_whose_relay_strips_every_loop_header_still_stop(make_conf
     a = harness_factory(make_config(support={"address": "help@a.example", "accept": ["help@a.example"]}))
     b_dir = tmp_path / "b"
     b_dir.mkdir()
-    b = harness_factory(write_config(b_dir, second_db_url,
-                                     support={"address": "help@b.example", "accept": ["help@b.example"]}))
+    b = harness_factory(
+        write_config(b_dir, second_db_url, support={"address": "help@b.example", "accept": ["help@b.example"]})
+    )
     assert tomllib.loads((b_dir / "config.toml").read_text())["support"]["address"] == "help@b.example"
 
     def relay(raw: bytes) -> bytes:
@@ -211,14 +246,24 @@ def test_two_helpdesks_whose_relay_strips_every_loop_header_still_stop(make_conf
         header, _, body = raw.partition(b"\n\n")
         for line in header.split(b"\n"):
             name = line.split(b":", 1)[0].lower()
-            if name in (b"auto-submitted", b"x-auto-response-suppress", b"x-loop", b"in-reply-to", b"references",
-                        b"return-path", b"delivered-to"):
+            if name in (
+                b"auto-submitted",
+                b"x-auto-response-suppress",
+                b"x-loop",
+                b"in-reply-to",
+                b"references",
+                b"return-path",
+                b"delivered-to",
+            ):
                 continue
             kept.append(line.replace(b"[#", b"[no "))
         return b"\r\n".join(kept) + b"\r\n\r\n" + body
 
-    a.deliver(make_mail(sender="help@b.example", to="help@a.example"), mail_from="help@b.example",
-              rcpt_tos=("help@a.example",))
+    a.deliver(
+        make_mail(sender="help@b.example", to="help@a.example"),
+        mail_from="help@b.example",
+        rcpt_tos=("help@a.example",),
+    )
     exchanged = 0
     relayed: dict[int, set[str]] = {id(a): set(), id(b): set()}
     for _ in range(50):
@@ -231,8 +276,9 @@ def test_two_helpdesks_whose_relay_strips_every_loop_header_still_stop(make_conf
                 if mail["Message-ID"] in seen:
                     continue
                 seen.add(mail["Message-ID"])
-                target.deliver(relay(mail.as_bytes()), mail_from=mail["From"].addresses[0].addr_spec,
-                               rcpt_tos=(address,))
+                target.deliver(
+                    relay(mail.as_bytes()), mail_from=mail["From"].addresses[0].addr_spec, rcpt_tos=(address,)
+                )
                 moved += 1
         exchanged += moved
         if not moved:
@@ -250,8 +296,11 @@ def second_db_url(tmp_path):
 def test_a_mail_fetched_by_imap_with_an_empty_return_path_is_a_bounce_for_every_step():
     """One view of an incoming mail (loopguard.incoming_from) for the agents' step and the acknowledgment alike:
     a mail fetched from a mailbox has no envelope, so its Return-Path header is the return path."""
-    mail = ParsedMail(from_addr="mailer@customer.example", subject="Delivery failure",
-                      headers={"return-path": ["<>"], "from": ["mailer@customer.example"]})
+    mail = ParsedMail(
+        from_addr="mailer@customer.example",
+        subject="Delivery failure",
+        headers={"return-path": ["<>"], "from": ["mailer@customer.example"]},
+    )
     ctx = SimpleNamespace(mail=mail, envelope=Envelope(source="imap"))
     incoming = incoming_from(ctx)  # type: ignore[arg-type]
     assert incoming.return_path == "<>"

@@ -12,16 +12,30 @@ LIMITS = Limits(system_limit=5, system_window=600.0)
 
 def _automatic(session, now, n: int, status: str = "pending") -> None:
     for i in range(n):
-        session.add(Outbox(ticket_id=None, kind="acknowledgment", message_id=f"<o{now.timestamp()}-{i}@x>",
-                           mail_from="", rcpt_tos=[f"c{i}@customer.example"], raw=b"", status=status, attempts=0,
-                           next_attempt_at=now, last_error="", created_at=now, automatic=True,
-                           recipient=f"c{i}@customer.example"))
+        session.add(
+            Outbox(
+                ticket_id=None,
+                kind="acknowledgment",
+                message_id=f"<o{now.timestamp()}-{i}@x>",
+                mail_from="",
+                rcpt_tos=[f"c{i}@customer.example"],
+                raw=b"",
+                status=status,
+                attempts=0,
+                next_attempt_at=now,
+                last_error="",
+                created_at=now,
+                automatic=True,
+                recipient=f"c{i}@customer.example",
+            )
+        )
     session.flush()
 
 
 def _system(session, now) -> int:
-    return gather_counts(session, now, recipients=["x@customer.example"], sender=None, ticket_id=None,
-                         limits=LIMITS).system_in_window
+    return gather_counts(
+        session, now, recipients=["x@customer.example"], sender=None, ticket_id=None, limits=LIMITS
+    ).system_in_window
 
 
 def test_rows_a_batch_adds_after_the_first_count_are_counted_so_the_breaker_still_trips(harness, clock):

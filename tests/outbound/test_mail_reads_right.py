@@ -21,9 +21,12 @@ def test_a_rules_replacement_acknowledgment_with_a_misspelt_name_fails_the_check
 
 
 def test_new_tickets_and_sla_warnings_go_to_the_same_agents_of_a_queue(make_config):
-    config = load_config(make_config(
-        agents=[{"address": "bob@example.com", "queues": ["support"]}, {"address": "carol@example.com"}],
-        queues=[{"name": "support", "agents": ["carol@example.com"]}]))
+    config = load_config(
+        make_config(
+            agents=[{"address": "bob@example.com", "queues": ["support"]}, {"address": "carol@example.com"}],
+            queues=[{"name": "support", "agents": ["carol@example.com"]}],
+        )
+    )
     services = SimpleNamespace(config=config)
     assert outbound.queue_agents(config, "support") == ["carol@example.com", "bob@example.com"]
     assert notices.queue_agents(services, "support") == outbound.queue_agents(config, "support")
@@ -44,8 +47,10 @@ def test_the_html_cut_keeps_the_answer_above_each_clients_quote_marker():
 
 
 def test_an_intro_line_right_above_an_apple_quote_goes_with_it():
-    html = ('<div>Answer</div><div><br></div><div>On 5 Jan 2026, at 09:00, Support &lt;s@example.com&gt; wrote:</div>'
-            '<br><blockquote type="cite">old</blockquote>')
+    html = (
+        "<div>Answer</div><div><br></div><div>On 5 Jan 2026, at 09:00, Support &lt;s@example.com&gt; wrote:</div>"
+        '<br><blockquote type="cite">old</blockquote>'
+    )
     assert html_cut.cut(html, quotes.is_intro) == "<div>Answer</div><div><br></div>"
 
 
@@ -57,8 +62,9 @@ def test_commands_at_the_top_of_an_html_answer_are_removed_with_their_line_break
 def test_an_html_answer_with_no_text_of_its_own_falls_back_to_the_text_rules():
     found = answer.from_html('<div class="gmail_quote">only history</div>', [])
     assert found.text == "" and found.html == ""
-    text_only = answer.of_agent_mail(b"Subject: x\r\n\r\nPlain answer", False, "Plain answer\n\nsee https://x.example/a",
-                                     [])
+    text_only = answer.of_agent_mail(
+        b"Subject: x\r\n\r\nPlain answer", False, "Plain answer\n\nsee https://x.example/a", []
+    )
     assert text_only.html == '<p>Plain answer</p>\n<p>see <a href="https://x.example/a">https://x.example/a</a></p>'
 
 
@@ -68,9 +74,16 @@ def test_a_mail_to_an_address_outside_ascii_has_mime_version_once_at_the_top():
     from mailgate.mail import compose
     from tests import mail_structure
 
-    mail = compose.Outgoing(from_addr="support@example.com", to=[("", "jörg@exämple.com")], subject="x", text="hi",
-                            html="<p>hi</p>", date=datetime.now(UTC), message_id="<a@b.example>",
-                            attachments=[compose.OutAttachment("a.txt", "text/plain", b"a\n")])
+    mail = compose.Outgoing(
+        from_addr="support@example.com",
+        to=[("", "jörg@exämple.com")],
+        subject="x",
+        text="hi",
+        html="<p>hi</p>",
+        date=datetime.now(UTC),
+        message_id="<a@b.example>",
+        attachments=[compose.OutAttachment("a.txt", "text/plain", b"a\n")],
+    )
     assert mail_structure.problems(compose.compose(mail)) == []
 
 
@@ -79,8 +92,15 @@ def test_compose_names_the_reply_to_when_given_a_display_name():
 
     from mailgate.mail import compose
 
-    mail = compose.Outgoing(from_addr="support@example.com", to=[("", "alice@customer.example")], subject="x",
-                            text="hi", date=datetime.now(UTC), message_id="<a@b.example>",
-                            reply_to="support+1.abc@example.com", reply_to_name="Example Support")
+    mail = compose.Outgoing(
+        from_addr="support@example.com",
+        to=[("", "alice@customer.example")],
+        subject="x",
+        text="hi",
+        date=datetime.now(UTC),
+        message_id="<a@b.example>",
+        reply_to="support+1.abc@example.com",
+        reply_to_name="Example Support",
+    )
     raw = compose.compose(mail)
-    assert b'Reply-To: Example Support <support+1.abc@example.com>\r\n' in raw
+    assert b"Reply-To: Example Support <support+1.abc@example.com>\r\n" in raw

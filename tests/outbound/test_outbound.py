@@ -13,8 +13,10 @@ from mailgate.storage.models import MessageRef, Ticket
 from tests.helpers import mailgate, make_mail
 from tests.outbound_helpers import events, flush, html_of, outbox_rows, sent_mails, text_of
 
-AGENTS = [{"address": "bob@example.com", "name": "Bob", "queues": ["support"]},
-          {"address": "carol@example.com", "name": "Carol Agent", "queues": ["billing"]}]
+AGENTS = [
+    {"address": "bob@example.com", "name": "Bob", "queues": ["support"]},
+    {"address": "carol@example.com", "name": "Carol Agent", "queues": ["billing"]},
+]
 QUEUES = [{"name": "support", "agents": ["dave@example.com"]}, {"name": "billing", "locale": "fr"}]
 
 
@@ -28,8 +30,9 @@ def tickets(harness):
 
 
 def test_a_new_mail_gets_exactly_one_threaded_acknowledgment_with_the_token(harness):
-    harness.deliver(make_mail(subject="Printer on fire", msgid="<first@customer.example>",
-                              references="<older@customer.example>"))
+    harness.deliver(
+        make_mail(subject="Printer on fire", msgid="<first@customer.example>", references="<older@customer.example>")
+    )
     assert flush(harness) == 1
     assert flush(harness) == 0, "a second sweep sends nothing again"
     [ack] = sent_mails(data_dir(harness))
@@ -76,8 +79,10 @@ def test_outbox_rows_are_written_in_the_transaction_of_their_cause(harness):
     harness.deliver(make_mail())
     with harness.session() as s:
         ticket = s.scalar(select(Ticket))
-        assert outbox_module.enqueue(s, services, ticket=ticket, kind="resolved",
-                                     recipients=[ticket.customer.address]) is not None
+        assert (
+            outbox_module.enqueue(s, services, ticket=ticket, kind="resolved", recipients=[ticket.customer.address])
+            is not None
+        )
         s.rollback()
     assert [r.kind for r in outbox_rows(harness)] == ["acknowledgment"]
     with harness.session() as s, s.begin():
@@ -103,8 +108,10 @@ def test_a_new_ticket_notifies_its_queue_and_a_reply_the_assignee_else_the_queue
     assert reply_to.startswith("support+1.") and reply_to.endswith("@example.com"), "a reply address of ticket 1"
 
     # A reply to the notification joins the ticket through its Message-ID, and notifies the others only.
-    h.deliver(make_mail(subject="a remark", sender="Dave <dave@example.com>", in_reply_to=note["Message-ID"]),
-              mail_from="dave@example.com")
+    h.deliver(
+        make_mail(subject="a remark", sender="Dave <dave@example.com>", in_reply_to=note["Message-ID"]),
+        mail_from="dave@example.com",
+    )
     assert tickets(h) == {1: 2}
     replies = outbox_rows(h, kind="notify_reply")
     assert [r.recipient for r in replies] == ["bob@example.com"], "never notify the one who wrote"
@@ -119,7 +126,8 @@ def test_a_new_ticket_notifies_its_queue_and_a_reply_the_assignee_else_the_queue
 
 
 def test_the_locale_comes_from_the_queue_when_the_mail_does_not_tell_with_english_as_fallback(
-        make_config, harness_factory):
+    make_config, harness_factory
+):
     h = harness_factory(make_config(queues=[{"name": "support", "locale": "fr"}]))
     h.deliver(make_mail(body="Ok.\n"))  # too short to tell its language: the queue's
     flush(h)
@@ -135,9 +143,11 @@ def test_the_locale_comes_from_the_queue_when_the_mail_does_not_tell_with_englis
 def test_a_queue_can_override_a_template(tmp_path, make_config, harness_factory):
     override = tmp_path / "templates" / "queues" / "support" / "en"
     override.mkdir(parents=True)
-    (override / "acknowledgment.j2").write_text("{% block subject %}We got it{% endblock %}\n"
-                                                "{% block text %}Dear {{ customer.name }}, noted: {{ ticket.token }}."
-                                                "{% endblock %}\n")
+    (override / "acknowledgment.j2").write_text(
+        "{% block subject %}We got it{% endblock %}\n"
+        "{% block text %}Dear {{ customer.name }}, noted: {{ ticket.token }}."
+        "{% endblock %}\n"
+    )
     h = harness_factory(make_config())
     h.deliver(make_mail(subject="Original"))
     flush(h)
@@ -148,8 +158,14 @@ def test_a_queue_can_override_a_template(tmp_path, make_config, harness_factory)
 
 
 def test_html_parts_escape_what_the_customer_wrote_and_text_parts_keep_it(harness):
-    harness.deliver(make_mail(subject="<script>alert(1)</script> & more", sender="<b>Eve</b> <eve@customer.example>",
-                              msgid="<x1@customer.example>"), mail_from="eve@customer.example")
+    harness.deliver(
+        make_mail(
+            subject="<script>alert(1)</script> & more",
+            sender="<b>Eve</b> <eve@customer.example>",
+            msgid="<x1@customer.example>",
+        ),
+        mail_from="eve@customer.example",
+    )
     flush(harness)
     [ack] = sent_mails(data_dir(harness))
     assert "<script>" not in html_of(ack)
@@ -184,10 +200,17 @@ def test_every_kind_renders_and_says_what_kind_of_mail_it_is(harness, kind):
     with harness.session() as s, s.begin():
         ticket = s.scalar(select(Ticket))
         automatic = kind != "agent_reply"
-        row = outbox_module.enqueue(s, harness.runtime.services, ticket=ticket, kind=kind, automatic=automatic,
-                                    recipients=[("Alice", "alice@customer.example")], in_reply_to=ticket.messages[0],
-                                    context={"reply": {"text": "Unplug it.", "author_name": "Bob"}},
-                                    incoming=None)
+        row = outbox_module.enqueue(
+            s,
+            harness.runtime.services,
+            ticket=ticket,
+            kind=kind,
+            automatic=automatic,
+            recipients=[("Alice", "alice@customer.example")],
+            in_reply_to=ticket.messages[0],
+            context={"reply": {"text": "Unplug it.", "author_name": "Bob"}},
+            incoming=None,
+        )
         assert row is not None
         raw = row.raw
     from tests.outbound_helpers import parse
@@ -199,5 +222,6 @@ def test_every_kind_renders_and_says_what_kind_of_mail_it_is(harness, kind):
     if kind == "agent_reply":
         assert "Unplug it." in text_of(mail) and "Unplug it." in html_of(mail)
         with harness.session() as s:
-            assert [m["direction"] for m in show_ticket(s, 1)["messages"]] == ["in", "out"], \
+            assert [m["direction"] for m in show_ticket(s, 1)["messages"]] == ["in", "out"], (
                 "mail a person wrote joins the conversation"
+            )

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def example_block() -> dict[str, dict[str, str]]:
     """The commented outbound block at the end of config.example.toml, uncommented, table by table."""
     text = (ROOT / "config.example.toml").read_text()
-    block = text[text.index("# Outgoing mail (see docs/outbound.md)"):]
+    block = text[text.index("# Outgoing mail (see docs/outbound.md)") :]
     tables: dict[str, dict[str, str]] = {"outbound": {}}
     current = "outbound"
     for line in block.splitlines()[2:]:
@@ -44,23 +44,32 @@ def test_every_key_of_the_example_block_is_read_and_valid(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     settings = parse(load_config(path), templating.SHIPPED_DIR)
     assert settings.outbound.admin_address == "postmaster@example.com"
-    assert (settings.outbound.retry_base, settings.outbound.retry_max, settings.outbound.max_age) == (60, 3600,
-                                                                                                     3 * 86400)
-    assert (settings.loop.per_sender_per_hour, settings.loop.per_ticket_limit, settings.loop.system_limit) == (3, 30,
-                                                                                                             500)
+    assert (settings.outbound.retry_base, settings.outbound.retry_max, settings.outbound.max_age) == (
+        60,
+        3600,
+        3 * 86400,
+    )
+    assert (settings.loop.per_sender_per_hour, settings.loop.per_ticket_limit, settings.loop.system_limit) == (
+        3,
+        30,
+        500,
+    )
     assert settings.loop.system_window == 600 and settings.bounces.suppress_days == 30
     assert settings.template_dirs == ((tmp_path / "templates").resolve(), templating.SHIPPED_DIR.resolve())
 
 
-@pytest.mark.parametrize(("toml", "key", "expected"), [
-    ('[loop]\nmax_autoreplies_per_sender_per_hour = "many"', "loop.max_autoreplies_per_sender_per_hour", "integer"),
-    ("[loop]\nsystem_window = \"soon\"", "loop.system_window", "duration"),
-    ("[loop]\nper_sender = 3", "loop.per_sender", "unknown key"),
-    ("[bounces]\nsuppress_days = -1", "bounces.suppress_days", ">= 0"),
-    ('[outbound]\nadmin_address = "nobody"', "outbound.admin_address", "mail address"),
-    ('[outbound]\nretry_base = "0s"', "outbound.retry_base", "> 0"),
-    ('[templates]\ndir = "missing"', "templates.dir", "no such directory"),
-])
+@pytest.mark.parametrize(
+    ("toml", "key", "expected"),
+    [
+        ('[loop]\nmax_autoreplies_per_sender_per_hour = "many"', "loop.max_autoreplies_per_sender_per_hour", "integer"),
+        ('[loop]\nsystem_window = "soon"', "loop.system_window", "duration"),
+        ("[loop]\nper_sender = 3", "loop.per_sender", "unknown key"),
+        ("[bounces]\nsuppress_days = -1", "bounces.suppress_days", ">= 0"),
+        ('[outbound]\nadmin_address = "nobody"', "outbound.admin_address", "mail address"),
+        ('[outbound]\nretry_base = "0s"', "outbound.retry_base", "> 0"),
+        ('[templates]\ndir = "missing"', "templates.dir", "no such directory"),
+    ],
+)
 def test_a_bad_value_stops_the_start_naming_file_and_key(tmp_path, db_url, toml, key, expected):
     path = tmp_path / "config.toml"
     path.write_text(f'[mailgate]\ndatabase_url = "{db_url}"\n{toml}\n')

@@ -50,13 +50,19 @@ def test_a_new_mail_is_acknowledged_over_smtp_at_once_and_a_reply_joins_its_tick
 def helpdesk(tmp_path: Path, name: str, db_url: str, port: int, peer_port: int) -> Path:
     directory = tmp_path / name
     directory.mkdir(exist_ok=True)
-    return write_config(directory, db_url,
-                        mailgate={"hostname": f"{name}.example"},
-                        smtp={"listen": f"127.0.0.1:{port}"},
-                        support={"name": f"Helpdesk {name.upper()}", "address": f"help@{name}.example",
-                                 "accept": [f"help@{name}.example"], "token_prefix": name.upper()},
-                        outbound={"smarthost": f"127.0.0.1:{peer_port}", "sweep_interval": "1s",
-                                  "retry_base": "1s", "retry_max": "2s"})
+    return write_config(
+        directory,
+        db_url,
+        mailgate={"hostname": f"{name}.example"},
+        smtp={"listen": f"127.0.0.1:{port}"},
+        support={
+            "name": f"Helpdesk {name.upper()}",
+            "address": f"help@{name}.example",
+            "accept": [f"help@{name}.example"],
+            "token_prefix": name.upper(),
+        },
+        outbound={"smarthost": f"127.0.0.1:{peer_port}", "sweep_interval": "1s", "retry_base": "1s", "retry_max": "2s"},
+    )
 
 
 @pytest.fixture
@@ -72,17 +78,28 @@ def test_two_helpdesks_writing_to_each_other_stop_by_themselves(tmp_path, daemon
     daemon_factory(config_a)
     daemon_factory(config_b)
     # Each is the other's customer: one mail from each support address to the other starts it.
-    send(port_a, make_mail(subject="Hello from B", sender="Helpdesk B <help@b.example>", to="help@a.example"),
-         mail_from="help@b.example", rcpt=["help@a.example"])
-    send(port_b, make_mail(subject="Hello from A", sender="Helpdesk A <help@a.example>", to="help@b.example"),
-         mail_from="help@a.example", rcpt=["help@b.example"])
+    send(
+        port_a,
+        make_mail(subject="Hello from B", sender="Helpdesk B <help@b.example>", to="help@a.example"),
+        mail_from="help@b.example",
+        rcpt=["help@a.example"],
+    )
+    send(
+        port_b,
+        make_mail(subject="Hello from A", sender="Helpdesk A <help@a.example>", to="help@b.example"),
+        mail_from="help@a.example",
+        rcpt=["help@b.example"],
+    )
 
     def exchanged() -> tuple[int, int]:
         return count(config_a, Message), count(config_b, Message)
 
     # each acknowledgment reaches the other side as an auto-reply that threads to no ticket: held, no ticket
-    wait_for(lambda: all(count(c, Event, Event.kind == "mail.automatic_held") == 1 for c in (config_a, config_b)),
-             timeout=30, message="each acknowledgment reached the other side and was held")
+    wait_for(
+        lambda: all(count(c, Event, Event.kind == "mail.automatic_held") == 1 for c in (config_a, config_b)),
+        timeout=30,
+        message="each acknowledgment reached the other side and was held",
+    )
     deadline = time.monotonic() + 5  # five sweep intervals: any loop would show by now
     while time.monotonic() < deadline:
         assert exchanged() == (1, 1), "the exchange went on"
@@ -95,13 +112,23 @@ def test_two_helpdesks_writing_to_each_other_stop_by_themselves(tmp_path, daemon
 
 def test_kill_9_between_commit_and_delivery_delivers_once_after_restart(make_config, daemon_factory):
     port = free_port()  # the smarthost is down: nothing listens there yet
-    config = make_config(outbound={"smarthost": f"127.0.0.1:{port}", "sweep_interval": "1s",
-                                   "retry_base": "1s", "retry_max": "1s", "timeout": "2s"})
+    config = make_config(
+        outbound={
+            "smarthost": f"127.0.0.1:{port}",
+            "sweep_interval": "1s",
+            "retry_base": "1s",
+            "retry_max": "1s",
+            "timeout": "2s",
+        }
+    )
     daemon = daemon_factory(config)
     daemon.send(make_mail(subject="Printer on fire", msgid="<k9@customer.example>"))
     # Two attempts: the first right after the commit, the second from the scheduler's retry sweep.
-    wait_for(lambda: query(config, select(Outbox.attempts).where(Outbox.attempts >= 2)), timeout=30,
-             message="the acknowledgment committed and its delivery tried and retried")
+    wait_for(
+        lambda: query(config, select(Outbox.attempts).where(Outbox.attempts >= 2)),
+        timeout=30,
+        message="the acknowledgment committed and its delivery tried and retried",
+    )
     daemon.kill()
     [(status, message_id)] = query(config, select(Outbox.status, Outbox.message_id))
     assert status == "pending"

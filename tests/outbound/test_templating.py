@@ -71,8 +71,9 @@ def test_an_unknown_attribute_is_reported_with_file_and_line(tmp_path):
 
 
 def test_an_error_in_the_html_block_is_found_too(tmp_path):
-    [problem], _ = problems_for(tmp_path, "{% block text %}ok{% endblock %}\n{% block html %}\n{{ 1 / 0 }}"
-                                          "{% endblock %}\n")
+    [problem], _ = problems_for(
+        tmp_path, "{% block text %}ok{% endblock %}\n{% block html %}\n{{ 1 / 0 }}{% endblock %}\n"
+    )
     assert problem.line == 3 and "ZeroDivisionError" in problem.message
 
 

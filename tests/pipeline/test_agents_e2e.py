@@ -39,10 +39,12 @@ class Inbox:
 
     def wait(self, what: str, *words: str) -> EmailMessage:
         """The one mail whose text holds every word (waiting until it arrives)."""
+
         def match() -> EmailMessage | None:
             found = [m for m in self.mails() if all(w in text(m) for w in words)]
             assert len(found) <= 1, f"several mails for {what}"
             return found[0] if found else None
+
         return wait_for(match, timeout=60, message=f"{what} in the mailbox of {self.address}")
 
 
@@ -54,9 +56,14 @@ def reply_to(message: EmailMessage, body: str, sender: str, quote: bool = True) 
     """Press Reply: to the Reply-To, the subject with Re:, the thread headers, the quote below."""
     quoted = "\n".join("> " + line for line in text(message).splitlines()) if quote else ""
     intro = f"On Mon, Jan 5, 2026 at 9:00 AM {message['From']} wrote:\n" if quote else ""
-    return make_mail(subject="Re: " + message["Subject"], sender=sender, to=message["Reply-To"],
-                     in_reply_to=message["Message-ID"], references=message["Message-ID"],
-                     body=f"{body}\n\n{intro}{quoted}\n")
+    return make_mail(
+        subject="Re: " + message["Subject"],
+        sender=sender,
+        to=message["Reply-To"],
+        in_reply_to=message["Message-ID"],
+        references=message["Message-ID"],
+        body=f"{body}\n\n{intro}{quoted}\n",
+    )
 
 
 def show(config) -> dict:
@@ -78,8 +85,15 @@ def test_a_ticket_from_new_to_resolved_with_nothing_but_mail_clients(make_config
     signed = notification["Reply-To"]
     assert signed.startswith("support+1.")
 
-    daemon.send(reply_to(notification, "#take\nHello Alice,\n\nplease unplug the printer and wait an hour.\n\nBob",
-                         "Bob <bob@example.com>"), mail_from="bob@example.com", rcpt=[signed])
+    daemon.send(
+        reply_to(
+            notification,
+            "#take\nHello Alice,\n\nplease unplug the printer and wait an hour.\n\nBob",
+            "Bob <bob@example.com>",
+        ),
+        mail_from="bob@example.com",
+        rcpt=[signed],
+    )
     answer = alice.wait("the agent's answer", "please unplug")
     sender = answer["From"].addresses[0]
     assert (sender.display_name, sender.addr_spec) == ("Bob via Example Support", "support@example.com")
@@ -90,14 +104,19 @@ def test_a_ticket_from_new_to_resolved_with_nothing_but_mail_clients(make_config
     transcript = bob.wait("the transcript of #take", "> #take")
     assert "ok: assigned to Bob <bob@example.com>" in text(transcript)
 
-    daemon.send(reply_to(answer, "Done. It is cold now, but it does not print.", "Alice <alice@customer.example>"),
-                rcpt=[answer["Reply-To"]])
+    daemon.send(
+        reply_to(answer, "Done. It is cold now, but it does not print.", "Alice <alice@customer.example>"),
+        rcpt=[answer["Reply-To"]],
+    )
     customer_reply = bob.wait("the notification of Alice's reply", "it does not print.")
     assert "it does not print." in text(customer_reply)
     assert "please unplug" not in text(customer_reply).split("it does not print.")[0]
 
-    daemon.send(reply_to(customer_reply, "#close\nThe paper tray was empty; all good now.", "Bob <bob@example.com>"),
-                mail_from="bob@example.com", rcpt=[customer_reply["Reply-To"]])
+    daemon.send(
+        reply_to(customer_reply, "#close\nThe paper tray was empty; all good now.", "Bob <bob@example.com>"),
+        mail_from="bob@example.com",
+        rcpt=[customer_reply["Reply-To"]],
+    )
     closing_answer = alice.wait("the closing answer", "The paper tray was empty")
     assert "#close" not in text(closing_answer)
     assert bob.wait("the transcript of #close", "> #close")

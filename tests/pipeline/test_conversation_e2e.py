@@ -23,8 +23,13 @@ AGENTS = [{"address": "bob@example.com", "name": "Bob"}]
 QUEUES = [{"name": "support", "agents": ["bob@example.com"]}]
 PDF = (CLIENTS / "reset-guide.pdf").read_bytes()
 PNG = (CLIENTS / "screenshot.png").read_bytes()
-ANSWERS = ["gmail_answer.eml", "outlook_desktop_answer.eml", "outlook_web_answer.eml", "thunderbird_answer.eml",
-           "apple_mail_answer.eml"]
+ANSWERS = [
+    "gmail_answer.eml",
+    "outlook_desktop_answer.eml",
+    "outlook_web_answer.eml",
+    "thunderbird_answer.eml",
+    "apple_mail_answer.eml",
+]
 
 
 class Inbox(_Inbox):
@@ -35,6 +40,7 @@ class Inbox(_Inbox):
             found = [m for m in self.mails() if all(w in text(m) for w in words)]
             assert len(found) <= 1, f"several mails for {what}"
             return found[0] if found else None
+
         return wait_for(match, timeout=180, message=f"{what} in the mailbox of {self.address}")
 
 
@@ -42,9 +48,12 @@ def fixture_reply(name: str, notification: EmailMessage) -> bytes:
     """A client's answer to ``notification``, as that client would send it."""
     body = (CLIENTS / name).read_text()
     subject = notification["Subject"]
-    replaced = (body.replace("@@TO@@", notification["Reply-To"]).replace("@@SUBJECT@@", subject)
-                .replace("@@IN_REPLY_TO_BARE@@", notification["Message-ID"].strip("<>"))
-                .replace("@@IN_REPLY_TO@@", notification["Message-ID"]))
+    replaced = (
+        body.replace("@@TO@@", notification["Reply-To"])
+        .replace("@@SUBJECT@@", subject)
+        .replace("@@IN_REPLY_TO_BARE@@", notification["Message-ID"].strip("<>"))
+        .replace("@@IN_REPLY_TO@@", notification["Message-ID"])
+    )
     return replaced.replace("\n", "\r\n").encode()
 
 
@@ -68,7 +77,8 @@ def customer_ticket(daemon, bob: Inbox, number: int, subject: str) -> EmailMessa
 
 
 def test_the_agents_notification_carries_the_customers_attachment_and_inline_image_byte_identical(
-        make_config, daemon_factory):
+    make_config, daemon_factory
+):
     config = make_config(agents=AGENTS, queues=QUEUES)
     daemon = daemon_factory(config)
     bob = Inbox(config, "bob@example.com")
@@ -87,8 +97,12 @@ def test_files_past_the_notification_limit_are_listed_by_name_size_and_type(make
     daemon = daemon_factory(config)
     bob = Inbox(config, "bob@example.com")
     big = b"x" * 300 + b"\n"
-    daemon.send(make_mail(body="Logs attached.\n", attachments=[("small.txt", "text/plain", b"tiny log\n"),
-                                                                 ("big.log", "text/plain", big)]))
+    daemon.send(
+        make_mail(
+            body="Logs attached.\n",
+            attachments=[("small.txt", "text/plain", b"tiny log\n"), ("big.log", "text/plain", big)],
+        )
+    )
     notification = bob.wait("the new-ticket notification", "New ticket")
     assert files(notification) == {"small.txt": b"tiny log\n"}
     body = text(notification)
@@ -99,7 +113,8 @@ def test_files_past_the_notification_limit_are_listed_by_name_size_and_type(make
 
 @pytest.mark.parametrize("client", ANSWERS)
 def test_the_customers_copy_of_an_answer_holds_its_file_formatting_and_no_quoted_history(
-        client, make_config, daemon_factory):
+    client, make_config, daemon_factory
+):
     config = make_config(agents=AGENTS, queues=QUEUES)
     daemon = daemon_factory(config)
     alice, bob = Inbox(config, "alice@customer.example"), Inbox(config, "bob@example.com")
@@ -128,8 +143,11 @@ def test_an_inline_image_in_the_answer_travels_with_it_and_is_shown_by_cid(make_
     daemon = daemon_factory(config)
     alice, bob = Inbox(config, "alice@customer.example"), Inbox(config, "bob@example.com")
     notification = customer_ticket(daemon, bob, 1, "Printer on fire")
-    daemon.send(fixture_reply("outlook_desktop_answer.eml", notification), mail_from="bob@example.com",
-                rcpt=[notification["Reply-To"]])
+    daemon.send(
+        fixture_reply("outlook_desktop_answer.eml", notification),
+        mail_from="bob@example.com",
+        rcpt=[notification["Reply-To"]],
+    )
     answer = alice.wait("the relayed answer", "press reset for ten seconds")
     assert files(answer)["image001.png"] == PNG
     image = next(p for p in answer.walk() if p.get_filename() == "image001.png")
@@ -144,11 +162,18 @@ def test_an_executable_is_not_relayed_and_the_transcript_says_so(make_config, da
     alice, bob = Inbox(config, "alice@customer.example"), Inbox(config, "bob@example.com")
     notification = customer_ticket(daemon, bob, 1, "Printer on fire")
     exe = b"MZ\x90\x00\x03" + b"\x00" * 55 + b"\x80\x00\x00\x00" + b"\x00" * 64 + b"PE\x00\x00L\x01" + b"\x00" * 200
-    reply = make_mail(subject="Re: " + notification["Subject"], sender="Bob <bob@example.com>",
-                      to=notification["Reply-To"], in_reply_to=notification["Message-ID"],
-                      body="Hello Alice,\nhere is the driver and the guide.\n",
-                      attachments=[("driver.pdf", "application/pdf", exe), ("reset-guide.pdf", "application/pdf", PDF),
-                                   ("fix.js", "text/javascript", b"alert(1)\n")])
+    reply = make_mail(
+        subject="Re: " + notification["Subject"],
+        sender="Bob <bob@example.com>",
+        to=notification["Reply-To"],
+        in_reply_to=notification["Message-ID"],
+        body="Hello Alice,\nhere is the driver and the guide.\n",
+        attachments=[
+            ("driver.pdf", "application/pdf", exe),
+            ("reset-guide.pdf", "application/pdf", PDF),
+            ("fix.js", "text/javascript", b"alert(1)\n"),
+        ],
+    )
     daemon.send(reply, mail_from="bob@example.com", rcpt=[notification["Reply-To"]])
     answer = alice.wait("the relayed answer", "here is the driver")
     assert files(answer) == {"reset-guide.pdf": PDF}
@@ -164,8 +189,11 @@ def test_every_mail_of_a_conversation_has_one_message_id_date_and_top_mime_versi
     daemon = daemon_factory(config)
     alice, bob = Inbox(config, "alice@customer.example"), Inbox(config, "bob@example.com")
     notification = customer_ticket(daemon, bob, 1, "Imprimante en feu: ça brûle")
-    daemon.send(fixture_reply("apple_mail_answer.eml", notification), mail_from="bob@example.com",
-                rcpt=[notification["Reply-To"]])
+    daemon.send(
+        fixture_reply("apple_mail_answer.eml", notification),
+        mail_from="bob@example.com",
+        rcpt=[notification["Reply-To"]],
+    )
     alice.wait("the relayed answer", "press reset for ten seconds")
     from tests import mail_structure
 
@@ -177,25 +205,41 @@ def test_every_mail_of_a_conversation_has_one_message_id_date_and_top_mime_versi
         assert email.message_from_bytes(raw, policy=policy.default)["Message-ID"]
 
 
-def test_an_agents_files_command_mails_every_file_of_the_ticket_in_batches_under_the_limit(
-        make_config, daemon_factory):
+def test_an_agents_files_command_mails_every_file_of_the_ticket_in_batches_under_the_limit(make_config, daemon_factory):
     config = make_config(agents=AGENTS, queues=QUEUES, notify={"max_attachment_bytes": "100B"})
     daemon = daemon_factory(config)
     bob = Inbox(config, "bob@example.com")
     first, second, huge = b"a" * 59 + b"\n", b"b" * 59 + b"\n", b"c" * 300 + b"\n"
-    daemon.send(make_mail(body="Three logs attached.\n", attachments=[
-        ("first.log", "text/plain", first), ("second.log", "text/plain", second), ("huge.log", "text/plain", huge)]))
+    daemon.send(
+        make_mail(
+            body="Three logs attached.\n",
+            attachments=[
+                ("first.log", "text/plain", first),
+                ("second.log", "text/plain", second),
+                ("huge.log", "text/plain", huge),
+            ],
+        )
+    )
     notification = bob.wait("the new-ticket notification", "New ticket")
     assert files(notification) == {"first.log": first}
     assert "second.log (60 B, text/plain)" in text(notification) and "huge.log (301 B" in text(notification)
 
-    daemon.send(make_mail(subject="Re: " + notification["Subject"], sender="Bob <bob@example.com>",
-                          to=notification["Reply-To"], in_reply_to=notification["Message-ID"], body="#files\n"),
-                mail_from="bob@example.com", rcpt=[notification["Reply-To"]])
+    daemon.send(
+        make_mail(
+            subject="Re: " + notification["Subject"],
+            sender="Bob <bob@example.com>",
+            to=notification["Reply-To"],
+            in_reply_to=notification["Message-ID"],
+            body="#files\n",
+        ),
+        mail_from="bob@example.com",
+        rcpt=[notification["Reply-To"]],
+    )
 
     def batches() -> list[EmailMessage] | None:
         found = sorted((m for m in bob.mails() if "Files (part" in m["Subject"]), key=lambda m: m["Subject"])
         return found if len(found) == 2 else None
+
     part1, part2 = wait_for(batches, timeout=180, message="the two mails of #files")
     assert part1["Subject"] == "[#1] Files (part 1 of 2): Printer on fire"
     assert files(part1) == {"first.log": first} and files(part2) == {"second.log": second}

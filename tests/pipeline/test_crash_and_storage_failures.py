@@ -119,8 +119,11 @@ def test_kill_9_five_times_under_200_mails_with_the_maildir_sender_acknowledges_
             tickets = conn.execute(select(func.count(Ticket.id))).scalar_one()
             pending = conn.execute(select(func.count(Outbox.id)).where(Outbox.status == "pending")).scalar_one()
         spool = load_config(config).spool_dir
-        state.update(tickets=tickets, pending=pending,
-                     spool={d.name: len(list(d.glob("*.eml"))) for d in spool.iterdir() if d.is_dir()})
+        state.update(
+            tickets=tickets,
+            pending=pending,
+            spool={d.name: len(list(d.glob("*.eml"))) for d in spool.iterdir() if d.is_dir()},
+        )
         return tickets == total and pending == 0
 
     try:

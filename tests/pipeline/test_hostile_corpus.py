@@ -16,20 +16,53 @@ from tests.hostile import BIG_ATTACHMENT_BYTES, BUILDERS, hostile_messages
 
 # The kinds of damage the pipeline must survive, each a separate mail.
 REQUIRED = {
-    "mime_missing_closing_boundary", "mime_boundary_never_used", "mime_boundary_in_header_only",
-    "base64_invalid_characters", "base64_wrong_padding", "base64_truncated",
-    "quoted_printable_garbage", "charset_unknown", "charset_lie_utf8_is_latin1",
-    "charset_lie_ascii_has_8bit", "charset_utf16_without_bom", "rfc2047_unterminated",
-    "rfc2047_bad_base64", "rfc2047_unknown_charset", "nul_in_headers", "nul_in_body",
-    "empty_body", "no_headers_at_all", "headers_only_no_blank_line", "ten_thousand_headers",
-    "header_line_100kb", "nested_multipart_200_deep", "flat_multipart_2000_parts",
-    "filename_unix_traversal", "filename_windows_traversal", "filename_absolute_path",
-    "filename_control_characters", "filename_5000_chars", "rfc2231_unknown_charset",
-    "content_type_lies_png_is_executable", "attachment_20mb", "rfc822_attachment_50_deep",
-    "html_active_content", "subject_folded_header_injection", "duplicate_from", "duplicate_to",
-    "duplicate_message_id", "from_1000_addresses", "address_without_at", "date_invalid",
-    "date_year_9999", "mixed_line_endings", "body_lines_over_10000_chars", "header_name_8bit",
-    "header_without_colon", "message_id_empty", "message_id_2000_chars",
+    "mime_missing_closing_boundary",
+    "mime_boundary_never_used",
+    "mime_boundary_in_header_only",
+    "base64_invalid_characters",
+    "base64_wrong_padding",
+    "base64_truncated",
+    "quoted_printable_garbage",
+    "charset_unknown",
+    "charset_lie_utf8_is_latin1",
+    "charset_lie_ascii_has_8bit",
+    "charset_utf16_without_bom",
+    "rfc2047_unterminated",
+    "rfc2047_bad_base64",
+    "rfc2047_unknown_charset",
+    "nul_in_headers",
+    "nul_in_body",
+    "empty_body",
+    "no_headers_at_all",
+    "headers_only_no_blank_line",
+    "ten_thousand_headers",
+    "header_line_100kb",
+    "nested_multipart_200_deep",
+    "flat_multipart_2000_parts",
+    "filename_unix_traversal",
+    "filename_windows_traversal",
+    "filename_absolute_path",
+    "filename_control_characters",
+    "filename_5000_chars",
+    "rfc2231_unknown_charset",
+    "content_type_lies_png_is_executable",
+    "attachment_20mb",
+    "rfc822_attachment_50_deep",
+    "html_active_content",
+    "subject_folded_header_injection",
+    "duplicate_from",
+    "duplicate_to",
+    "duplicate_message_id",
+    "from_1000_addresses",
+    "address_without_at",
+    "date_invalid",
+    "date_year_9999",
+    "mixed_line_endings",
+    "body_lines_over_10000_chars",
+    "header_name_8bit",
+    "header_without_colon",
+    "message_id_empty",
+    "message_id_2000_chars",
 }
 
 
@@ -131,10 +164,8 @@ def test_bytes_that_do_not_belong(corpus: dict[str, bytes]) -> None:
     assert b":" not in corpus["no_headers_at_all"].split(b"\r\n")[0]
     mixed = corpus["mixed_line_endings"]
     assert b"\n" in mixed.replace(b"\r\n", b"") and b"\r" in mixed.replace(b"\r\n", b"")
-    names = [line.split(b":")[0] for line in corpus["header_name_8bit"].split(b"\r\n\r\n")[0]
-             .split(b"\r\n")]
+    names = [line.split(b":")[0] for line in corpus["header_name_8bit"].split(b"\r\n\r\n")[0].split(b"\r\n")]
     assert any(not name.isascii() for name in names)
     with pytest.raises(UnicodeDecodeError):
         corpus["charset_lie_utf8_is_latin1"].decode("utf-8")
-    assert not corpus["charset_utf16_without_bom"].partition(b"\r\n\r\n")[2].startswith(
-        (b"\xff\xfe", b"\xfe\xff"))
+    assert not corpus["charset_utf16_without_bom"].partition(b"\r\n\r\n")[2].startswith((b"\xff\xfe", b"\xfe\xff"))

@@ -88,11 +88,14 @@ def test_people_in_cc_of_the_first_mail_become_watchers(harness):
 
 
 def test_html_is_sanitized_and_attachments_are_stored_by_hash(harness):
-    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwAD"
-                           "hgGAWjR9awAAAABJRU5ErkJggg==")
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    )
     exe = b"MZ\x90\x00" + b"\x00" * 200
-    raw = make_mail(html="<p>Hi <script>alert(1)</script><a href='javascript:x()'>x</a></p>",
-                    attachments=[("../../etc/passwd", "image/png", png), ("photo.png", "image/png", exe)])
+    raw = make_mail(
+        html="<p>Hi <script>alert(1)</script><a href='javascript:x()'>x</a></p>",
+        attachments=[("../../etc/passwd", "image/png", png), ("photo.png", "image/png", exe)],
+    )
     harness.deliver(raw)
     with harness.session() as s:
         message = s.scalar(select(Message))
@@ -117,9 +120,12 @@ def test_every_change_leaves_an_audit_event(harness):
 
 
 def test_encoded_headers_and_charsets_are_decoded(harness):
-    raw = (b"From: =?utf-8?B?0JjQstCw0L0=?= <ivan@customer.example>\r\nTo: support@example.com\r\n"
-           b"Subject: =?koi8-r?B?8NLJ18XU?=\r\nMessage-ID: <k@x>\r\nContent-Type: text/plain; charset=koi8-r\r\n\r\n"
-           + "Привет".encode("koi8-r") + b"\r\n")
+    raw = (
+        b"From: =?utf-8?B?0JjQstCw0L0=?= <ivan@customer.example>\r\nTo: support@example.com\r\n"
+        b"Subject: =?koi8-r?B?8NLJ18XU?=\r\nMessage-ID: <k@x>\r\nContent-Type: text/plain; charset=koi8-r\r\n\r\n"
+        + "Привет".encode("koi8-r")
+        + b"\r\n"
+    )
     harness.deliver(raw)
     with harness.session() as s:
         data = show_ticket(s, 1)

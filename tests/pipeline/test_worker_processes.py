@@ -30,8 +30,9 @@ def _rows(config: Path) -> tuple[list[tuple[str, int, int]], int]:
     engine = create_engine(load_config(config).db_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(Message.message_id, Ticket.number, Message.id)
-                                .join(Ticket, Ticket.id == Message.ticket_id)).all()
+            rows = conn.execute(
+                select(Message.message_id, Ticket.number, Message.id).join(Ticket, Ticket.id == Message.ticket_id)
+            ).all()
             tickets = conn.execute(select(func.count(Ticket.id))).scalar_one()
         return [tuple(r) for r in rows], tickets
     finally:
@@ -57,6 +58,7 @@ def _spool_left(config: Path) -> list[Path]:
 
 def _send_all(port: int, mails: list[bytes], connections: int = 4) -> None:
     """Send every mail over a few concurrent SMTP sessions, in order within each session."""
+
     def run(part: list[bytes]) -> None:
         with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
             for raw in part:
@@ -71,17 +73,27 @@ def _send_all(port: int, mails: list[bytes], connections: int = 4) -> None:
 
 def _first_and_reply(n: int) -> tuple[bytes, bytes]:
     first = make_mail(subject=f"question {n}", sender=f"Customer {n} <c{n}@customer.example>", msgid=f"<q{n}@x>")
-    reply = make_mail(subject=f"Re: question {n}", sender=f"Colleague {n} <k{n}@other.example>",
-                      msgid=f"<r{n}@x>", in_reply_to=f"<q{n}@x>", references=f"<q{n}@x>")
+    reply = make_mail(
+        subject=f"Re: question {n}",
+        sender=f"Colleague {n} <k{n}@other.example>",
+        msgid=f"<r{n}@x>",
+        in_reply_to=f"<q{n}@x>",
+        references=f"<q{n}@x>",
+    )
     return first, reply
 
 
 # -- routing and claims, alone ----------------------------------------------------------------------
 
+
 def test_a_first_mail_and_every_reply_to_it_have_one_key_whatever_their_sender():
     first, reply = _first_and_reply(7)
-    deeper = make_mail(subject="Re: Re: question 7", msgid="<r7b@x>", in_reply_to="<r7@x>",
-                       references="<q7@x> <ack7@support.example.com> <r7@x>")
+    deeper = make_mail(
+        subject="Re: Re: question 7",
+        msgid="<r7b@x>",
+        in_reply_to="<r7@x>",
+        references="<q7@x> <ack7@support.example.com> <r7@x>",
+    )
     assert thread_key(first) == thread_key(reply) == thread_key(deeper) == "<q7@x>"
     assert thread_key(make_mail(subject="Re: printer [#12]", msgid="<t@x>")) == "#12"
     assert {share_of(f"<m{n}@x>", 2) for n in range(50)} == {0, 1}  # both workers get work
@@ -140,6 +152,7 @@ def test_a_router_takes_only_its_share_and_the_two_cover_the_spool(tmp_path):
 
 # -- real daemons ---------------------------------------------------------------------------------
 
+
 def test_follow_ups_thread_and_keep_arrival_order_across_two_worker_processes(make_config, daemon_factory):
     config = make_config(spool=WORKERS)
     daemon = daemon_factory(config)
@@ -158,8 +171,13 @@ def test_follow_ups_thread_and_keep_arrival_order_across_two_worker_processes(ma
     # later replies carrying only the token are taken by whichever worker their key names, and thread too
     customer_of = {by_id[f"<q{n}@x>"][0]: n for n in range(30)}
     numbers = sorted(customer_of)
-    _send_all(daemon.port, [make_mail(subject=f"Re: question [#{t}]", sender=f"c{customer_of[t]}@customer.example",
-                                      msgid=f"<tok{t}@x>") for t in numbers])
+    _send_all(
+        daemon.port,
+        [
+            make_mail(subject=f"Re: question [#{t}]", sender=f"c{customer_of[t]}@customer.example", msgid=f"<tok{t}@x>")
+            for t in numbers
+        ],
+    )
     wait_for(lambda: len(_rows(config)[0]) == 90, timeout=240, message="token replies stored")
     rows, tickets = _rows(config)
     assert tickets == 30
@@ -183,8 +201,10 @@ def test_kill_9_of_one_worker_mid_batch_loses_and_doubles_nothing_and_it_is_rest
     rows, _tickets = _rows(config)
     assert sorted(mid for mid, _n, _pk in rows) == sorted(f"<k{n}@x>" for n in range(150))  # none lost, none twice
     assert "worker process ended" in daemon.log()
-    wait_for(lambda: len(_worker_pids(daemon.proc.pid)) == 2 and victim not in _worker_pids(daemon.proc.pid),
-             message="the dead worker restarted")
+    wait_for(
+        lambda: len(_worker_pids(daemon.proc.pid)) == 2 and victim not in _worker_pids(daemon.proc.pid),
+        message="the dead worker restarted",
+    )
     assert daemon.alive
 
 
@@ -195,8 +215,10 @@ def test_sighup_reaches_every_worker_and_sigterm_stops_them_all(make_config, dae
     wait_for(lambda: daemon.log().count("worker started") == 2, message="both workers ready")
     workers = _worker_pids(daemon.proc.pid)
     os.kill(daemon.proc.pid, signal.SIGHUP)
-    wait_for(lambda: len(re.findall(r"templates reloaded", daemon.log())) == 3,
-             message="the daemon and both workers reloaded")
+    wait_for(
+        lambda: len(re.findall(r"templates reloaded", daemon.log())) == 3,
+        message="the daemon and both workers reloaded",
+    )
     assert daemon.stop() == 0
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()

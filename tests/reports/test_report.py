@@ -20,8 +20,15 @@ from mailgate.storage.models import Customer, Ticket
 from tests.helpers import mailgate
 
 WEEKDAYS = {d: "09:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")}
-SLA = {"queues": {"support": {"first_response": "4h", "resolution": "16h",
-                              "business_hours": {"timezone": "UTC", "hours": WEEKDAYS}}}}
+SLA = {
+    "queues": {
+        "support": {
+            "first_response": "4h",
+            "resolution": "16h",
+            "business_hours": {"timezone": "UTC", "hours": WEEKDAYS},
+        }
+    }
+}
 SINCE, UNTIL = datetime(2026, 1, 3, 12, tzinfo=UTC), datetime(2026, 2, 2, 12, tzinfo=UTC)
 
 
@@ -40,8 +47,7 @@ FIXTURE = [
     # never answered: due Wed 14:00, breached by the end of the window
     ("support", "c@z.example", at(1, 21, 10), None, None, None, 0, False),
     # opened before the window, resolved in it: Sat 12-20 → Mon 01-05 10:00 is 40h + 40h + 1h = 81h
-    ("support", "d@w.example", at(12, 20, 10, year=2025), at(12, 22, 9, 30, year=2025), at(1, 5, 10), None, 0,
-     False),
+    ("support", "d@w.example", at(12, 20, 10, year=2025), at(12, 22, 9, 30, year=2025), at(1, 5, 10), None, 0, False),
     # around the clock: 2.5h to answer, 24h to resolve
     ("sales", "a@x.example", at(1, 24, 10), at(1, 24, 12, 30), at(1, 25, 10), None, 0, False),
     # spam counts nowhere
@@ -66,30 +72,63 @@ def tickets(harness_factory, fixture_config):
                 session.add(customers[who])
                 session.flush()
             due = sla.deadlines(queue, "normal", created)
-            session.add(Ticket(number=number, subject=f"ticket {number}", queue=queue, customer_id=customers[who].id,
-                               status="resolved" if resolved else "open", created_at=created,
-                               updated_at=resolved or created, first_response_at=first, resolved_at=resolved,
-                               first_response_due_at=due.first_response, resolution_due_at=due.resolution,
-                               csat=csat, time_spent=spent, spam=spam))
+            session.add(
+                Ticket(
+                    number=number,
+                    subject=f"ticket {number}",
+                    queue=queue,
+                    customer_id=customers[who].id,
+                    status="resolved" if resolved else "open",
+                    created_at=created,
+                    updated_at=resolved or created,
+                    first_response_at=first,
+                    resolved_at=resolved,
+                    first_response_due_at=due.first_response,
+                    resolution_due_at=due.resolution,
+                    csat=csat,
+                    time_spent=spent,
+                    spam=spam,
+                )
+            )
     return harness
 
 
 EXPECTED_SUPPORT = {
-    "queue": "support", "opened": 4, "resolved": 4,
-    "first_response_median_h": 3.0, "first_response_p90_h": 6.0,  # of [1, 3, 6]
-    "resolution_median_h": 10.5, "resolution_p90_h": 81.0,  # of [8, 9, 12, 81]
-    "sla_tickets": 4, "sla_breached": 2, "sla_breach_rate": 50.0,
-    "csat_rated": 3, "csat_positive": 2, "csat": 66.7,  # good, 2, 5
+    "queue": "support",
+    "opened": 4,
+    "resolved": 4,
+    "first_response_median_h": 3.0,
+    "first_response_p90_h": 6.0,  # of [1, 3, 6]
+    "resolution_median_h": 10.5,
+    "resolution_p90_h": 81.0,  # of [8, 9, 12, 81]
+    "sla_tickets": 4,
+    "sla_breached": 2,
+    "sla_breach_rate": 50.0,
+    "csat_rated": 3,
+    "csat_positive": 2,
+    "csat": 66.7,  # good, 2, 5
     "time_spent_h": 1.5,
-    "top_customers": [{"customer": "a@x.example", "tickets": 2}, {"customer": "b@y.example", "tickets": 1},
-                      {"customer": "c@z.example", "tickets": 1}],
+    "top_customers": [
+        {"customer": "a@x.example", "tickets": 2},
+        {"customer": "b@y.example", "tickets": 1},
+        {"customer": "c@z.example", "tickets": 1},
+    ],
 }
 EXPECTED_SALES = {
-    "queue": "sales", "opened": 1, "resolved": 1,
-    "first_response_median_h": 2.5, "first_response_p90_h": 2.5,
-    "resolution_median_h": 24.0, "resolution_p90_h": 24.0,
-    "sla_tickets": 0, "sla_breached": 0, "sla_breach_rate": None,
-    "csat_rated": 0, "csat_positive": 0, "csat": None, "time_spent_h": 0.0,
+    "queue": "sales",
+    "opened": 1,
+    "resolved": 1,
+    "first_response_median_h": 2.5,
+    "first_response_p90_h": 2.5,
+    "resolution_median_h": 24.0,
+    "resolution_p90_h": 24.0,
+    "sla_tickets": 0,
+    "sla_breached": 0,
+    "sla_breach_rate": None,
+    "csat_rated": 0,
+    "csat_positive": 0,
+    "csat": None,
+    "time_spent_h": 0.0,
     "top_customers": [{"customer": "a@x.example", "tickets": 1}],
 }
 
@@ -119,8 +158,9 @@ def test_the_command_prints_json_csv_and_a_table(tickets, fixture_config):
     assert data["queues"] == [EXPECTED_SALES, EXPECTED_SUPPORT]
     assert data["since"] == SINCE.isoformat() and data["until"] == UNTIL.isoformat()
 
-    rows = list(csv.DictReader(io.StringIO(mailgate(fixture_config, "report", *window, "--format", "csv")
-                                           .stdout.decode())))
+    rows = list(
+        csv.DictReader(io.StringIO(mailgate(fixture_config, "report", *window, "--format", "csv").stdout.decode()))
+    )
     assert [r["queue"] for r in rows] == ["sales", "support"]
     assert rows[1]["resolution_median_h"] == "10.5" and rows[1]["sla_breach_rate"] == "50.0"
     assert rows[1]["top_customers"] == "a@x.example (2); b@y.example (1); c@z.example (1)"
@@ -131,8 +171,18 @@ def test_the_command_prints_json_csv_and_a_table(tickets, fixture_config):
 
 def test_the_chart_draws_daily_volume_and_response_times(tickets, fixture_config, tmp_path):
     chart = tmp_path / "volume.svg"
-    result = mailgate(fixture_config, "report", "--since", SINCE.isoformat(), "--until", UNTIL.isoformat(),
-                      "--chart", str(chart), "--format", "json")
+    result = mailgate(
+        fixture_config,
+        "report",
+        "--since",
+        SINCE.isoformat(),
+        "--until",
+        UNTIL.isoformat(),
+        "--chart",
+        str(chart),
+        "--format",
+        "json",
+    )
     assert result.returncode == 0, result.stderr.decode()
     svg = chart.read_text()
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")

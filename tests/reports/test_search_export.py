@@ -17,17 +17,34 @@ from tests.helpers import mailgate, make_mail
 @pytest.fixture
 def mails(harness, clock):
     """Three customers, four tickets, one of them written in Russian."""
-    harness.deliver(make_mail(subject="Printer on fire", body="The printer in room 4 is on fire.\n",
-                              msgid="<p1@customer.example>"))
+    harness.deliver(
+        make_mail(subject="Printer on fire", body="The printer in room 4 is on fire.\n", msgid="<p1@customer.example>")
+    )
     clock.advance(timedelta(days=2))
-    harness.deliver(make_mail(subject="Не работает принтер", body="Здравствуйте!\nМой ПРИНТЕР не печатает.\n",
-                              sender="Иван <ivan@client.example.ru>", msgid="<ru1@client.example.ru>"),
-                    mail_from="ivan@client.example.ru")
+    harness.deliver(
+        make_mail(
+            subject="Не работает принтер",
+            body="Здравствуйте!\nМой ПРИНТЕР не печатает.\n",
+            sender="Иван <ivan@client.example.ru>",
+            msgid="<ru1@client.example.ru>",
+        ),
+        mail_from="ivan@client.example.ru",
+    )
     clock.advance(timedelta(days=2))
-    harness.deliver(make_mail(subject="Invoice question", body="Where is my invoice for the printer toner?\n",
-                              sender="bob@other.example", msgid="<i1@other.example>"), mail_from="bob@other.example")
-    harness.deliver(make_mail(subject="Re: Printer on fire [#1]", body="Now the café smells of smoke.\n",
-                              msgid="<p2@customer.example>"))
+    harness.deliver(
+        make_mail(
+            subject="Invoice question",
+            body="Where is my invoice for the printer toner?\n",
+            sender="bob@other.example",
+            msgid="<i1@other.example>",
+        ),
+        mail_from="bob@other.example",
+    )
+    harness.deliver(
+        make_mail(
+            subject="Re: Printer on fire [#1]", body="Now the café smells of smoke.\n", msgid="<p2@customer.example>"
+        )
+    )
     return harness
 
 
@@ -85,8 +102,17 @@ def test_search_command_prints_json_and_exits_1_when_nothing_matches(mails, conf
     assert result.returncode == 0, result.stderr.decode()
     [hit] = json.loads(result.stdout)
     assert hit["number"] == 2 and hit["subject"] == "Не работает принтер"
-    assert set(hit) == {"number", "subject", "status", "queue", "customer", "created_at", "updated_at", "matches",
-                        "snippet"}
+    assert set(hit) == {
+        "number",
+        "subject",
+        "status",
+        "queue",
+        "customer",
+        "created_at",
+        "updated_at",
+        "matches",
+        "snippet",
+    }
     assert mailgate(config_file, "search", "zebra").returncode == 1
     table = mailgate(config_file, "search", "fire", "--status", "new")
     assert table.returncode == 0 and b"Printer on fire" in table.stdout
@@ -106,7 +132,8 @@ def test_export_mbox_holds_the_whole_conversation_as_it_was_received(mails, conf
         box.close()
     with mails.session() as session:
         original = mails.runtime.services.blobs.get(
-            session.scalar(select(Message.raw_sha256).where(Message.message_id == "<p1@customer.example>")))
+            session.scalar(select(Message.raw_sha256).where(Message.message_id == "<p1@customer.example>"))
+        )
     assert original.replace(b"\r\n", b"\n") in target.read_bytes()
 
 
@@ -126,8 +153,10 @@ def test_export_json_has_the_ticket_its_messages_and_its_audit_trail(mails, conf
     result = mailgate(config_file, "tickets", "export", "1", "--json")
     assert result.returncode == 0, result.stderr.decode()
     data = json.loads(result.stdout)
-    assert data["number"] == 1 and [m["message_id"] for m in data["messages"]] == ["<p1@customer.example>",
-                                                                                  "<p2@customer.example>"]
+    assert data["number"] == 1 and [m["message_id"] for m in data["messages"]] == [
+        "<p1@customer.example>",
+        "<p2@customer.example>",
+    ]
     assert "ticket.created" in [e["kind"] for e in data["events"]]
     assert isinstance(data["outbox"], list)
     to_file = tmp_path / "t.json"
@@ -143,6 +172,9 @@ def test_postgresql_answers_from_the_full_text_index(mails):
             pytest.skip("PostgreSQL only (SQLite searches its FTS5 table, which is the index)")
         session.execute(text("SET enable_seqscan = off"))
         query = matching_messages(session, words("принтер"))
-        plan = "\n".join(session.execute(text("EXPLAIN " + str(query.compile(
-            session.get_bind(), compile_kwargs={"literal_binds": True})))).scalars())
+        plan = "\n".join(
+            session.execute(
+                text("EXPLAIN " + str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})))
+            ).scalars()
+        )
     assert "ix_messages_fts" in plan, plan

@@ -39,7 +39,9 @@ def test_a_syntax_error_names_file_and_line(tmp_path, make_config):
 
 
 def test_a_bad_regex_names_the_line_of_the_pattern(tmp_path, make_config):
-    text = GOOD + """
+    text = (
+        GOOD
+        + """
 [[rule]]
 name = "broken"
 priority = "high"
@@ -47,13 +49,16 @@ priority = "high"
 subject = { contains = "ok" }
 body = { regex = '(unclosed' }
 """
+    )
     name, line, message = only(problems(tmp_path, make_config, **{"10-x": text}))
     assert (name, line) == ("10-x.toml", 11)
     assert "rule 'broken'" in message and "bad regex '(unclosed'" in message
 
 
 def test_an_unknown_queue_or_agent_names_the_line_of_the_key(tmp_path, make_config):
-    text = GOOD + """
+    text = (
+        GOOD
+        + """
 [[rule]]
 name = "to-nowhere"
 tags = ["a"]
@@ -61,31 +66,38 @@ queue = "nowhere"
 assign = "mallory@example.com"
 match = {}
 """
+    )
     found = problems(tmp_path, make_config, x=text)
     assert [(line, message.split(":")[1].strip()) for _, line, message in found] == [(9, "queue"), (10, "assign")]
     assert "unknown queue 'nowhere'" in found[0][2] and "unknown agent 'mallory@example.com'" in found[1][2]
 
 
-@pytest.mark.parametrize("rule, line, wanted", [
-    ('name = "r"\nqueu = "billing"\nmatch = {}', 4, "unknown key 'queu'"),
-    ('name = "r"\nqueue = "billing"\nmatch = { subjet = "x" }', 5, "unknown match field 'subjet'"),
-    ('name = "r"\nqueue = "billing"\nmatch = { subject = { contain = "x" } }', 5, "unknown operator 'contain'"),
-    ('name = "r"\npriority = 3\nmatch = {}', 4, "priority: expected a non-empty string, got 3"),
-    ('name = "r"\npriority = "asap"\nmatch = {}', 4, "expected one of low, normal, high, urgent"),
-    ('name = "r"\ntags = "vip"\nmatch = {}', 4, "tags: expected a list of tags"),
-    ('name = "r"\nstop = "yes"\nmatch = {}', 4, "stop: expected true or false"),
-    ('name = "r"\nqueue = "billing"\nmatch = { size = { gt = "lots" } }', 5, "expected a size"),
-    ('name = "r"\nqueue = "billing"\nmatch = { spam_score = { gt = "5" } }', 5, "expected a number"),
-    ('name = "r"\nqueue = "billing"\nmatch = { attachment = "yes" }', 5, "expected true or false"),
-    ('name = "r"\nqueue = "billing"\nmatch = { any = [] }', 5, "non-empty list"),
-    ('name = "r"\nqueue = "billing"\nmatch = { subject = { contains = "a", regex = "b" } }', 5,
-     "exactly one operator"),
-    ('name = "r"\nqueue = "billing"', 2, "needs a match table"),
-    ('queue = "billing"\nmatch = {}', 2, "needs a name"),
-    ('name = "r"\nmatch = {}', 2, "has no action"),
-    ('name = "r"\ntemplate = "../../etc/passwd"\nmatch = {}', 4, "expected a template name"),
-    ('name = "r"\nqueue = "spam"\nspam = false\nmatch = {}', 4, "is the spam queue"),
-])
+@pytest.mark.parametrize(
+    "rule, line, wanted",
+    [
+        ('name = "r"\nqueu = "billing"\nmatch = {}', 4, "unknown key 'queu'"),
+        ('name = "r"\nqueue = "billing"\nmatch = { subjet = "x" }', 5, "unknown match field 'subjet'"),
+        ('name = "r"\nqueue = "billing"\nmatch = { subject = { contain = "x" } }', 5, "unknown operator 'contain'"),
+        ('name = "r"\npriority = 3\nmatch = {}', 4, "priority: expected a non-empty string, got 3"),
+        ('name = "r"\npriority = "asap"\nmatch = {}', 4, "expected one of low, normal, high, urgent"),
+        ('name = "r"\ntags = "vip"\nmatch = {}', 4, "tags: expected a list of tags"),
+        ('name = "r"\nstop = "yes"\nmatch = {}', 4, "stop: expected true or false"),
+        ('name = "r"\nqueue = "billing"\nmatch = { size = { gt = "lots" } }', 5, "expected a size"),
+        ('name = "r"\nqueue = "billing"\nmatch = { spam_score = { gt = "5" } }', 5, "expected a number"),
+        ('name = "r"\nqueue = "billing"\nmatch = { attachment = "yes" }', 5, "expected true or false"),
+        ('name = "r"\nqueue = "billing"\nmatch = { any = [] }', 5, "non-empty list"),
+        (
+            'name = "r"\nqueue = "billing"\nmatch = { subject = { contains = "a", regex = "b" } }',
+            5,
+            "exactly one operator",
+        ),
+        ('name = "r"\nqueue = "billing"', 2, "needs a match table"),
+        ('queue = "billing"\nmatch = {}', 2, "needs a name"),
+        ('name = "r"\nmatch = {}', 2, "has no action"),
+        ('name = "r"\ntemplate = "../../etc/passwd"\nmatch = {}', 4, "expected a template name"),
+        ('name = "r"\nqueue = "spam"\nspam = false\nmatch = {}', 4, "is the spam queue"),
+    ],
+)
 def test_every_kind_of_mistake_is_reported_at_its_line(tmp_path, make_config, rule, line, wanted):
     name, found_line, message = only(problems(tmp_path, make_config, x=f"# a comment\n[[rule]]\n{rule}\n"))
     assert (name, found_line) == ("x.toml", line)
@@ -116,7 +128,8 @@ def test_the_command_prints_file_and_line_and_exits_1(tmp_path, make_config):
     assert result.returncode == 1
     assert result.stdout.decode().splitlines() == [
         f"{directory / 'bad.toml'}:3: rule 'b': queue: unknown queue 'nowhere' (known: billing, other, sales, "
-        "spam, support, tech, vip; declare it in [[queues]] of the config)".replace("billing,", "billing, hit,")]
+        "spam, support, tech, vip; declare it in [[queues]] of the config)".replace("billing,", "billing, hit,")
+    ]
 
 
 def test_the_command_says_ok_and_exits_0(tmp_path, make_config):

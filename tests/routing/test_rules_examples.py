@@ -20,32 +20,60 @@ from tests.rulekit import RouteRecorder, last_ticket, ticket_count
 
 SAMPLES = {
     "vip by domain beats keywords (stop)": (
-        {"sender": "Ann <ann@acme.example>", "subject": "Invoice is wrong, URGENT"}, (),
-        {"queue": "vip", "priority": "high", "tags": ["vip"], "rules": ["vip-customers"]}),
+        {"sender": "Ann <ann@acme.example>", "subject": "Invoice is wrong, URGENT"},
+        (),
+        {"queue": "vip", "priority": "high", "tags": ["vip"], "rules": ["vip-customers"]},
+    ),
     "vip by subdomain, even with a high spam score": (
-        {"sender": "bo@eu.acme.example", "headers": {"X-Spam-Status": "Yes, score=9.1 required=5.0"}}, (),
-        {"queue": "vip", "spam": False, "rules": ["vip-customers"]}),
-    "billing by address": ({"to": "billing@example.com"}, (),
-                           {"queue": "billing", "tags": ["billing"], "rules": ["billing-address"]}),
+        {"sender": "bo@eu.acme.example", "headers": {"X-Spam-Status": "Yes, score=9.1 required=5.0"}},
+        (),
+        {"queue": "vip", "spam": False, "rules": ["vip-customers"]},
+    ),
+    "billing by address": (
+        {"to": "billing@example.com"},
+        (),
+        {"queue": "billing", "tags": ["billing"], "rules": ["billing-address"]},
+    ),
     "sales by delivery address": ({}, ("sales-eu@example.com",), {"queue": "sales", "rules": ["sales-address"]}),
-    "urgent by X-Priority header": ({"headers": {"X-Priority": "1 (Highest)"}}, (),
-                                    {"priority": "urgent", "rules": ["urgent-header"]}),
+    "urgent by X-Priority header": (
+        {"headers": {"X-Priority": "1 (Highest)"}},
+        (),
+        {"priority": "urgent", "rules": ["urgent-header"]},
+    ),
     "French keyword": ({"subject": "Ma facture de mars"}, (), {"queue": "billing", "rules": ["billing-keywords"]}),
     "Russian keyword": ({"subject": "Счёт на оплату"}, (), {"queue": "billing", "tags": ["billing"]}),
     "English keyword in the body": ({"body": "Hello,\nI would like a refund.\n"}, (), {"queue": "billing"}),
-    "outage in French": ({"subject": "Le site est en panne"}, (),
-                         {"queue": "support", "priority": "urgent", "tags": ["outage"]}),
+    "outage in French": (
+        {"subject": "Le site est en panne"},
+        (),
+        {"queue": "support", "priority": "urgent", "tags": ["outage"]},
+    ),
     "outage in Russian": ({"subject": "Срочно: вход не работает"}, (), {"priority": "urgent"}),
-    "logs attached": ({"attachments": [("app.log", "text/plain", b"ERROR boom\n")]}, (),
-                      {"queue": "tech", "tags": ["has-logs"], "rules": ["technical-with-logs"]}),
-    "monitoring: filed, not acknowledged": ({"sender": "alerts@monitoring.example.com", "subject": "CPU high"}, (),
-                                            {"queue": "tech", "auto_reply": False, "tags": ["monitoring"]}),
-    "crypto spam by rule": ({"subject": "Bitcoin: double your profit"}, (),
-                            {"queue": "spam", "spam": True, "auto_reply": False, "rules": ["crypto-spam"]}),
-    "spam by SpamAssassin score": ({"headers": {"X-Spam-Status": "Yes, score=7.5 required=5.0 tests=BAYES_99"}}, (),
-                                   {"queue": "spam", "spam": True, "rules": []}),
-    "nothing special: default queue": ({"subject": "Question"}, (),
-                                       {"queue": "support", "priority": "normal", "tags": [], "rules": []}),
+    "logs attached": (
+        {"attachments": [("app.log", "text/plain", b"ERROR boom\n")]},
+        (),
+        {"queue": "tech", "tags": ["has-logs"], "rules": ["technical-with-logs"]},
+    ),
+    "monitoring: filed, not acknowledged": (
+        {"sender": "alerts@monitoring.example.com", "subject": "CPU high"},
+        (),
+        {"queue": "tech", "auto_reply": False, "tags": ["monitoring"]},
+    ),
+    "crypto spam by rule": (
+        {"subject": "Bitcoin: double your profit"},
+        (),
+        {"queue": "spam", "spam": True, "auto_reply": False, "rules": ["crypto-spam"]},
+    ),
+    "spam by SpamAssassin score": (
+        {"headers": {"X-Spam-Status": "Yes, score=7.5 required=5.0 tests=BAYES_99"}},
+        (),
+        {"queue": "spam", "spam": True, "rules": []},
+    ),
+    "nothing special: default queue": (
+        {"subject": "Question"},
+        (),
+        {"queue": "support", "priority": "normal", "tags": [], "rules": []},
+    ),
 }
 
 
@@ -66,28 +94,34 @@ def explain(config, path, *extra):
 
 
 @pytest.mark.parametrize("mail, rcpt, wanted", SAMPLES.values(), ids=SAMPLES.keys())
-def test_explain_says_what_the_pipeline_then_does(example_config, harness_factory, tmp_path, capsys,
-                                                  mail, rcpt, wanted):
+def test_explain_says_what_the_pipeline_then_does(
+    example_config, harness_factory, tmp_path, capsys, mail, rcpt, wanted
+):
     h = harness_factory(example_config)
     recorder = RouteRecorder(h)
     raw = make_mail(**mail)
     (tmp_path / "mail.eml").write_bytes(raw)
-    assert explain(example_config, tmp_path / "mail.eml", "--format", "json",
-                   *(f"--rcpt={r}" for r in rcpt)) == 0
+    assert explain(example_config, tmp_path / "mail.eml", "--format", "json", *(f"--rcpt={r}" for r in rcpt)) == 0
     said = json.loads(capsys.readouterr().out)["decision"]
     assert ticket_count(h) == 0, "explain stores nothing"
 
     h.deliver(raw, rcpt_tos=rcpt or ("support@example.com",))
     ticket = last_ticket(h)
-    done = {"queue": ticket["queue"], "priority": ticket["priority"], "tags": ticket["tags"],
-            "assignee": ticket["assignee"], "spam": ticket["spam"], "rules": ticket["rules"],
-            "auto_reply": recorder.last.auto_reply, "template": recorder.last.template}
+    done = {
+        "queue": ticket["queue"],
+        "priority": ticket["priority"],
+        "tags": ticket["tags"],
+        "assignee": ticket["assignee"],
+        "spam": ticket["spam"],
+        "rules": ticket["rules"],
+        "auto_reply": recorder.last.auto_reply,
+        "template": recorder.last.template,
+    }
     assert {k: said[k] for k in done} == done
     assert {k: done[k] for k in wanted} == wanted
 
 
-def test_a_dropped_mail_is_explained_as_dropped_and_stored_nowhere(example_config, harness_factory, tmp_path,
-                                                                   capsys):
+def test_a_dropped_mail_is_explained_as_dropped_and_stored_nowhere(example_config, harness_factory, tmp_path, capsys):
     h = harness_factory(example_config)
     raw = make_mail(sender="deals@bulk-offers.example")
     (tmp_path / "mail.eml").write_bytes(raw)
@@ -117,8 +151,9 @@ def test_explain_shows_actions_an_earlier_rule_already_decided(example_config, t
     explain(example_config, tmp_path / "mail.eml", "--format", "json")
     rules = {r["rule"]: r for r in json.loads(capsys.readouterr().out)["rules"]}
     assert rules["billing-keywords"]["effects"] == [
-        "queue = \"billing\" (not applied: rule 'billing-address' set queue = \"billing\" first)",
-        'tags += ["billing"]']
+        'queue = "billing" (not applied: rule \'billing-address\' set queue = "billing" first)',
+        'tags += ["billing"]',
+    ]
     assert rules["billing-address"]["file"].endswith("20-addresses.toml") and rules["billing-address"]["line"] == 7
 
 
@@ -139,20 +174,24 @@ def test_explain_as_a_command_and_with_broken_rules(example_config, tmp_path):
     assert "x.toml:3:" in result.stderr.decode()
 
 
-def test_explain_reads_the_sender_lists_the_pipeline_uses(example_config, harness_factory, tmp_path, capsys,
-                                                          clock):
+def test_explain_reads_the_sender_lists_the_pipeline_uses(example_config, harness_factory, tmp_path, capsys, clock):
     from mailgate.storage.models import SenderList
 
     h = harness_factory(example_config)
     with h.session() as s, s.begin():
-        s.add(SenderList(entry="pest@nuisance.example", verdict="block", actor="bob@example.com",
-                         created_at=clock.now()))
+        s.add(
+            SenderList(entry="pest@nuisance.example", verdict="block", actor="bob@example.com", created_at=clock.now())
+        )
     raw = make_mail(sender="pest@nuisance.example", subject="invoice")
     (tmp_path / "mail.eml").write_bytes(raw)
     assert explain(example_config, tmp_path / "mail.eml", "--format", "json") == 0
     said = json.loads(capsys.readouterr().out)
     assert (said["decision"]["queue"], said["decision"]["spam"]) == ("spam", True)
-    assert said["spam"] == {"spam": True, "source": "list", "reason": "pest@nuisance.example is on the block list",
-                            "routed_queue": "billing"}
+    assert said["spam"] == {
+        "spam": True,
+        "source": "list",
+        "reason": "pest@nuisance.example is on the block list",
+        "routed_queue": "billing",
+    }
     h.deliver(raw)
     assert (last_ticket(h)["queue"], last_ticket(h)["spam"]) == ("spam", True)

@@ -15,9 +15,11 @@ ALICE = "Alice <alice@customer.example>"
 @pytest.fixture
 def routed(tmp_path, make_config, harness_factory):
     """routed(rules_toml) -> a harness whose rules/ holds that one file."""
+
     def _make(text: str, **sections):
         directory = write_rules(tmp_path / "rules", **{"10-test": text})
         return harness_factory(rules_config(make_config, directory, **sections))
+
     return _make
 
 
@@ -27,70 +29,146 @@ def hit_rule(match: str) -> str:
 
 # (match table, mail that matches, mail that does not): mail = (make_mail kwargs, deliver kwargs)
 FIELD_CASES = {
-    "from equals, case-insensitive": ('{ from = "vip@big.example" }',
-                                      ({"sender": "V <VIP@Big.Example>"}, {}), ({"sender": ALICE}, {})),
-    "from_domain": ('{ from_domain = "big.example" }',
-                    ({"sender": "x@big.example"}, {}), ({"sender": "x@notbig.example"}, {})),
-    "envelope_from": ('{ envelope_from = { glob = "bounce-*@lists.example" } }',
-                      ({}, {"mail_from": "bounce-77@lists.example"}), ({}, {})),
+    "from equals, case-insensitive": (
+        '{ from = "vip@big.example" }',
+        ({"sender": "V <VIP@Big.Example>"}, {}),
+        ({"sender": ALICE}, {}),
+    ),
+    "from_domain": (
+        '{ from_domain = "big.example" }',
+        ({"sender": "x@big.example"}, {}),
+        ({"sender": "x@notbig.example"}, {}),
+    ),
+    "envelope_from": (
+        '{ envelope_from = { glob = "bounce-*@lists.example" } }',
+        ({}, {"mail_from": "bounce-77@lists.example"}),
+        ({}, {}),
+    ),
     "to": ('{ to = "billing@example.com" }', ({"to": "Billing <billing@example.com>"}, {}), ({}, {})),
     "cc": ('{ cc = { contains = "legal" } }', ({"cc": "legal@example.com"}, {}), ({"cc": "bob@x.example"}, {})),
-    "delivered_to, from the envelope": ('{ delivered_to = "sales@example.com" }',
-                                        ({}, {"rcpt_tos": ("sales@example.com",)}), ({}, {})),
+    "delivered_to, from the envelope": (
+        '{ delivered_to = "sales@example.com" }',
+        ({}, {"rcpt_tos": ("sales@example.com",)}),
+        ({}, {}),
+    ),
     "delivered_to, from the Delivered-To header": (
-        '{ delivered_to = "sales@example.com" }', ({"headers": {"Delivered-To": "sales@example.com"}}, {}), ({}, {})),
-    "recipient (to, cc or delivered_to)": ('{ recipient = "sales@example.com" }',
-                                           ({"cc": "sales@example.com"}, {}), ({}, {})),
-    "subject contains": ('{ subject = { contains = "invoice" } }',
-                         ({"subject": "Your INVOICE 42"}, {}), ({"subject": "Printer"}, {})),
-    "body regex": (r"{ body = { regex = '\border-\d{4}\b' } }",
-                   ({"body": "my Order-1234 is late"}, {}), ({"body": "my order-12 is late"}, {})),
-    "header by name": ('{ header = { "X-Mailer" = { contains = "outlook" } } }',
-                       ({"headers": {"X-Mailer": "Microsoft Outlook 16"}}, {}), ({}, {})),
-    "header present": ('{ header = { "X-Ticket-Ref" = { present = true } } }',
-                       ({"headers": {"X-Ticket-Ref": ""}}, {}), ({}, {})),
+        '{ delivered_to = "sales@example.com" }',
+        ({"headers": {"Delivered-To": "sales@example.com"}}, {}),
+        ({}, {}),
+    ),
+    "recipient (to, cc or delivered_to)": (
+        '{ recipient = "sales@example.com" }',
+        ({"cc": "sales@example.com"}, {}),
+        ({}, {}),
+    ),
+    "subject contains": (
+        '{ subject = { contains = "invoice" } }',
+        ({"subject": "Your INVOICE 42"}, {}),
+        ({"subject": "Printer"}, {}),
+    ),
+    "body regex": (
+        r"{ body = { regex = '\border-\d{4}\b' } }",
+        ({"body": "my Order-1234 is late"}, {}),
+        ({"body": "my order-12 is late"}, {}),
+    ),
+    "header by name": (
+        '{ header = { "X-Mailer" = { contains = "outlook" } } }',
+        ({"headers": {"X-Mailer": "Microsoft Outlook 16"}}, {}),
+        ({}, {}),
+    ),
+    "header present": (
+        '{ header = { "X-Ticket-Ref" = { present = true } } }',
+        ({"headers": {"X-Ticket-Ref": ""}}, {}),
+        ({}, {}),
+    ),
     "attachment present": ("{ attachment = true }", ({"attachments": [("a.txt", "text/plain", b"x")]}, {}), ({}, {})),
-    "attachment_type": ('{ attachment_type = { glob = "image/*" } }',
-                        ({"attachments": [("s.png", "image/png", b"\x89PNG")]}, {}),
-                        ({"attachments": [("a.txt", "text/plain", b"x")]}, {})),
-    "attachment_name": ('{ attachment_name = { glob = "*.PDF" } }',
-                        ({"attachments": [("Invoice.pdf", "application/pdf", b"%PDF")]}, {}),
-                        ({"attachments": [("a.txt", "text/plain", b"x")]}, {})),
+    "attachment_type": (
+        '{ attachment_type = { glob = "image/*" } }',
+        ({"attachments": [("s.png", "image/png", b"\x89PNG")]}, {}),
+        ({"attachments": [("a.txt", "text/plain", b"x")]}, {}),
+    ),
+    "attachment_name": (
+        '{ attachment_name = { glob = "*.PDF" } }',
+        ({"attachments": [("Invoice.pdf", "application/pdf", b"%PDF")]}, {}),
+        ({"attachments": [("a.txt", "text/plain", b"x")]}, {}),
+    ),
     "size": ('{ size = { gt = "20KB" } }', ({"body": "x" * 30_000}, {}), ({}, {})),
-    "spam_score": ("{ spam_score = { ge = 3 } }", ({"headers": {"X-Spam-Score": "3.5"}}, {}),
-                   ({"headers": {"X-Spam-Score": "2.9"}}, {})),
+    "spam_score": (
+        "{ spam_score = { ge = 3 } }",
+        ({"headers": {"X-Spam-Score": "3.5"}}, {}),
+        ({"headers": {"X-Spam-Score": "2.9"}}, {}),
+    ),
 }
 
 OPERATOR_CASES = {
-    "equals takes a list (any of)": ('{ subject = ["alpha", "beta"] }', ({"subject": "BETA"}, {}),
-                                     ({"subject": "beta gamma"}, {})),
+    "equals takes a list (any of)": (
+        '{ subject = ["alpha", "beta"] }',
+        ({"subject": "BETA"}, {}),
+        ({"subject": "beta gamma"}, {}),
+    ),
     "equals, explicit": ('{ subject = { equals = "hello" } }', ({"subject": "Hello"}, {}), ({"subject": "Hello!"}, {})),
-    "contains, Cyrillic, any case": ('{ subject = { contains = "счёт" } }', ({"subject": "Ваш СЧЁТ №5"}, {}),
-                                     ({"subject": "Ваш заказ"}, {})),
-    "glob is the whole value": ('{ subject = { glob = "re*fund" } }', ({"subject": "Refund"}, {}),
-                                ({"subject": "a refund"}, {})),
-    "regex searches anywhere": ("{ subject = { regex = 'fact(ure|uration)' } }",
-                                ({"subject": "Ma FACTURE de mars"}, {}), ({"subject": "facteur"}, {})),
-    "case_sensitive": ('{ subject = { contains = "VIP", case_sensitive = true } }',
-                       ({"subject": "VIP request"}, {}), ({"subject": "vip request"}, {})),
-    "present = false": ('{ header = { "X-Campaign" = { present = false } } }', ({}, {}),
-                        ({"headers": {"X-Campaign": "c1"}}, {})),
-    "number lt": ("{ spam_score = { lt = 0 } }", ({"headers": {"X-Spam-Score": "-1.5"}}, {}),
-                  ({"headers": {"X-Spam-Score": "0.5"}}, {})),
-    "number le / equals": ("{ all = [ { spam_score = { le = 2 } }, { spam_score = { equals = 2 } } ] }",
-                           ({"headers": {"X-Spam-Score": "2"}}, {}), ({"headers": {"X-Spam-Score": "1"}}, {})),
-    "no score: no number matches": ("{ spam_score = { lt = 100 } }", ({"headers": {"X-Spam-Score": "1"}}, {}),
-                                    ({}, {})),
-    "several keys: all must hold": ('{ from_domain = "big.example", subject = { contains = "urgent" } }',
-                                    ({"sender": "a@big.example", "subject": "urgent"}, {}),
-                                    ({"sender": "a@big.example", "subject": "later"}, {})),
-    "all": ('{ all = [ { from_domain = "big.example" }, { subject = { contains = "urgent" } } ] }',
-            ({"sender": "a@big.example", "subject": "URGENT"}, {}), ({"subject": "urgent"}, {})),
-    "any": ('{ any = [ { from_domain = "big.example" }, { subject = { contains = "urgent" } } ] }',
-            ({"subject": "urgent"}, {}), ({"subject": "later"}, {})),
+    "contains, Cyrillic, any case": (
+        '{ subject = { contains = "счёт" } }',
+        ({"subject": "Ваш СЧЁТ №5"}, {}),
+        ({"subject": "Ваш заказ"}, {}),
+    ),
+    "glob is the whole value": (
+        '{ subject = { glob = "re*fund" } }',
+        ({"subject": "Refund"}, {}),
+        ({"subject": "a refund"}, {}),
+    ),
+    "regex searches anywhere": (
+        "{ subject = { regex = 'fact(ure|uration)' } }",
+        ({"subject": "Ma FACTURE de mars"}, {}),
+        ({"subject": "facteur"}, {}),
+    ),
+    "case_sensitive": (
+        '{ subject = { contains = "VIP", case_sensitive = true } }',
+        ({"subject": "VIP request"}, {}),
+        ({"subject": "vip request"}, {}),
+    ),
+    "present = false": (
+        '{ header = { "X-Campaign" = { present = false } } }',
+        ({}, {}),
+        ({"headers": {"X-Campaign": "c1"}}, {}),
+    ),
+    "number lt": (
+        "{ spam_score = { lt = 0 } }",
+        ({"headers": {"X-Spam-Score": "-1.5"}}, {}),
+        ({"headers": {"X-Spam-Score": "0.5"}}, {}),
+    ),
+    "number le / equals": (
+        "{ all = [ { spam_score = { le = 2 } }, { spam_score = { equals = 2 } } ] }",
+        ({"headers": {"X-Spam-Score": "2"}}, {}),
+        ({"headers": {"X-Spam-Score": "1"}}, {}),
+    ),
+    "no score: no number matches": (
+        "{ spam_score = { lt = 100 } }",
+        ({"headers": {"X-Spam-Score": "1"}}, {}),
+        ({}, {}),
+    ),
+    "several keys: all must hold": (
+        '{ from_domain = "big.example", subject = { contains = "urgent" } }',
+        ({"sender": "a@big.example", "subject": "urgent"}, {}),
+        ({"sender": "a@big.example", "subject": "later"}, {}),
+    ),
+    "all": (
+        '{ all = [ { from_domain = "big.example" }, { subject = { contains = "urgent" } } ] }',
+        ({"sender": "a@big.example", "subject": "URGENT"}, {}),
+        ({"subject": "urgent"}, {}),
+    ),
+    "any": (
+        '{ any = [ { from_domain = "big.example" }, { subject = { contains = "urgent" } } ] }',
+        ({"subject": "urgent"}, {}),
+        ({"subject": "later"}, {}),
+    ),
     "not": ('{ not = { from_domain = "customer.example" } }', ({"sender": "x@other.example"}, {}), ({}, {})),
-    "nested": ('{ any = [ { all = [ { subject = { contains = "a" } }, { not = { subject = { contains = "b" } } } ] },'
-               ' { cc = { present = true } } ] }', ({"subject": "xa"}, {}), ({"subject": "ab"}, {})),
+    "nested": (
+        '{ any = [ { all = [ { subject = { contains = "a" } }, { not = { subject = { contains = "b" } } } ] },'
+        " { cc = { present = true } } ] }",
+        ({"subject": "xa"}, {}),
+        ({"subject": "ab"}, {}),
+    ),
     "empty match matches every mail": ("{}", ({}, {}), None),
 }
 
@@ -137,8 +215,15 @@ def test_first_matching_rule_wins_each_action_and_tags_add_up(routed):
         """)
     h.deliver(make_mail(subject="invoice"))
     assert last_ticket(h) | {"number": 0, "messages": 0} == {
-        "number": 0, "messages": 0, "queue": "billing", "priority": "high", "tags": ["a", "b"], "assignee": None,
-        "spam": False, "rules": ["first", "second"]}
+        "number": 0,
+        "messages": 0,
+        "queue": "billing",
+        "priority": "high",
+        "tags": ["a", "b"],
+        "assignee": None,
+        "spam": False,
+        "rules": ["first", "second"],
+    }
 
 
 def test_stop_ends_the_walk_and_disabled_rules_do_nothing(routed):
@@ -242,9 +327,13 @@ def test_a_follow_up_is_not_routed_again(routed):
 
 
 def test_files_are_read_in_name_order(tmp_path, make_config, harness_factory):
-    directory = write_rules(tmp_path / "rules",
-                            **{"20-late": hit_rule("{}").replace('"hit"', '"other"').replace("the-rule", "late"),
-                               "10-early": hit_rule("{}")})
+    directory = write_rules(
+        tmp_path / "rules",
+        **{
+            "20-late": hit_rule("{}").replace('"hit"', '"other"').replace("the-rule", "late"),
+            "10-early": hit_rule("{}"),
+        },
+    )
     (directory / "README.md").write_text("not a rule file")
     (directory / ".#10-early.toml").write_text("editor lock file, not TOML [")
     h = harness_factory(rules_config(make_config, directory))

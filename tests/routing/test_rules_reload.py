@@ -23,10 +23,14 @@ match = { subject = { contains = "invoice" } }
 INVOICES_TO_SALES = INVOICES_TO_BILLING.replace('"billing"', '"sales"')
 BAD_EDITS = {
     "syntax error": ('[[rule]]\nname = "invoices\nqueue = "sales"\nmatch = {}\n', ":2: syntax error"),
-    "bad regex": ("[[rule]]\nname = \"invoices\"\nqueue = \"sales\"\nmatch = { subject = { regex = '([' } }\n",
-                  ":4: rule 'invoices': match.subject.regex: bad regex '(['"),
-    "unknown queue": ('[[rule]]\nname = "invoices"\nqueue = "salse"\nmatch = {}\n',
-                      ":3: rule 'invoices': queue: unknown queue 'salse'"),
+    "bad regex": (
+        '[[rule]]\nname = "invoices"\nqueue = "sales"\nmatch = { subject = { regex = \'([\' } }\n',
+        ":4: rule 'invoices': match.subject.regex: bad regex '(['",
+    ),
+    "unknown queue": (
+        '[[rule]]\nname = "invoices"\nqueue = "salse"\nmatch = {}\n',
+        ":3: rule 'invoices': queue: unknown queue 'salse'",
+    ),
 }
 
 
@@ -50,8 +54,7 @@ def test_a_good_edit_applies_to_the_next_message_without_a_restart(tmp_path, mak
     assert last_ticket(h)["queue"] == "sales"
 
 
-def test_a_bad_edit_is_logged_with_file_and_line_and_the_old_rules_stay(tmp_path, make_config, harness_factory,
-                                                                       caplog):
+def test_a_bad_edit_is_logged_with_file_and_line_and_the_old_rules_stay(tmp_path, make_config, harness_factory, caplog):
     directory = write_rules(tmp_path / "rules", route=INVOICES_TO_BILLING)
     h = harness_factory(rules_config(make_config, directory))
     holder = h.runtime.services.rules
@@ -114,13 +117,13 @@ def test_a_running_daemon_survives_bad_edits_and_takes_the_fix(tmp_path, make_co
     daemon.send(make_mail(subject="invoice 2"))
     wait_for(lambda: queue_of(db_url, 2) == "billing", timeout=30, message="ticket 2 routed by the old rules")
 
-    loaded = daemon.log().count("msg=\"rules loaded\"")
+    loaded = daemon.log().count('msg="rules loaded"')
     rewrite(path, INVOICES_TO_SALES)
-    wait_for(lambda: daemon.log().count("msg=\"rules loaded\"") > loaded, timeout=30, message="the fix loaded")
+    wait_for(lambda: daemon.log().count('msg="rules loaded"') > loaded, timeout=30, message="the fix loaded")
     daemon.send(make_mail(subject="invoice 3"))
     wait_for(lambda: queue_of(db_url, 3) == "sales", timeout=30, message="ticket 3 routed by the new rules")
 
     rewrite(path, INVOICES_TO_BILLING)
     daemon.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: daemon.log().count("msg=\"rules loaded\"") > loaded + 1, timeout=30, message="SIGHUP reload")
+    wait_for(lambda: daemon.log().count('msg="rules loaded"') > loaded + 1, timeout=30, message="SIGHUP reload")
     assert daemon.alive

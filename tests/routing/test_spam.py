@@ -21,17 +21,20 @@ def verdict(headers, **settings):
     return upstream_verdict(parse(make_mail(headers=headers)), SpamSettings(**settings))
 
 
-@pytest.mark.parametrize("headers, spam, score", [
-    ({"X-Spam-Flag": "YES"}, True, None),
-    ({"X-Spam-Status": "Yes, score=7.1 required=5.0 tests=BAYES_99,URIBL_BLACK autolearn=no"}, True, 7.1),
-    ({"X-Spam-Status": "No, score=1.3 required=5.0 tests=none"}, False, 1.3),
-    ({"X-Spam-Score": "5.0", "X-Spam-Flag": "NO"}, True, 5.0),
-    ({"X-Spam-Score": "4.9"}, False, 4.9),
-    ({"X-Spamd-Result": "default: True [16.20 / 15.00]; BAYES_SPAM(5.10)[99.99%]"}, True, 16.2),
-    ({"X-Spamd-Result": "default: False [3.40 / 15.00]; MIME_GOOD(-0.10)[text/plain]"}, False, 3.4),
-    ({"X-Spam": "Yes"}, True, None),
-    ({}, None, None),
-])
+@pytest.mark.parametrize(
+    "headers, spam, score",
+    [
+        ({"X-Spam-Flag": "YES"}, True, None),
+        ({"X-Spam-Status": "Yes, score=7.1 required=5.0 tests=BAYES_99,URIBL_BLACK autolearn=no"}, True, 7.1),
+        ({"X-Spam-Status": "No, score=1.3 required=5.0 tests=none"}, False, 1.3),
+        ({"X-Spam-Score": "5.0", "X-Spam-Flag": "NO"}, True, 5.0),
+        ({"X-Spam-Score": "4.9"}, False, 4.9),
+        ({"X-Spamd-Result": "default: True [16.20 / 15.00]; BAYES_SPAM(5.10)[99.99%]"}, True, 16.2),
+        ({"X-Spamd-Result": "default: False [3.40 / 15.00]; MIME_GOOD(-0.10)[text/plain]"}, False, 3.4),
+        ({"X-Spam": "Yes"}, True, None),
+        ({}, None, None),
+    ],
+)
 def test_upstream_headers_give_a_verdict_and_a_score(headers, spam, score):
     found = verdict(headers)
     assert (found.spam, found.score) == (spam, score)
@@ -54,8 +57,10 @@ def test_the_topmost_header_is_the_filters_not_one_the_sender_wrote_below_it():
 def spam_harness(tmp_path, make_config, harness_factory):
     def _make(rules: str = "", **spam_section):
         directory = write_rules(tmp_path / "rules", **({"10-spam": rules} if rules else {}))
-        return harness_factory(make_config(rules={"dir": str(directory)}, agents=AGENTS,
-                                           queues=[{"name": "vip"}], spam=spam_section))
+        return harness_factory(
+            make_config(rules={"dir": str(directory)}, agents=AGENTS, queues=[{"name": "vip"}], spam=spam_section)
+        )
+
     return _make
 
 
@@ -104,13 +109,16 @@ def test_a_sender_blocked_in_the_database_is_spam_and_allowed_is_not(spam_harnes
 
 
 def test_sender_lists_beat_rules_and_rules_beat_upstream_headers(spam_harness):
-    h = spam_harness("""
+    h = spam_harness(
+        """
         [[rule]]
         name = "vip-never-spam"
         queue = "vip"
         spam = false
         match = { from_domain = "vip.example" }
-        """, block=["boss@vip.example"])
+        """,
+        block=["boss@vip.example"],
+    )
     h.deliver(make_mail(sender="ann@vip.example", headers={"X-Spam-Status": "Yes, score=9.0 required=5.0"}))
     assert (last_ticket(h)["queue"], last_ticket(h)["spam"]) == ("vip", False)
     h.deliver(make_mail(sender="boss@vip.example"))
@@ -134,10 +142,12 @@ def test_a_reply_to_a_spam_ticket_is_not_answered_either(spam_harness):
 def test_bad_spam_settings_stop_the_start(make_config):
     from mailgate.errors import ConfigError
 
-    for section, wanted in (({"threshold": "high"}, "spam.threshold: expected a number"),
-                            ({"block": ["nobody"]}, "spam.block: expected addresses or @domain"),
-                            ({"allow": ["a@b.example"], "block": ["a@b.example"]}, "in both allow and block"),
-                            ({"treshold": 5}, "spam.treshold: unknown key")):
+    for section, wanted in (
+        ({"threshold": "high"}, "spam.threshold: expected a number"),
+        ({"block": ["nobody"]}, "spam.block: expected addresses or @domain"),
+        ({"allow": ["a@b.example"], "block": ["a@b.example"]}, "in both allow and block"),
+        ({"treshold": 5}, "spam.treshold: unknown key"),
+    ):
         with pytest.raises(ConfigError, match=wanted):
             spam.parse_settings(load_config(make_config(spam=section)))
 
@@ -158,7 +168,10 @@ def test_mark_spam_moves_the_ticket_and_can_block_the_sender(spam_harness):
         assert s.get(SenderList, "pest@nuisance.example").verdict == "block"
         event = s.scalars(select(Event).where(Event.kind == "ticket.spam")).one()
         assert (event.actor, event.detail["from_queue"], event.detail["blocklisted"]) == (
-            "bob@example.com", "support", "pest@nuisance.example")
+            "bob@example.com",
+            "support",
+            "pest@nuisance.example",
+        )
     h.deliver(make_mail(sender="pest@nuisance.example", subject="again"))
     assert (last_ticket(h)["queue"], last_ticket(h)["spam"]) == ("spam", True)
 

@@ -23,14 +23,25 @@ def spool(tmp_path):
 
 def test_one_file_per_mail_with_the_envelope_on_its_first_line(spool):
     raw = make_mail(subject="hello")
-    meta = spool.put(raw, SpoolMeta(id="", source="smtp", mail_from="alice@customer.example",
-                                    rcpt_tos=["support@example.com"], peer="192.0.2.1:4242"))
+    meta = spool.put(
+        raw,
+        SpoolMeta(
+            id="",
+            source="smtp",
+            mail_from="alice@customer.example",
+            rcpt_tos=["support@example.com"],
+            peer="192.0.2.1:4242",
+        ),
+    )
     assert sorted(p.name for p in spool.dirs["incoming"].iterdir()) == [f"{meta.id}.eml"]
     first, rest = (spool.dirs["incoming"] / f"{meta.id}.eml").read_bytes().split(b"\r\n", 1)
     assert first.startswith(b"X-Mailgate-Envelope: ") and rest == raw
     envelope = json.loads(first.split(b": ", 1)[1])
     assert (envelope["mail_from"], envelope["rcpt_tos"], envelope["peer"]) == (
-        "alice@customer.example", ["support@example.com"], "192.0.2.1:4242")
+        "alice@customer.example",
+        ["support@example.com"],
+        "192.0.2.1:4242",
+    )
     entry = spool.find(meta.id)
     assert entry.read_raw() == raw
     assert entry.read_meta() == meta
@@ -68,7 +79,8 @@ def test_an_entry_written_as_two_files_is_still_read(spool):
     raw = make_mail(subject="from before")
     (spool.dirs["incoming"] / "00000000000000000001-1-0.eml").write_bytes(raw)
     (spool.dirs["incoming"] / "00000000000000000001-1-0.json").write_text(
-        '{"id": "00000000000000000001-1-0", "source": "imap", "rcpt_tos": ["help@example.com"]}')
+        '{"id": "00000000000000000001-1-0", "source": "imap", "rcpt_tos": ["help@example.com"]}'
+    )
     [entry] = spool.entries("incoming")
     assert entry.read_raw() == raw
     assert (entry.read_meta().source, entry.read_meta().rcpt_tos) == ("imap", ["help@example.com"])

@@ -139,8 +139,7 @@ def test_blobs_migrate_is_interrupted_then_resumed_and_verified(direction, make_
     config_path = make_config(blobs={"backend": "files" if direction == "database" else "database"})
     harness = harness_factory(config_path)
     for n in range(6):
-        harness.deliver(make_mail(subject=f"Report {n}", attachments=[(f"r{n}.pdf", "application/pdf",
-                                                                        report(n))]))
+        harness.deliver(make_mail(subject=f"Report {n}", attachments=[(f"r{n}.pdf", "application/pdf", report(n))]))
     services, engine = harness.runtime.services, harness.runtime.engine
     config = load_config(config_path)
     target = DatabaseBlobStore(engine) if direction == "database" else FileBlobStore(config.blob_dir)
@@ -239,7 +238,8 @@ def test_two_daemons_storing_the_same_attachment_at_once_store_it_once(engine):
 
 
 def test_a_daemon_without_the_key_file_of_a_file_keyed_installation_refuses_and_records_nothing(
-        tmp_path, engine, db_url):
+    tmp_path, engine, db_url
+):
     from mailgate.storage.models import Installation
     from tests.helpers import write_config
 

@@ -23,12 +23,13 @@ def old_installation(tmp_path: Path, harness_factory) -> tuple[Path, list[bytes]
     """Three tickets on SQLite: messages, a PDF, events, pending outbox rows and SLA deadlines."""
     directory = tmp_path / "old"
     directory.mkdir()
-    config = write_config(directory, f"sqlite:///{directory / 'data' / 'mailgate.sqlite3'}",
-                          agents=AGENTS, sla=SLA)
+    config = write_config(directory, f"sqlite:///{directory / 'data' / 'mailgate.sqlite3'}", agents=AGENTS, sla=SLA)
     harness = harness_factory(config)
-    mails = [make_mail(subject="Invoice 1043 is wrong", attachments=[("invoice.pdf", "application/pdf", PDF)]),
-             make_mail(subject="Cannot log in", sender="Carol <carol@customer.example>"),
-             make_mail(subject="Where is my parcel?", sender="Dan <dan@customer.example>")]
+    mails = [
+        make_mail(subject="Invoice 1043 is wrong", attachments=[("invoice.pdf", "application/pdf", PDF)]),
+        make_mail(subject="Cannot log in", sender="Carol <carol@customer.example>"),
+        make_mail(subject="Where is my parcel?", sender="Dan <dan@customer.example>"),
+    ]
     for raw in mails:
         harness.deliver(raw, mail_from="someone@customer.example")
     harness.runtime.close()
@@ -39,8 +40,10 @@ def counts(url: str) -> dict[str, int]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return {model.__tablename__: conn.execute(select(func.count()).select_from(model)).scalar_one()
-                    for model in (Ticket, Attachment, Event, Outbox)}
+            return {
+                model.__tablename__: conn.execute(select(func.count()).select_from(model)).scalar_one()
+                for model in (Ticket, Attachment, Event, Outbox)
+            }
     finally:
         engine.dispose()
 
@@ -49,8 +52,13 @@ def sla_and_key(url: str) -> tuple[list[object], list[tuple[str, str]]]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            due = list(conn.execute(select(Ticket.number, Ticket.first_response_due_at, Ticket.resolution_due_at)
-                                    .order_by(Ticket.number)))
+            due = list(
+                conn.execute(
+                    select(Ticket.number, Ticket.first_response_due_at, Ticket.resolution_due_at).order_by(
+                        Ticket.number
+                    )
+                )
+            )
             key = list(conn.execute(select(Installation.name, Installation.value).order_by(Installation.name)))
             return due, key
     finally:
@@ -64,7 +72,8 @@ def show(config: Path, number: int) -> dict[str, object]:
 
 
 def test_a_sqlite_installation_is_copied_whole_and_a_daemon_on_the_copy_carries_on(
-        tmp_path, harness_factory, daemon_factory, fresh_pg_url):
+    tmp_path, harness_factory, daemon_factory, fresh_pg_url
+):
     old, mails = old_installation(tmp_path, harness_factory)
     old_url = f"sqlite:///{old.parent / 'data' / 'mailgate.sqlite3'}"
 
@@ -92,10 +101,15 @@ def test_a_sqlite_installation_is_copied_whole_and_a_daemon_on_the_copy_carries_
     assert attachment.returncode == 0 and attachment.stdout == PDF, "served from the database, no file copied"
 
     daemon = daemon_factory(new)
-    daemon.send(make_mail(subject="A new question", sender="Erin <erin@customer.example>"),
-                mail_from="erin@customer.example")
-    daemon.send(make_mail(subject="Re: Cannot log in", sender="Carol <carol@customer.example>",
-                          in_reply_to=_message_id(mails[1])), mail_from="carol@customer.example")
+    daemon.send(
+        make_mail(subject="A new question", sender="Erin <erin@customer.example>"), mail_from="erin@customer.example"
+    )
+    daemon.send(
+        make_mail(
+            subject="Re: Cannot log in", sender="Carol <carol@customer.example>", in_reply_to=_message_id(mails[1])
+        ),
+        mail_from="carol@customer.example",
+    )
     wait_for(lambda: len(show(new, 2)["messages"]) >= 2, timeout=60, message="the follow-up threaded to #2")
     wait_for(lambda: mailgate(new, "tickets", "show", "4").returncode == 0, timeout=60, message="ticket #4")
     fresh = show(new, 4)

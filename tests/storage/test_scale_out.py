@@ -37,8 +37,11 @@ def machine(tmp_path: Path, name: str, url: str, secret_file: str = "") -> Path:
 
 
 def files(message) -> dict[str, bytes]:
-    return {part.get_filename(): part.get_payload(decode=True) for part in message.walk()
-            if part.get_filename() and not part.is_multipart()}
+    return {
+        part.get_filename(): part.get_payload(decode=True)
+        for part in message.walk()
+        if part.get_filename() and not part.is_multipart()
+    }
 
 
 def events(url: str, kind: str) -> list[Event]:
@@ -55,8 +58,11 @@ def test_what_machine_a_received_machine_b_serves_and_proves(tmp_path, daemon_fa
     a, b = daemon_factory(a_config), daemon_factory(b_config)
     bob_at_a, alice_from_b = Inbox(a_config, "bob@example.com"), Inbox(b_config, "alice@customer.example")
 
-    raw = make_mail(subject="Invoice 1043 is wrong", body="Hello,\nthe invoice attached is wrong.\n",
-                    attachments=[("invoice-1043.pdf", "application/pdf", PDF)])
+    raw = make_mail(
+        subject="Invoice 1043 is wrong",
+        body="Hello,\nthe invoice attached is wrong.\n",
+        attachments=[("invoice-1043.pdf", "application/pdf", PDF)],
+    )
     a.send(raw)
     notification = bob_at_a.wait("A's notification", "the invoice attached is wrong")
     assert files(notification) == {"invoice-1043.pdf": PDF}, "the notification carries the customer's file"
@@ -68,22 +74,31 @@ def test_what_machine_a_received_machine_b_serves_and_proves(tmp_path, daemon_fa
     mbox = tmp_path / "ticket-1.mbox"
     assert mailgate(b_config, "tickets", "export", "1", "--mbox", str(mbox)).returncode == 0
     exported = [m.as_bytes() for m in mailbox.mbox(str(mbox))]
-    assert any(raw.replace(b"\r\n", b"\n").strip() in m.replace(b"\r\n", b"\n") for m in exported), \
+    assert any(raw.replace(b"\r\n", b"\n").strip() in m.replace(b"\r\n", b"\n") for m in exported), (
         "B's export keeps the raw mail A received, byte for byte"
+    )
 
-    answer = make_mail(subject="Re: " + notification["Subject"], sender="Bob <bob@example.com>",
-                       to=notification["Reply-To"], in_reply_to=notification["Message-ID"],
-                       body="Here is the corrected invoice and the reset guide.\n",
-                       attachments=[("reset-guide.pdf", "application/pdf", ANSWER_PDF)])
+    answer = make_mail(
+        subject="Re: " + notification["Subject"],
+        sender="Bob <bob@example.com>",
+        to=notification["Reply-To"],
+        in_reply_to=notification["Message-ID"],
+        body="Here is the corrected invoice and the reset guide.\n",
+        attachments=[("reset-guide.pdf", "application/pdf", ANSWER_PDF)],
+    )
     b.send(answer, mail_from="bob@example.com", rcpt=[notification["Reply-To"]])
     relayed = alice_from_b.wait("B's relay of the answer", "the corrected invoice")
     assert files(relayed) == {"reset-guide.pdf": ANSWER_PDF}, "relayed with its attachment"
     assert "Here is the corrected invoice" in text(relayed)
     assert not events(fresh_pg_url, "mail.unproven"), "the address A signed is proven at B"
 
-    follow_up = make_mail(subject="Re: " + relayed["Subject"], to=relayed["Reply-To"],
-                          in_reply_to=relayed["Message-ID"], body="Thanks, here is the signed form.\n",
-                          attachments=[("signed-form.pdf", "application/pdf", FORM_PDF)])
+    follow_up = make_mail(
+        subject="Re: " + relayed["Subject"],
+        to=relayed["Reply-To"],
+        in_reply_to=relayed["Message-ID"],
+        body="Thanks, here is the signed form.\n",
+        attachments=[("signed-form.pdf", "application/pdf", FORM_PDF)],
+    )
     b.send(follow_up, rcpt=[relayed["Reply-To"]])
     notified = Inbox(b_config, "bob@example.com").wait("B's notification of the reply", "here is the signed form")
     assert files(notified) == {"signed-form.pdf": FORM_PDF}, "B's notification carries the customer's file too"
@@ -127,13 +142,29 @@ def test_a_secret_file_holding_the_installations_key_is_accepted(tmp_path, daemo
 def test_an_agents_files_command_at_b_mails_the_file_a_stored(tmp_path, daemon_factory, fresh_pg_url):
     a_config, b_config = machine(tmp_path, "mx-a", fresh_pg_url), machine(tmp_path, "mx-b", fresh_pg_url)
     a, b = daemon_factory(a_config), daemon_factory(b_config)
-    a.send(make_mail(subject="Scan attached", body="Hello,\nthe scan is attached.\n",
-                     attachments=[("scan.pdf", "application/pdf", PDF)]))
+    a.send(
+        make_mail(
+            subject="Scan attached",
+            body="Hello,\nthe scan is attached.\n",
+            attachments=[("scan.pdf", "application/pdf", PDF)],
+        )
+    )
     notification = Inbox(a_config, "bob@example.com").wait("A's notification", "the scan is attached")
-    b.send(make_mail(subject="Re: " + notification["Subject"], sender="Bob <bob@example.com>",
-                     to=notification["Reply-To"], in_reply_to=notification["Message-ID"], body="#files\n"),
-           mail_from="bob@example.com", rcpt=[notification["Reply-To"]])
+    b.send(
+        make_mail(
+            subject="Re: " + notification["Subject"],
+            sender="Bob <bob@example.com>",
+            to=notification["Reply-To"],
+            in_reply_to=notification["Message-ID"],
+            body="#files\n",
+        ),
+        mail_from="bob@example.com",
+        rcpt=[notification["Reply-To"]],
+    )
     bob_at_b = Inbox(b_config, "bob@example.com")
-    sent = wait_for(lambda: [m for m in bob_at_b.mails() if "Files" in m["Subject"]], timeout=120,
-                    message="B's mail of the ticket's files")
+    sent = wait_for(
+        lambda: [m for m in bob_at_b.mails() if "Files" in m["Subject"]],
+        timeout=120,
+        message="B's mail of the ticket's files",
+    )
     assert files(sent[0]) == {"scan.pdf": PDF}, "B read from the database the bytes A received"

@@ -59,8 +59,9 @@ def text_of(mail: Outbox) -> str:
 @pytest.fixture
 def desk(harness_factory, make_config, clock):
     clock.set(T0)
-    harness = harness_factory(make_config(queues=[{"name": "support"}],
-                                          sla={"pending_reminder_days": 3, "pending_resolve_days": 4}))
+    harness = harness_factory(
+        make_config(queues=[{"name": "support"}], sla={"pending_reminder_days": 3, "pending_resolve_days": 4})
+    )
     harness.deliver(make_mail(subject="Printer on fire", msgid="<fire@customer.example>"))
     set_status(harness, "pending")
     return harness
@@ -105,8 +106,11 @@ def test_a_resolved_ticket_is_closed_after_reopen_days_once_and_silently(desk, c
 
 def test_reopen_days_and_the_close_notice_come_from_config(harness_factory, make_config, clock):
     clock.set(T0)
-    harness = harness_factory(make_config(queues=[{"name": "support", "locale": "ru"}],
-                                          sla={"close_notice": True}, lifecycle={"reopen_days": 2}))
+    harness = harness_factory(
+        make_config(
+            queues=[{"name": "support", "locale": "ru"}], sla={"close_notice": True}, lifecycle={"reopen_days": 2}
+        )
+    )
     harness.deliver(make_mail(body="Ok.\n"))  # too short to tell its language: the queue's
     set_status(harness, "resolved")
     at(harness, clock, T0 + 2 * DAY + MINUTE)
@@ -128,8 +132,7 @@ def test_going_pending_again_earns_a_new_reminder(desk, clock):
     assert status(desk) == "resolved"
 
 
-def test_without_reminders_a_pending_ticket_is_resolved_from_when_it_went_pending(harness_factory, make_config,
-                                                                                 clock):
+def test_without_reminders_a_pending_ticket_is_resolved_from_when_it_went_pending(harness_factory, make_config, clock):
     clock.set(T0)
     harness = harness_factory(make_config(sla={"pending_reminder_days": 0, "pending_resolve_days": 5}))
     harness.deliver(make_mail())
@@ -145,8 +148,8 @@ def test_without_reminders_a_pending_ticket_is_resolved_from_when_it_went_pendin
 def digest_desk(harness_factory, make_config, clock):
     config = make_config(
         queues=[{"name": "support", "escalation_address": "lead@example.com"}, {"name": "quiet"}],
-        sla={"digest_at": "08:00", "timezone": "Europe/Paris",
-             "queues": {"support": {"first_response": "1h"}}})
+        sla={"digest_at": "08:00", "timezone": "Europe/Paris", "queues": {"support": {"first_response": "1h"}}},
+    )
     clock.set(datetime(2026, 3, 2, 6, 0, tzinfo=UTC))  # 07:00 in Paris
     harness = harness_factory(config)
     for n in range(3):

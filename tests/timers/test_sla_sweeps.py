@@ -31,9 +31,16 @@ WEEKDAYS = {d: "09:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")}
 SECTIONS = {
     "queues": [{"name": "support", "escalation_address": "escalations@example.com"}],
     "agents": [{"address": "bob@example.com", "name": "Bob", "queues": ["support"]}],
-    "sla": {"warn_before": "1h", "queues": {"support": {
-        "first_response": "4h", "resolution": "16h",
-        "business_hours": {"timezone": "Europe/Paris", "hours": WEEKDAYS}}}},
+    "sla": {
+        "warn_before": "1h",
+        "queues": {
+            "support": {
+                "first_response": "4h",
+                "resolution": "16h",
+                "business_hours": {"timezone": "Europe/Paris", "hours": WEEKDAYS},
+            }
+        },
+    },
 }
 
 
@@ -78,8 +85,11 @@ def test_a_new_ticket_gets_its_due_times_in_business_hours(desk):
 
 
 def test_friday_ticket_is_escalated_on_monday_at_noon_exactly_once(desk, clock):
-    for when in (datetime(2026, 1, 9, 16, 59, tzinfo=PARIS), datetime(2026, 1, 10, 12, 0, tzinfo=PARIS),
-                 datetime(2026, 1, 12, 9, 0, tzinfo=PARIS)):
+    for when in (
+        datetime(2026, 1, 9, 16, 59, tzinfo=PARIS),
+        datetime(2026, 1, 10, 12, 0, tzinfo=PARIS),
+        datetime(2026, 1, 12, 9, 0, tzinfo=PARIS),
+    ):
         clock.set(when)
         run_all_once(desk.runtime)
     assert events(desk, "sla.escalated") == [] and events(desk, "sla.warning") == []
@@ -209,8 +219,7 @@ def test_two_daemons_claiming_the_same_ticket_at_once_escalate_it_once(desk, har
     assert ticket(desk).priority == "high"  # raised once, not twice
 
 
-def test_two_daemons_sweeping_at_the_same_instant_escalate_each_ticket_once(desk, harness_factory, sla_config,
-                                                                             clock):
+def test_two_daemons_sweeping_at_the_same_instant_escalate_each_ticket_once(desk, harness_factory, sla_config, clock):
     for n in range(2, 13):
         desk.deliver(make_mail(subject=f"problem {n}", msgid=f"<p{n}@customer.example>"))
     second = harness_factory(sla_config)
@@ -218,8 +227,9 @@ def test_two_daemons_sweeping_at_the_same_instant_escalate_each_ticket_once(desk
     results = _race([desk.runtime, second.runtime], escalation.sweep)
     assert sum(r["escalated"] for r in results) == 12
     with desk.session() as session:
-        per_ticket = session.execute(select(Event.ticket_id, func.count()).where(Event.kind == "sla.escalated")
-                                     .group_by(Event.ticket_id)).all()
+        per_ticket = session.execute(
+            select(Event.ticket_id, func.count()).where(Event.kind == "sla.escalated").group_by(Event.ticket_id)
+        ).all()
         assert len(per_ticket) == 12 and {count for _, count in per_ticket} == {1}
         assert set(session.scalars(select(Ticket.priority))) == {"high"}
     assert len(mails(desk, "sla_escalation")) == 12
@@ -236,16 +246,21 @@ def test_each_escalation_counts_as_an_sla_breach_in_the_metrics(harness_factory,
     assert 'mailgate_sla_breaches_total{queue="support",target="first_response"} 1.0' in text
 
 
-def test_tickets_that_will_never_have_a_target_do_not_starve_the_others(harness_factory, make_config, clock,
-                                                                        monkeypatch):
+def test_tickets_that_will_never_have_a_target_do_not_starve_the_others(
+    harness_factory, make_config, clock, monkeypatch
+):
     clock.set(FRIDAY_4PM)
     before = harness_factory(make_config(queues=[{"name": "support"}]))
     before.deliver(make_mail(subject="normal", msgid="<n@customer.example>"))
     before.deliver(make_mail(subject="urgent", msgid="<u@customer.example>"))
     with before.session() as session, session.begin():
         session.scalar(select(Ticket).where(Ticket.number == 2)).priority = "urgent"
-    after = harness_factory(make_config(queues=[{"name": "support"}], sla={"queues": {"support": {
-        "priority": {"urgent": {"first_response": "1h"}}}}}))  # only urgent tickets have a target
+    after = harness_factory(
+        make_config(
+            queues=[{"name": "support"}],
+            sla={"queues": {"support": {"priority": {"urgent": {"first_response": "1h"}}}}},
+        )
+    )  # only urgent tickets have a target
     monkeypatch.setattr(escalation, "BATCH", 1)  # one ticket per pass: the normal one must not take the slot
     assert escalation.fill_deadlines(after.runtime) == 1
     assert ticket(after, 1).first_response_due_at is None

@@ -48,6 +48,7 @@ log = logging.getLogger("mailgate.conversation")
 
 UNPROVEN_FLAG = "unproven sender"  # on Message.parse_defects: the mail was stored but could not act (docs/security.md)
 
+
 def converse(ctx: MessageContext) -> None:
     """Pipeline step."""
     ticket, message = ctx.ticket, ctx.message
@@ -156,9 +157,13 @@ def ticket_locale(ctx: MessageContext, ticket: Ticket) -> str:
     fallback = (configured.locale if configured else "") or config.support.locale or templating.DEFAULT_LOCALE
     outbound = ctx.services.outbound
     directories = tuple(outbound.settings.template_dirs) if outbound is not None else (templating.SHIPPED_DIR,)
-    return locale_detect.choose(rule=ctx.route.locale, content_language=ctx.mail.header("content-language"),
-                                text=ctx.notes.new_text or ctx.mail.text, fallback=fallback,
-                                known=locale_detect.available(directories))
+    return locale_detect.choose(
+        rule=ctx.route.locale,
+        content_language=ctx.mail.header("content-language"),
+        text=ctx.notes.new_text or ctx.mail.text,
+        fallback=fallback,
+        known=locale_detect.available(directories),
+    )
 
 
 def _agent_mail(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig) -> None:

@@ -32,9 +32,14 @@ templating.register_kind(
     "files",
     {
         "agent": {"name": "Bob", "address": "bob@example.com"},
-        "files": {"attached": ["screenshot.png"], "part": 1, "parts": 2,
-                  "listed": [{"filename": "video.mp4", "size": "40.0 MB", "bytes": 41943040, "type": "video/mp4",
-                              "reason": ""}]},
+        "files": {
+            "attached": ["screenshot.png"],
+            "part": 1,
+            "parts": 2,
+            "listed": [
+                {"filename": "video.mp4", "size": "40.0 MB", "bytes": 41943040, "type": "video/mp4", "reason": ""}
+            ],
+        },
     },
 )
 templating.register_kind(
@@ -45,8 +50,15 @@ templating.register_kind(
             "ok": True,
             "results": [{"command": "#take", "ok": True, "result": "assigned to Bob"}],
             "relayed_to": ["alice@customer.example"],
-            "kept": [{"filename": "setup.exe", "size": "2.0 MB", "bytes": 2097152,
-                      "type": "application/x-dosexec", "reason": "an executable (application/x-dosexec)"}],
+            "kept": [
+                {
+                    "filename": "setup.exe",
+                    "size": "2.0 MB",
+                    "bytes": 2097152,
+                    "type": "application/x-dosexec",
+                    "reason": "an executable (application/x-dosexec)",
+                }
+            ],
             "note": False,
             "manual": "",
         },
@@ -102,8 +114,9 @@ def _last_from_customer(ctx: MessageContext, ticket: Ticket) -> Message | None:
     )
 
 
-def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig,
-          found: reply_answer.Answer) -> tuple[list[str], list[dict[str, Any]]]:
+def relay(
+    ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig, found: reply_answer.Answer
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Send the agent's answer to the customer and the watchers, From the support address, with the agent's
     files; returns who got it, and the files kept on the ticket (with why) for the transcript."""
     config, session, now = ctx.services.config, ctx.session, ctx.services.clock.now()
@@ -156,12 +169,27 @@ def relay(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentCon
         )
     addresses = [a for _, a in recipients]
     audit.record(
-        session, now, "reply.relayed", ticket=ticket, message=message, actor=agent.address, to=addresses, outbox=row.id,
-        files=[f.filename for f in files], kept=[k.filename for k in kept],
+        session,
+        now,
+        "reply.relayed",
+        ticket=ticket,
+        message=message,
+        actor=agent.address,
+        to=addresses,
+        outbox=row.id,
+        files=[f.filename for f in files],
+        kept=[k.filename for k in kept],
     )
     if kept:
-        audit.record(session, now, "attachments.kept", ticket=ticket, message=message, actor=agent.address,
-                     files=[{"filename": k.filename, "type": k.sniffed_type, "reason": k.reason} for k in kept])
+        audit.record(
+            session,
+            now,
+            "attachments.kept",
+            ticket=ticket,
+            message=message,
+            actor=agent.address,
+            files=[{"filename": k.filename, "type": k.sniffed_type, "reason": k.reason} for k in kept],
+        )
     return addresses, [k.as_context() for k in kept]
 
 
@@ -188,9 +216,15 @@ def send_files(ctx: MessageContext, ticket: Ticket, agent: AgentConfig) -> None:
             ticket=ticket,
             kind="files",
             recipients=[(agent.name, agent.address)],
-            context={"agent": {"name": agent.name, "address": agent.address},
-                     "files": {"attached": [f.filename for f in group], "listed": listed if part == 1 else [],
-                               "part": part, "parts": len(groups)}},
+            context={
+                "agent": {"name": agent.name, "address": agent.address},
+                "files": {
+                    "attached": [f.filename for f in group],
+                    "listed": listed if part == 1 else [],
+                    "part": part,
+                    "parts": len(groups),
+                },
+            },
             in_reply_to=ctx.message,
             automatic=True,
             reply_to=agent_reply_address(ctx, ticket, agent),
@@ -198,8 +232,14 @@ def send_files(ctx: MessageContext, ticket: Ticket, agent: AgentConfig) -> None:
         )
 
 
-def send_transcript(ctx: MessageContext, ticket: Ticket, agent: AgentConfig, plan: Plan | None,
-                    relayed_to: list[str], kept: list[dict[str, Any]] | None = None) -> None:
+def send_transcript(
+    ctx: MessageContext,
+    ticket: Ticket,
+    agent: AgentConfig,
+    plan: Plan | None,
+    relayed_to: list[str],
+    kept: list[dict[str, Any]] | None = None,
+) -> None:
     """The agent's receipt: what each command did, or why the mail changed nothing, and which of the agent's
     files stayed on the ticket instead of reaching the customer."""
     manual = ""

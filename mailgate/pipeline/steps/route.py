@@ -42,9 +42,19 @@ class Routing:
 
     def as_dict(self) -> dict[str, Any]:
         d = self.decision
-        return {"queue": d.queue, "priority": d.priority, "tags": list(d.tags), "assignee": d.assignee,
-                "spam": d.spam, "spam_reason": self.spam_reason, "auto_reply": d.auto_reply,
-                "template": d.template, "locale": d.locale, "drop": d.drop, "rules": list(d.rules)}
+        return {
+            "queue": d.queue,
+            "priority": d.priority,
+            "tags": list(d.tags),
+            "assignee": d.assignee,
+            "spam": d.spam,
+            "spam_reason": self.spam_reason,
+            "auto_reply": d.auto_reply,
+            "template": d.template,
+            "locale": d.locale,
+            "drop": d.drop,
+            "rules": list(d.rules),
+        }
 
 
 def current_rules(services: Services) -> RuleSet:
@@ -52,16 +62,29 @@ def current_rules(services: Services) -> RuleSet:
     return holder.current if holder is not None else EMPTY
 
 
-def decide(ruleset: RuleSet, facts: MailFacts, settings: SpamSettings, default_queue: str,
-           listed: tuple[str, str] | None = None, *, explain: bool = False) -> Routing:
+def decide(
+    ruleset: RuleSet,
+    facts: MailFacts,
+    settings: SpamSettings,
+    default_queue: str,
+    listed: tuple[str, str] | None = None,
+    *,
+    explain: bool = False,
+) -> Routing:
     """The routing of one mail as a new ticket; ``listed`` is the sender-list verdict, if any."""
     out = evaluate(ruleset, facts, explain=explain)
     queue = out.value("queue") or default_queue
-    decision = RouteDecision(queue=queue, priority=out.value("priority") or "normal", tags=list(out.tags),
-                             assignee=out.value("assign"), auto_reply=out.value("auto_reply", True),
-                             template=out.value("template") or "", locale=out.value("locale") or "",
-                             drop=bool(out.value("drop", False)),
-                             rules=list(out.rules))
+    decision = RouteDecision(
+        queue=queue,
+        priority=out.value("priority") or "normal",
+        tags=list(out.tags),
+        assignee=out.value("assign"),
+        auto_reply=out.value("auto_reply", True),
+        template=out.value("template") or "",
+        locale=out.value("locale") or "",
+        drop=bool(out.value("drop", False)),
+        rules=list(out.rules),
+    )
     routing = Routing(decision, routed_queue=queue, outcome=out)
     if listed is not None:
         spam, routing.spam_source, routing.spam_reason = listed[0] == "block", "list", listed[1]
@@ -77,8 +100,15 @@ def decide(ruleset: RuleSet, facts: MailFacts, settings: SpamSettings, default_q
     return routing
 
 
-def decide_for(session: Session | None, facts: MailFacts, ruleset: RuleSet, settings: SpamSettings,
-               default_queue: str, *, explain: bool = False) -> Routing:
+def decide_for(
+    session: Session | None,
+    facts: MailFacts,
+    ruleset: RuleSet,
+    settings: SpamSettings,
+    default_queue: str,
+    *,
+    explain: bool = False,
+) -> Routing:
     """``decide`` with the sender lists read from the database (``session`` may be None)."""
     sender = facts.text("from")
     listed = list_verdict(session, sender[0], settings) if sender else None
@@ -97,8 +127,9 @@ def route(ctx: MessageContext) -> None:
         if ctx.ticket is not None and ctx.ticket.spam:
             ctx.route.spam, ctx.route.auto_reply = True, False
         return
-    routing = decide_for(ctx.session, facts, ruleset, settings_of(ctx.services),
-                         ctx.services.config.support.default_queue)
+    routing = decide_for(
+        ctx.session, facts, ruleset, settings_of(ctx.services), ctx.services.config.support.default_queue
+    )
     ctx.route = routing.decision
     ctx.notes.routed_queue = routing.routed_queue
     ctx.notes.spam_reason = routing.spam_reason

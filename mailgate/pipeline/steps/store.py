@@ -70,8 +70,17 @@ def store(ctx: MessageContext) -> None:
         session.add(ticket)
         session.flush()
         ctx.ticket, ctx.new_ticket = ticket, True
-        audit.record(session, now, "ticket.created", ticket=ticket, actor=address,
-                     queue=ticket.queue, priority=ticket.priority, rules=route.rules, source=ctx.envelope.source)
+        audit.record(
+            session,
+            now,
+            "ticket.created",
+            ticket=ticket,
+            actor=address,
+            queue=ticket.queue,
+            priority=ticket.priority,
+            rules=route.rules,
+            source=ctx.envelope.source,
+        )
     else:
         ticket.updated_at = now
 
@@ -104,19 +113,45 @@ def store(ctx: MessageContext) -> None:
     ctx.message = message
     for item in mail.attachments:
         sha = blobs.put(item.payload)
-        session.add(Attachment(message_pk=message.id, filename=item.filename, content_type=item.content_type,
-                               sniffed_type=sniff(item.payload), size=len(item.payload), sha256=sha,
-                               content_id=item.content_id, inline=item.inline,
-                               part_of=item.part_of))
+        session.add(
+            Attachment(
+                message_pk=message.id,
+                filename=item.filename,
+                content_type=item.content_type,
+                sniffed_type=sniff(item.payload),
+                size=len(item.payload),
+                sha256=sha,
+                content_id=item.content_id,
+                inline=item.inline,
+                part_of=item.part_of,
+            )
+        )
     remember_message_id(session, mail.message_id, ticket.id, message.id)
-    audit.record(session, now, "message.received", ticket=ticket, message=message, actor=address,
-                 message_id=mail.message_id, via=ctx.thread_reason or "new", source=ctx.envelope.source,
-                 defects=len(mail.defects))
+    audit.record(
+        session,
+        now,
+        "message.received",
+        ticket=ticket,
+        message=message,
+        actor=address,
+        message_id=mail.message_id,
+        via=ctx.thread_reason or "new",
+        source=ctx.envelope.source,
+        defects=len(mail.defects),
+    )
     collision = ctx.notes.message_id_collision
     if collision:  # a different mail with a Message-ID we know: stored, and said so
-        audit.record(session, now, "message.id_collision", ticket=ticket, message=message, actor=address,
-                     message_id=mail.message_id, first_ticket_id=collision["ticket_id"],
-                     first_message_pk=collision["message_pk"])
+        audit.record(
+            session,
+            now,
+            "message.id_collision",
+            ticket=ticket,
+            message=message,
+            actor=address,
+            message_id=mail.message_id,
+            first_ticket_id=collision["ticket_id"],
+            first_message_pk=collision["message_pk"],
+        )
     if ctx.new_ticket:
         _add_first_watchers(ctx, ticket)
 
@@ -125,12 +160,22 @@ def _add_first_watchers(ctx: MessageContext, ticket: Ticket) -> None:
     """People in Cc of a customer's first mail follow the ticket (not our own addresses), up to the limits."""
     support = ctx.services.config.support
     wanted = [a for a in ctx.mail.cc if not support.accepts(a)]
-    added, left = watchers.add(ctx.session, ticket, wanted, max_total=support.max_watchers,
-                               max_new=support.max_new_watchers)
+    added, left = watchers.add(
+        ctx.session, ticket, wanted, max_total=support.max_watchers, max_new=support.max_new_watchers
+    )
     if left:
-        audit.record(ctx.session, ctx.services.clock.now(), "watchers.limited", ticket=ticket, message=ctx.message,
-                     actor=ticket.customer.address, added=len(added), left_out=left,
-                     max_new_watchers=support.max_new_watchers, max_watchers=support.max_watchers)
+        audit.record(
+            ctx.session,
+            ctx.services.clock.now(),
+            "watchers.limited",
+            ticket=ticket,
+            message=ctx.message,
+            actor=ticket.customer.address,
+            added=len(added),
+            left_out=left,
+            max_new_watchers=support.max_new_watchers,
+            max_watchers=support.max_watchers,
+        )
 
 
 def sniff(payload: bytes) -> str:

@@ -35,8 +35,9 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(["sha256"], ["blobs.sha256"], name=op.f("fk_blob_chunks_sha256_blobs"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["sha256"], ["blobs.sha256"], name=op.f("fk_blob_chunks_sha256_blobs"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("sha256", "seq", name=op.f("pk_blob_chunks")),
     )
     op.create_table(
