@@ -56,6 +56,8 @@ def test_the_wheel_carries_the_templates_the_migrations_and_the_manual(tmp_path:
     assert any(re.fullmatch(r"mailgate/.*templates/en/acknowledgment\.j2", n) for n in names), names
     assert any(re.fullmatch(r"mailgate/.*migrations/versions/0001_initial_schema\.py", n) for n in names)
     assert any(re.fullmatch(r"mailgate/.*manual/agents\.md", n) for n in names)
+    assert "mailgate/examples/config.example.toml" in names
+    assert "mailgate/examples/rules/10-vip.toml" in names
 
 
 def test_a_wheel_installed_in_a_fresh_venv_serves_and_acknowledges(tmp_path: Path):
@@ -75,6 +77,16 @@ def test_a_wheel_installed_in_a_fresh_venv_serves_and_acknowledges(tmp_path: Pat
     ).stdout
     assert where.startswith(str(tmp_path / "venv")), where
 
+    init = subprocess.run(
+        [str(python), "-m", "mailgate", "--config", str(home / "example.toml"), "init"],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert init.returncode == 0, init.stderr
+    assert "[support]" in (home / "example.toml").read_text(), "init wrote the shipped example config"
     config = write_config(home, f"sqlite:///{home / 'data' / 'mailgate.sqlite3'}")
     log = home / "serve.log"
     with open(log, "wb") as out:

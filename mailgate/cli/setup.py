@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _example() -> Path | None:
-    for candidate in (Path(EXAMPLE_CONFIG), Path(__file__).resolve().parents[2] / EXAMPLE_CONFIG):
+    """The example config: the one in the current directory, else the one the package ships."""
+    shipped = Path(__file__).resolve().parents[1] / "examples" / EXAMPLE_CONFIG
+    for candidate in (Path(EXAMPLE_CONFIG), shipped):
         if candidate.exists():
             return candidate
     return None
@@ -46,7 +48,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 1
     example = _example()
     if example is None:
-        print(f"mailgate: {EXAMPLE_CONFIG} not found (run from a mailgate checkout)", file=sys.stderr)
+        print(f"mailgate: {EXAMPLE_CONFIG} not found (the package is incomplete: reinstall it)", file=sys.stderr)
         return 1
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(example, target)
