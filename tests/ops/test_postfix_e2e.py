@@ -226,21 +226,35 @@ def test_the_pipe_transport_recipe_stores_and_defers_what_it_cannot_store(tmp_pa
     main = recipe("(b)", "/etc/postfix/main.cf").replace("hash:", "texthash:")
     pf = postfix.Postfix(main=main, master=master, transport=recipe("(b)", "/etc/postfix/transport"))
     pf.start()
-    serve = subprocess.Popen(
-        ["runuser", "-u", SERVICE_USER, "--", *command, "--config", str(config), "serve"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=home,
-    )
+    log = home / "serve.log"
+    with open(log, "wb") as out:  # opened by the test: the service user need not write in home
+        serve = subprocess.Popen(
+            ["runuser", "-u", SERVICE_USER, "--", *command, "--config", str(config), "serve"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=home,
+        )
     try:
+        # serve creates the database as the service user: a root CLI call before it would make a file it cannot write
+        wait_for(
+            lambda: "msg=listening" in log.read_text(errors="replace") or serve.poll() is not None,
+            timeout=120,
+            message="serve listening",
+        )
+        assert serve.poll() is None, log.read_text(errors="replace")[-3000:]
         deliver(pf, make_mail(subject="Through the pipe", msgid="<pipe1@customer.example>"))
-        wait_for(lambda: "sent" in pf.statuses("support@example.com"), timeout=90, message="the pipe delivers")
-        wait_for(lambda: tickets(config) == {1: 1}, timeout=60, message="the piped ticket")
+        wait_for(lambda: "sent" in pf.statuses("support@example.com"), timeout=120, message="the pipe delivers")
+        try:
+            wait_for(lambda: tickets(config) == {1: 1}, timeout=120, message="the piped ticket")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\nserve (exit {serve.poll()}):\n{log.read_text(errors='replace')[-3000:]}"
+            ) from None
 
         # the config cannot be read: ingest says 75, Postfix defers (never bounces the customer's mail)
         config.chmod(0o600)
         deliver(pf, make_mail(subject="While the config is broken", msgid="<pipe2@customer.example>"))
-        wait_for(lambda: "deferred" in pf.statuses("support@example.com"), timeout=90, message="Postfix defers")
+        wait_for(lambda: "deferred" in pf.statuses("support@example.com"), timeout=120, message="Postfix defers")
         assert "bounced" not in pf.statuses("support@example.com")
         config.chmod(0o644)
         # a flush that reaches the queue manager before the deferral is written finds nothing to retry: flush
