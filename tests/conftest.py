@@ -18,7 +18,7 @@ from mailgate.config import load_config
 from mailgate.context import Envelope
 from mailgate.pipeline.worker import Worker
 from mailgate.spool.disk import SpoolMeta
-from tests.helpers import Daemon, write_config
+from tests.helpers import Daemon, address_of, write_config
 
 PG_URL = os.environ.get("MAILGATE_TEST_DATABASE_URL", "")
 
@@ -75,7 +75,8 @@ class Harness:
         source: str = "smtp",
     ) -> None:
         """What the SMTP door does, then what the worker does."""
-        self.runtime.spool.put(raw, SpoolMeta(id="", source=source, mail_from=mail_from, rcpt_tos=list(rcpt_tos)))
+        rcpt = [address_of(r) for r in rcpt_tos]
+        self.runtime.spool.put(raw, SpoolMeta(id="", source=source, mail_from=mail_from, rcpt_tos=rcpt))
         self.worker.drain()
 
     def session(self) -> Any:

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterable
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +91,14 @@ def write_config(directory: Path, db_url: str, **sections: dict[str, Any]) -> Pa
 def send(
     port: int, raw: bytes, mail_from: str = "alice@customer.example", rcpt: Iterable[str] = ("support@example.com",)
 ) -> dict[str, Any]:
+    """Send over SMTP; a recipient may be a header's value (``"Support" <support+…>``), as a client copies it."""
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        return client.sendmail(mail_from, list(rcpt), raw)
+        return client.sendmail(mail_from, [address_of(r) for r in rcpt], raw)
+
+
+def address_of(value: Any) -> str:
+    """The bare address of a header value or an address (a Reply-To carries the support name)."""
+    return parseaddr(str(value))[1] or str(value)
 
 
 def mailgate(

@@ -182,6 +182,7 @@ def enqueue(
         in_reply_to=parent_id,
         references=references,
         reply_to=answer_to,
+        reply_to_name=config.support.name if answer_to else "",
         auto_submitted=auto_submitted(kind, automatic),
         loop_marker=config.support.address,
         cc=copies,

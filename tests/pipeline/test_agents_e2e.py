@@ -14,7 +14,7 @@ import mailbox
 from email import policy
 from email.message import EmailMessage
 
-from tests.helpers import mailgate, make_mail, wait_for
+from tests.helpers import address_of, mailgate, make_mail, wait_for
 
 AGENTS = [{"address": "bob@example.com", "name": "Bob"}, {"address": "carol@example.com", "name": "Carol"}]
 QUEUES = [{"name": "support", "agents": ["bob@example.com", "carol@example.com"]}]
@@ -82,7 +82,7 @@ def test_a_ticket_from_new_to_resolved_with_nothing_but_mail_clients(make_config
     assert ack["Subject"] == "[#1] Printer on fire"
     notification = bob.wait("the new-ticket notification", "New ticket")
     assert "my printer is on fire." in text(notification)
-    signed = notification["Reply-To"]
+    signed = address_of(notification["Reply-To"])
     assert signed.startswith("support+1.")
 
     daemon.send(

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, select
 
 from mailgate.storage.models import Event, Message
 from tests import fresh_database
-from tests.helpers import mailgate, make_mail, wait_for, write_config
+from tests.helpers import address_of, mailgate, make_mail, wait_for, write_config
 from tests.pipeline.test_agents_e2e import Inbox, text
 
 fresh_pg_url = fresh_database.fresh_pg_url  # a fixture: a database of its own
@@ -66,7 +66,7 @@ def test_what_machine_a_received_machine_b_serves_and_proves(tmp_path, daemon_fa
     a.send(raw)
     notification = bob_at_a.wait("A's notification", "the invoice attached is wrong")
     assert files(notification) == {"invoice-1043.pdf": PDF}, "the notification carries the customer's file"
-    assert notification["Reply-To"].startswith("support+1.")
+    assert address_of(notification["Reply-To"]).startswith("support+1.")
 
     served = mailgate(b_config, "tickets", "attachment", "1", "1")
     assert served.returncode == 0, served.stderr.decode()
