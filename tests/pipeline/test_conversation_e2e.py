@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import make_mail, wait_for
 from tests.pipeline.test_agents_e2e import Inbox as _Inbox
-from tests.pipeline.test_agents_e2e import text
+from tests.pipeline.test_agents_e2e import reply_to, text
 
 CLIENTS = Path(__file__).resolve().parents[1] / "data" / "clients"
 AGENTS = [{"address": "bob@example.com", "name": "Bob"}]
@@ -225,13 +225,7 @@ def test_an_agents_files_command_mails_every_file_of_the_ticket_in_batches_under
     assert "second.log (60 B, text/plain)" in text(notification) and "huge.log (301 B" in text(notification)
 
     daemon.send(
-        make_mail(
-            subject="Re: " + notification["Subject"],
-            sender="Bob <bob@example.com>",
-            to=notification["Reply-To"],
-            in_reply_to=notification["Message-ID"],
-            body="#files\n",
-        ),
+        reply_to(notification, "#files\n", "Bob <bob@example.com>", quote=False),
         mail_from="bob@example.com",
         rcpt=[notification["Reply-To"]],
     )

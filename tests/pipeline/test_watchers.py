@@ -17,6 +17,7 @@ from mailgate.storage.models import Event, Message, Outbox, Watcher
 from tests.helpers import make_mail, wait_for
 from tests.outbound_helpers import sent_mails
 from tests.pipeline.test_agents import AGENTS, QUEUES, agent_reply, only, open_ticket
+from tests.pipeline.test_agents_e2e import reply_to
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,13 +120,7 @@ def test_over_a_real_daemon_20000_cc_make_10_watchers_and_the_answer_shows_11_ad
 
     [notification] = wait_for(to_bob, timeout=120, message="Bob's notification in the sent maildir")
     daemon.send(
-        make_mail(
-            subject="Re: " + notification["Subject"],
-            sender="Bob <bob@example.com>",
-            to=notification["Reply-To"],
-            in_reply_to=notification["Message-ID"],
-            body="Please unplug it.\n",
-        ),
+        reply_to(notification, "Please unplug it.\n", "Bob <bob@example.com>", quote=False),
         mail_from="bob@example.com",
         rcpt=(notification["Reply-To"],),
     )

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, select
 from mailgate.storage.models import Event, Message
 from tests import fresh_database
 from tests.helpers import address_of, mailgate, make_mail, wait_for, write_config
-from tests.pipeline.test_agents_e2e import Inbox, text
+from tests.pipeline.test_agents_e2e import Inbox, reply_to, text
 
 fresh_pg_url = fresh_database.fresh_pg_url  # a fixture: a database of its own
 
@@ -151,13 +151,7 @@ def test_an_agents_files_command_at_b_mails_the_file_a_stored(tmp_path, daemon_f
     )
     notification = Inbox(a_config, "bob@example.com").wait("A's notification", "the scan is attached")
     b.send(
-        make_mail(
-            subject="Re: " + notification["Subject"],
-            sender="Bob <bob@example.com>",
-            to=notification["Reply-To"],
-            in_reply_to=notification["Message-ID"],
-            body="#files\n",
-        ),
+        reply_to(notification, "#files\n", "Bob <bob@example.com>", quote=False),
         mail_from="bob@example.com",
         rcpt=[notification["Reply-To"]],
     )
