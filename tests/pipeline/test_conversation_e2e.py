@@ -197,9 +197,13 @@ def test_every_mail_of_a_conversation_has_one_message_id_date_and_top_mime_versi
     alice.wait("the relayed answer", "press reset for ten seconds")
     from tests import mail_structure
 
-    sent = sorted((config.parent / "data" / "sent").rglob("*/*"))
-    raws = [p.read_bytes() for p in sent if p.parent.name in ("new", "cur")]
-    assert len(raws) >= 4  # acknowledgment, notification, answer, transcript
+    def every_mail() -> list[bytes] | None:
+        # The acknowledgment and the agent's transcript are separate outbox rows that may land after the answer.
+        sent = sorted((config.parent / "data" / "sent").rglob("*/*"))
+        raws = [p.read_bytes() for p in sent if p.parent.name in ("new", "cur")]
+        return raws if len(raws) >= 4 else None  # acknowledgment, notification, answer, transcript
+
+    raws = wait_for(every_mail, timeout=180, message="the four mails of the conversation")
     for raw in raws:
         assert mail_structure.problems(raw) == []
         assert email.message_from_bytes(raw, policy=policy.default)["Message-ID"]
