@@ -128,6 +128,7 @@ class Config:
     queues: tuple[QueueConfig, ...] = ()
     reading: ReadingConfig = field(default_factory=ReadingConfig)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    cache_dir: Path | None = None  # None: <data_dir>/cache
 
     @property
     def base_dir(self) -> Path:
@@ -136,6 +137,11 @@ class Config:
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def cache_path(self) -> Path:
+        """Where derived files that can always be rebuilt live (the language model, unpacked)."""
+        return self.cache_dir or self.data_dir / "cache"
 
     @property
     def blob_dir(self) -> Path:
@@ -208,6 +214,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     main = root.table("mailgate")
     hostname = main.str("hostname", "localhost")
     data_dir = main.path("data_dir", "storage", base)
+    cache_dir = main.path("cache_dir", str(data_dir / "cache"), base)
     database_url = main.str("database_url", "")
     log_level = main.str("log_level", "info", choices=("debug", "info", "warning", "error"))
     log_format = main.str("log_format", "logfmt", choices=("logfmt", "json"))
@@ -313,6 +320,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         path=path,
         hostname=hostname,
         data_dir=data_dir,
+        cache_dir=cache_dir,
         database_url=database_url,
         log_level=log_level,
         log_format=log_format,

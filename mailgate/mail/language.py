@@ -29,24 +29,122 @@ _PRIMARY = re.compile(r"[A-Za-z]{2,3}")
 
 
 _LOADING = threading.Lock()
+_cache_dir: Path | None = None
 
 
 @lru_cache(maxsize=1)
 def _loaded() -> Any:
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    model_file = MODEL_DIR / MODEL_FILE
+    directory = _cache_dir / cache_name(model_file) if _cache_dir is not None else None
+    parts = _read_cache(directory) if directory is not None else None
+    if parts is None:
+        from py3langid.modelio import load_model
+
+        parts = load_model(model_file)
+        if directory is not None:
+            _write_cache(directory, parts)
+    ptc, pc, classes, nextmove, row, output = parts
+    return LanguageIdentifier(ptc, pc, classes, nextmove, output, norm_probs=True, tk_row=row)
+
+
+def cache_name(model_file: Path) -> str:
+    """The unpacked model's folder: named by the shipped file's identity, so an upgrade unpacks anew."""
+    from importlib.metadata import version
+
+    stat = model_file.stat()
+    return f"langid-{version('py3langid')}-{stat.st_size}-{int(stat.st_mtime)}"
+
+
+def _read_cache(directory: Path) -> tuple[Any, ...] | None:
+    """The model from its unpacked copy, memory-mapped: every process shares one copy in the page
+    cache, and only the pages a mail's bytes and features reach are ever read. None when there is no
+    usable copy."""
+    import json
+
+    import numpy as np
+
+    try:
+        ptc = np.load(directory / "ptc.npy", mmap_mode="r")
+        pc = np.load(directory / "pc.npy")
+        classes = json.loads((directory / "classes.json").read_text())
+        nextmove, row = (_mapped(directory / name) for name in ("nextmove.bin", "row.bin"))
+        output = np.load(directory / "output.npy").tolist()
+    except (OSError, ValueError, KeyError):
+        return None
+    return ptc, pc, classes, nextmove, row, output
+
+
+def _mapped(path: Path) -> memoryview:
+    """A file of native unsigned integers (its first line: the type code) as a read-only view."""
+    import mmap
+
+    with path.open("rb") as file:
+        code = file.readline().strip().decode()
+        offset = file.tell()
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    if code not in ("H", "I", "L"):
+        raise ValueError(f"{path}: not an unpacked table")
+    return memoryview(mapped)[offset:].cast(code)  # type: ignore[call-overload]
+
+
+def _write_cache(directory: Path, parts: tuple[Any, ...]) -> None:
+    """Unpack once per model version (a folder written whole, then renamed: readers never see half)."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    ptc, pc, classes, nextmove, row, output = parts
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    except OSError:
+        return  # a read-only data directory: load from the shipped file each time, as before
+    try:
+        np.save(tmp / "ptc.npy", np.ascontiguousarray(ptc))
+        np.save(tmp / "pc.npy", np.asarray(pc))
+        (tmp / "classes.json").write_text(json.dumps(list(classes)))
+        for name, table in (("nextmove.bin", nextmove), ("row.bin", row)):
+            _write_table(tmp / name, table)
+        np.save(tmp / "output.npy", np.asarray(output, dtype=np.int32))
+        tmp.chmod(0o755)  # the shipped model, unpacked: nothing secret
+        os.replace(tmp, directory)
+    except OSError:  # another process unpacked it first, or the disk is full: either way, not needed
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_table(path: Path, table: Any) -> None:
+    """An ``array.array`` as its type code, padded to its item size, then its bytes (see :func:`_mapped`)."""
+    head = table.typecode.encode() + b"\n"
+    pad = -(len(head)) % table.itemsize
+    with path.open("wb") as file:
+        file.write(b" " * pad + head if pad else head)
+        table.tofile(file)
 
 
 def _identifier() -> Any:
-    """py3langid's identifier with normalised probabilities, loaded once per process (1-5 s of CPU: a
-    worker loads it before it claims any mail, see :func:`load`)."""
+    """py3langid's identifier with normalised probabilities, loaded once per process (1-5 s of CPU from
+    the shipped file, milliseconds from the unpacked copy in the cache folder: see :func:`load`)."""
     with _LOADING:
         return _loaded()
 
 
-def load() -> None:
-    """Load the model now (a worker does, before it claims its first mail; see Worker.warm_up)."""
+def load(cache_dir: Path | None = None) -> None:
+    """Load the model now (a worker does, before it claims its first mail; see Worker.warm_up).
+
+    With ``cache_dir`` (``[mailgate] cache_dir``), the model is unpacked there once and then mapped
+    from it: a process start costs no decompression and the processes share one copy in memory.
+    """
+    global _cache_dir
+    with _LOADING:
+        if cache_dir is not None and _loaded.cache_info().currsize == 0:
+            _cache_dir = cache_dir
     _identifier()
 
 

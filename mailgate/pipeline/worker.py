@@ -168,7 +168,7 @@ class Worker:
         a kill during the load charges nobody.
         """
         started = time.monotonic()
-        language.load()
+        language.load(self.services.config.cache_path)
         log.info("worker ready", extra={"seconds": round(time.monotonic() - started, 2)})
 
     def waiting(self) -> Iterator[SpoolEntry]:
