@@ -97,9 +97,7 @@ def format_size(size: int) -> str:
 def files_of(session: Any, message: Message | None) -> list[Attachment]:
     if message is None or message.id is None:
         return []
-    return list(
-        session.scalars(select(Attachment).where(Attachment.message_pk == message.id).order_by(Attachment.id)).all()
-    )
+    return list(message.attachments)  # a mail stored in this batch has them loaded: no query
 
 
 def outgoing(blobs: Any, item: Attachment, inline: bool = False) -> OutAttachment:

@@ -67,16 +67,27 @@ def dedupe(ctx: MessageContext) -> None:
     author = sender_address(ctx)
     ctx.content_sha256 = content_digest(ctx.raw)
     ctx.dedupe_key = dedupe_key(message_id, ctx.raw_sha256, author, ctx.content_sha256)
-    if _stop_if_stored(ctx, ctx.dedupe_key):
-        return
-    legacy = ctx.session.scalar(select(Message).where(Message.dedupe_key == dedupe_key(message_id, "")))
-    if legacy is not None and legacy.content_sha256 == "" and legacy.from_addr == author:
-        ctx.notes.duplicate_of_ticket_id = legacy.ticket_id  # stored before digests: the author must do
+    legacy_key = dedupe_key(message_id, "")
+    stored = {
+        row.dedupe_key: row
+        for row in ctx.session.execute(
+            select(Message.dedupe_key, Message.ticket_id, Message.content_sha256, Message.from_addr).where(
+                Message.dedupe_key.in_((ctx.dedupe_key, legacy_key))
+            )
+        )
+    }
+    same = stored.get(ctx.dedupe_key)
+    legacy = stored.get(legacy_key)
+    if same is None and legacy is not None and legacy.content_sha256 == "" and legacy.from_addr == author:
+        same = legacy  # stored before digests: the author must do
+    if same is not None:
+        ctx.notes.duplicate_of_ticket_id = same.ticket_id
         ctx.stop("duplicate")
         return
     first = ctx.session.get(MessageRef, msgid_key(message_id))
     if first is not None:
         ctx.notes.message_id_collision = {"ticket_id": first.ticket_id, "message_pk": first.message_pk}
+    ctx.notes.message_id_indexed = first is not None
 
 
 def _stop_if_stored(ctx: MessageContext, key: str) -> bool:

@@ -50,10 +50,15 @@ def by_references(session: Session, in_reply_to: Iterable[str], references: Iter
     return None
 
 
-def remember_message_id(session: Session, message_id: str, ticket_id: int, message_pk: int | None) -> None:
-    """Index a Message-ID we stored or sent, so replies to it thread into its ticket."""
+def remember_message_id(
+    session: Session, message_id: str, ticket_id: int, message_pk: int | None, *, new: bool = False
+) -> None:
+    """Index a Message-ID we stored or sent, so replies to it thread into its ticket.
+
+    ``new``: the id was made just now (one of ours), so it cannot be indexed yet and is not looked up.
+    """
     if not message_id:
         return
     key = msgid_key(message_id)
-    if session.get(MessageRef, key) is None:
+    if new or session.get(MessageRef, key) is None:
         session.add(MessageRef(msgid_sha256=key, ticket_id=ticket_id, message_pk=message_pk))

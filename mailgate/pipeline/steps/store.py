@@ -31,10 +31,9 @@ def next_ticket_number(session: Session) -> int:
 
 def get_or_create_customer(session: Session, address: str, name: str, now: datetime) -> Customer:
     customer = session.scalar(select(Customer).where(Customer.address == address))
-    if customer is None:
+    if customer is None:  # inserted by the ticket's flush, with it
         customer = Customer(address=address, name=name, created_at=now)
         session.add(customer)
-        session.flush()
     elif name and not customer.name:
         customer.name = name
     return customer
@@ -63,7 +62,7 @@ def store(ctx: MessageContext) -> None:
             spam=route.spam,
             assignee=route.assignee,
             locale=ctx.services.config.support.locale,
-            customer_id=customer.id,
+            customer=customer,
             created_at=now,
             updated_at=now,
         )
@@ -107,26 +106,26 @@ def store(ctx: MessageContext) -> None:
         author=ctx.notes.author,
         parse_defects=mail.defects[:50],
         created_at=now,
-    )
-    session.add(message)
-    session.flush()
-    ctx.message = message
-    for item in mail.attachments:
-        sha = blobs.put(item.payload)
-        session.add(
+        # Given here, the list is known to later steps without a query, and one flush writes it all.
+        attachments=[
             Attachment(
-                message_pk=message.id,
                 filename=item.filename,
                 content_type=item.content_type,
                 sniffed_type=sniff(item.payload),
                 size=len(item.payload),
-                sha256=sha,
+                sha256=blobs.put(item.payload),
                 content_id=item.content_id,
                 inline=item.inline,
                 part_of=item.part_of,
             )
-        )
-    remember_message_id(session, mail.message_id, ticket.id, message.id)
+            for item in mail.attachments
+        ],
+    )
+    session.add(message)
+    session.flush()
+    ctx.message = message
+    # Looked up by dedupe a moment ago when it was absent: nothing of this mail's can have added it since.
+    remember_message_id(session, mail.message_id, ticket.id, message.id, new=ctx.notes.message_id_indexed is False)
     audit.record(
         session,
         now,
@@ -160,6 +159,8 @@ def _add_first_watchers(ctx: MessageContext, ticket: Ticket) -> None:
     """People in Cc of a customer's first mail follow the ticket (not our own addresses), up to the limits."""
     support = ctx.services.config.support
     wanted = [a for a in ctx.mail.cc if not support.accepts(a)]
+    if not wanted:
+        return
     added, left = watchers.add(
         ctx.session, ticket, wanted, max_total=support.max_watchers, max_new=support.max_new_watchers
     )
