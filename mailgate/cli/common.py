@@ -32,10 +32,33 @@ def load(args: argparse.Namespace, *, log: bool = True) -> Config:
     return config
 
 
-def runtime(args: argparse.Namespace, config: Config | None = None) -> Any:
+def runtime(args: argparse.Namespace, config: Config | None = None, *, create: bool = False) -> Any:
+    """The process's runtime. Only a door (``create``) makes a missing SQLite database: a command run
+    as another user (root) would leave a file the service user cannot write."""
     from mailgate.app import build
 
-    return build(config or load(args))
+    config = config or load(args)
+    if not create:
+        missing = sqlite_file_missing(config)
+        if missing is not None:
+            from mailgate.errors import DatabaseSchemaError
+
+            raise DatabaseSchemaError(
+                f"no database yet at {missing}: `mailgate serve` creates it on its first start "
+                "(as the service user), or run `mailgate db upgrade` as that user"
+            )
+    return build(config)
+
+
+def sqlite_file_missing(config: Config) -> Path | None:
+    """The SQLite file the config names when it does not exist yet (None for PostgreSQL, or when it does)."""
+    url = config.db_url
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    if not path or path == ":memory:" or Path(path).exists():
+        return None
+    return Path(path)
 
 
 def print_json(data: Any) -> None:

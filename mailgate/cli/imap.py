@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_test(args: argparse.Namespace) -> int:
     config = load(args, log=False)
-    rt = runtime(args, config)
+    rt = runtime(args, config, create=True)  # run before the first serve, as the tour does
     try:
         accounts = rt.services.imap_accounts
         if not accounts:

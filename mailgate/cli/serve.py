@@ -17,7 +17,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mailgate.daemon import serve
 
     config = load(args)
-    rt = runtime(args, config)
+    rt = runtime(args, config, create=True)
     try:
         asyncio.run(serve(rt))
     finally:
