@@ -21,8 +21,8 @@ def record(
     **detail: Any,
 ) -> Event:
     event = Event(
-        ticket_id=ticket.id if ticket is not None else None,
-        message_pk=message.id if message is not None else None,
+        ticket=ticket,  # the relationship: the ids follow at the flush, even for rows not flushed yet
+        message=message,
         kind=kind,
         actor=actor,
         detail=detail,

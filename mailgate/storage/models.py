@@ -184,6 +184,10 @@ class Event(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
+    # Set instead of the ids when the ticket or message is not flushed yet: one flush writes all three.
+    ticket: Mapped[Ticket | None] = relationship(foreign_keys=[ticket_id])
+    message: Mapped[Message | None] = relationship(foreign_keys=[message_pk])
+
 
 class Watcher(Base):
     __tablename__ = "watchers"

@@ -50,10 +50,11 @@ def store(ctx: MessageContext) -> None:
 
     ticket = ctx.ticket
     if ticket is None:
+        number = next_ticket_number(session)  # a statement: before the new rows, which one flush writes below
         customer = get_or_create_customer(session, address, mail.from_name, now)
         route = ctx.route
         ticket = Ticket(
-            number=next_ticket_number(session),
+            number=number,
             subject=mail.subject,
             status="new",
             queue=route.queue or ctx.services.config.support.default_queue,
@@ -67,7 +68,6 @@ def store(ctx: MessageContext) -> None:
             updated_at=now,
         )
         session.add(ticket)
-        session.flush()
         ctx.ticket, ctx.new_ticket = ticket, True
         audit.record(
             session,
@@ -84,7 +84,7 @@ def store(ctx: MessageContext) -> None:
         ticket.updated_at = now
 
     message = Message(
-        ticket_id=ticket.id,
+        ticket=ticket,
         direction=ctx.notes.direction,
         dedupe_key=ctx.dedupe_key,
         message_id=mail.message_id,
