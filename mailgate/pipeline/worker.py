@@ -101,13 +101,14 @@ def process_batch(
     then nothing of the batch is stored and the caller keeps every message.
     """
     outcomes = []
+    parsed = [pipeline.prepare(raw, services) for raw, _ in items]  # read before any lock is taken
     # the blobs of the whole batch are fsynced together, before the commit (the block closes first)
     with sessions() as session, session.begin(), services.blobs.batch(session):
-        for raw, envelope in items:
+        for (raw, envelope), read in zip(items, parsed, strict=True):
             outcome = Outcome(envelope)
             try:
                 with session.begin_nested():
-                    outcome.ctx = pipeline.run(raw, envelope, session, services)
+                    outcome.ctx = pipeline.run(raw, envelope, session, services, parsed=read)
             except Exception as exc:
                 if is_outage(exc):
                     raise
