@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, literal, or_, select
+from sqlalchemy import bindparam, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from mailgate.context import MessageContext, sender_address
@@ -181,14 +181,49 @@ SYSTEM_CACHE_SECONDS = 5.0  # a cached system count is this fresh at most (rows 
 # make it count a few too many, never too few)
 
 
-def _suppressed(recipients: Sequence[str], now: datetime) -> Any:
-    """The first of ``recipients`` whose automatic mail is suppressed now (a hard bounce, a complaint)."""
-    return (
+def _counts_statement(has_sender: bool, has_ticket: bool, since_last: bool, caps: tuple[int, int, int]) -> Any:
+    """The one statement of :func:`gather_counts` for this shape, with its values as parameters.
+
+    Each count is its own subquery so that each uses its own index (recipient, ticket, created_at).
+    Only "under the limit or not" matters: counting stops at the limit, so a burst of thousands of
+    mails in the window costs no more per mail than a quiet day.
+    """
+    counted = (Outbox.automatic.is_(True), Outbox.status != "held")
+
+    def count(*conditions: Any, cap: int) -> Any:
+        capped = select(Outbox.id).where(*counted, *conditions).limit(max(cap, 1)).subquery()
+        return select(func.count()).select_from(capped).scalar_subquery()
+
+    sender_cap, ticket_cap, system_cap = caps
+    zero = literal(0)
+    to_sender = (
+        count(Outbox.recipient == bindparam("sender"), Outbox.created_at > bindparam("hour_ago"), cap=sender_cap)
+        if has_sender
+        else zero
+    )
+    in_ticket = (
+        count(Outbox.ticket_id == bindparam("ticket_id"), Outbox.created_at > bindparam("ticket_since"), cap=ticket_cap)
+        if has_ticket
+        else zero
+    )
+    if since_last:
+        system = count(Outbox.id > bindparam("last_id"), cap=system_cap)
+    else:
+        system = count(Outbox.created_at > bindparam("system_since"), cap=system_cap)
+    suppressed = (
         select(Suppression.address)
-        .where(Suppression.address.in_(list(recipients)), or_(Suppression.until.is_(None), Suppression.until > now))
+        .where(
+            Suppression.address.in_(bindparam("recipients", expanding=True)),
+            or_(Suppression.until.is_(None), Suppression.until > bindparam("now")),
+        )
         .limit(1)
         .scalar_subquery()
     )
+    newest = select(func.max(Outbox.id)).scalar_subquery()
+    return select(to_sender, in_ticket, system, suppressed, newest)
+
+
+_STATEMENTS: dict[tuple[bool, bool, bool, tuple[int, int, int]], Any] = {}  # built once per shape and limits
 
 
 def gather_counts(
@@ -202,41 +237,34 @@ def gather_counts(
 ) -> Counts:
     """Read the counts the rules need from the outbox and the suppressions, in one round trip.
 
-    Each count is its own subquery so that each uses its own index (recipient, ticket, created_at).
     The system-wide count (the breaker's) reads up to ``system_limit`` rows: it is read once per
-    session (one worker batch) and then only the rows added since are counted, by primary key.
+    session (one worker batch) and then only the rows added since, by primary key.
     """
-    counted = (Outbox.automatic.is_(True), Outbox.status != "held")
-
-    def count(*conditions: Any, cap: int) -> Any:
-        # Only "under the limit or not" matters: counting stops at the limit, so a burst of
-        # thousands of mails in the window costs no more per mail than a quiet day.
-        capped = select(Outbox.id).where(*counted, *conditions).limit(max(cap, 1)).subquery()
-        return select(func.count()).select_from(capped).scalar_subquery()
-
-    zero = literal(0)
-    to_sender = (
-        count(Outbox.recipient == sender, Outbox.created_at > now - timedelta(hours=1), cap=limits.per_sender_per_hour)
-        if sender
-        else zero
-    )
-    in_ticket = zero
-    if ticket_id is not None:
-        in_ticket = count(
-            Outbox.ticket_id == ticket_id,
-            Outbox.created_at > now - timedelta(seconds=limits.per_ticket_window),
-            cap=limits.per_ticket_limit,
-        )
     cached = session.info.get(SYSTEM_CACHE)
     fresh = cached is not None and 0 <= (now - cached[2]).total_seconds() <= SYSTEM_CACHE_SECONDS
-    if cached is not None and fresh:
-        base, last_id = cached[0], cached[1]
-        system = count(Outbox.id > last_id, cap=max(1, limits.system_limit - base))
+    base, last_id = (cached[0], cached[1]) if cached is not None and fresh else (0, 0)
+    system_cap = max(1, limits.system_limit - base) if fresh else limits.system_limit
+    shape = (
+        bool(sender),
+        ticket_id is not None,
+        fresh,
+        (limits.per_sender_per_hour, limits.per_ticket_limit, system_cap),
+    )
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        if len(_STATEMENTS) > 256:  # the caps change with each fresh system count: keep the cache small
+            _STATEMENTS.clear()
+        statement = _STATEMENTS[shape] = _counts_statement(*shape)
+    values: dict[str, Any] = {"recipients": list(recipients), "now": now}
+    if sender:
+        values.update(sender=sender, hour_ago=now - timedelta(hours=1))
+    if ticket_id is not None:
+        values.update(ticket_id=ticket_id, ticket_since=now - timedelta(seconds=limits.per_ticket_window))
+    if fresh:
+        values["last_id"] = last_id
     else:
-        base, last_id = 0, 0
-        system = count(Outbox.created_at > now - timedelta(seconds=limits.system_window), cap=limits.system_limit)
-    newest = select(func.max(Outbox.id)).scalar_subquery()
-    row = session.execute(select(to_sender, in_ticket, system, _suppressed(recipients, now), newest)).one()
+        values["system_since"] = now - timedelta(seconds=limits.system_window)
+    row = session.execute(statement, values).one()
     system_in_window = base + int(row[2] or 0)
     if not fresh:
         session.info[SYSTEM_CACHE] = (system_in_window, int(row[4] or 0), now)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailgate.context import Envelope, MessageContext, Services, sender_address
@@ -37,8 +37,7 @@ from mailgate.pipeline.steps.react import react
 from mailgate.pipeline.steps.route import route
 from mailgate.pipeline.steps.store import store
 from mailgate.storage import threads as followup
-from mailgate.storage.models import Message, MessageRef, Ticket
-from mailgate.storage.threads import msgid_key
+from mailgate.storage.models import Message, Ticket
 
 log = logging.getLogger("mailgate.pipeline")
 
@@ -70,14 +69,7 @@ def dedupe(ctx: MessageContext) -> None:
     ctx.content_sha256 = content_digest(ctx.raw)
     ctx.dedupe_key = dedupe_key(message_id, ctx.raw_sha256, author, ctx.content_sha256)
     legacy_key = dedupe_key(message_id, "")
-    stored = {
-        row.dedupe_key: row
-        for row in ctx.session.execute(
-            select(Message.dedupe_key, Message.ticket_id, Message.content_sha256, Message.from_addr).where(
-                Message.dedupe_key.in_((ctx.dedupe_key, legacy_key))
-            )
-        )
-    }
+    stored = {row.dedupe_key: row for row in ctx.session.execute(_STORED, {"keys": [ctx.dedupe_key, legacy_key]})}
     same = stored.get(ctx.dedupe_key)
     legacy = stored.get(legacy_key)
     if same is None and legacy is not None and legacy.content_sha256 == "" and legacy.from_addr == author:
@@ -86,14 +78,21 @@ def dedupe(ctx: MessageContext) -> None:
         ctx.notes.duplicate_of_ticket_id = same.ticket_id
         ctx.stop("duplicate")
         return
-    first = ctx.session.get(MessageRef, msgid_key(message_id))
+    first = followup.indexed(ctx.session, message_id)
     if first is not None:
-        ctx.notes.message_id_collision = {"ticket_id": first.ticket_id, "message_pk": first.message_pk}
+        ctx.notes.message_id_collision = {"ticket_id": first[0], "message_pk": first[1]}
     ctx.notes.message_id_indexed = first is not None
 
 
+# Built once (see mailgate.storage.threads): the lookups every mail makes.
+_STORED = select(Message.dedupe_key, Message.ticket_id, Message.content_sha256, Message.from_addr).where(
+    Message.dedupe_key.in_(bindparam("keys", expanding=True))
+)
+_TICKET_OF_KEY = select(Message.ticket_id).where(Message.dedupe_key == bindparam("key"))
+
+
 def _stop_if_stored(ctx: MessageContext, key: str) -> bool:
-    existing = ctx.session.scalar(select(Message.ticket_id).where(Message.dedupe_key == key))
+    existing = ctx.session.scalar(_TICKET_OF_KEY, {"key": key})
     if existing is None:
         return False
     ctx.notes.duplicate_of_ticket_id = existing

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import desc, select
+from sqlalchemy import bindparam, desc, select
 from sqlalchemy.orm import Session
 
 from mailgate.config import Config, Table
@@ -137,6 +137,9 @@ def upstream_verdict(mail: ParsedMail, settings: SpamSettings) -> Upstream:
     return next((v for v in verdicts if v.spam), verdicts[0])
 
 
+_LISTED = select(SenderList.entry, SenderList.verdict).where(SenderList.entry.in_(bindparam("entries", expanding=True)))
+
+
 def list_verdict(session: Session | None, address: str, settings: SpamSettings) -> tuple[str, str] | None:
     """("block"|"allow", why) for the sender, by address first, then by @domain; None if unlisted."""
     address = address.strip().lower()
@@ -145,11 +148,7 @@ def list_verdict(session: Session | None, address: str, settings: SpamSettings) 
     entries = [address, "@" + address.rpartition("@")[2]]
     stored: dict[str, str] = {}
     if session is not None:
-        stored = dict(
-            session.execute(select(SenderList.entry, SenderList.verdict).where(SenderList.entry.in_(entries)))
-            .tuples()
-            .all()
-        )
+        stored = dict(session.execute(_LISTED, {"entries": entries}).tuples().all())
     for entry in entries:
         if entry in stored:
             return stored[entry], f"{entry} is on the {stored[entry]} list"

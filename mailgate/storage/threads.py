@@ -15,11 +15,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailgate.domain.tokens import find_ticket_number
 from mailgate.storage.models import MessageRef, Ticket
+
+# Built once: a statement built per call costs several times its execution (these run for every mail).
+_TICKET_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
+_REFS_BY_KEYS = select(MessageRef.msgid_sha256, MessageRef.ticket_id).where(
+    MessageRef.msgid_sha256.in_(bindparam("keys", expanding=True))
+)
+_REF_BY_KEY = select(MessageRef.ticket_id, MessageRef.message_pk).where(MessageRef.msgid_sha256 == bindparam("key"))
 
 
 def msgid_key(message_id: str) -> str:
@@ -31,7 +38,7 @@ def by_token(session: Session, subject: str, prefix: str) -> Ticket | None:
     number = find_ticket_number(subject, prefix)
     if number is None:
         return None
-    return session.scalar(select(Ticket).where(Ticket.number == number))
+    return session.scalar(_TICKET_BY_NUMBER, {"number": number})
 
 
 def by_references(session: Session, in_reply_to: Iterable[str], references: Iterable[str]) -> Ticket | None:
@@ -40,10 +47,7 @@ def by_references(session: Session, in_reply_to: Iterable[str], references: Iter
     if not candidates:
         return None
     keys = [msgid_key(c) for c in candidates]
-    rows = session.execute(
-        select(MessageRef.msgid_sha256, MessageRef.ticket_id).where(MessageRef.msgid_sha256.in_(keys))
-    ).all()
-    found = dict(rows)
+    found = dict(session.execute(_REFS_BY_KEYS, {"keys": keys}).tuples().all())
     for key in keys:
         if key in found:
             return session.get(Ticket, found[key])
@@ -60,5 +64,11 @@ def remember_message_id(
     if not message_id:
         return
     key = msgid_key(message_id)
-    if new or session.get(MessageRef, key) is None:
+    if new or indexed(session, message_id) is None:
         session.add(MessageRef(msgid_sha256=key, ticket_id=ticket_id, message_pk=message_pk))
+
+
+def indexed(session: Session, message_id: str) -> tuple[int, int | None] | None:
+    """(ticket id, message pk) of the first mail indexed under this Message-ID, if any."""
+    row = session.execute(_REF_BY_KEY, {"key": msgid_key(message_id)}).first()
+    return (row[0], row[1]) if row is not None else None

@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 
 import magic
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from mailgate.context import MessageContext, sender_address
@@ -22,15 +22,17 @@ from mailgate.storage.threads import remember_message_id
 log = logging.getLogger("mailgate.store")
 
 
+_NEXT_NUMBER = update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1).returning(Counter.value)
+_CUSTOMER = select(Customer).where(Customer.address == bindparam("address"))
+
+
 def next_ticket_number(session: Session) -> int:
     """Take the next number; the row lock makes it safe with several daemons on PostgreSQL."""
-    return session.execute(
-        update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1).returning(Counter.value)
-    ).scalar_one()
+    return session.execute(_NEXT_NUMBER).scalar_one()
 
 
 def get_or_create_customer(session: Session, address: str, name: str, now: datetime) -> Customer:
-    customer = session.scalar(select(Customer).where(Customer.address == address))
+    customer = session.scalar(_CUSTOMER, {"address": address})
     if customer is None:  # inserted by the ticket's flush, with it
         customer = Customer(address=address, name=name, created_at=now)
         session.add(customer)
