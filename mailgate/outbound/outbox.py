@@ -251,7 +251,7 @@ def enqueue(
         if store_message if store_message is not None else not automatic:
             message = _store(session, services, ticket, outgoing, rendered.text, rendered.html, raw, kind, author)
             row.message_pk = message.id
-        remember_message_id(session, outgoing.message_id, ticket.id, message.id if message else None, new=True)
+        remember_message_id(session, outgoing.message_id, ticket, message, new=True)
     return row
 
 

@@ -171,6 +171,10 @@ class MessageRef(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     message_pk: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
 
+    # Set instead of the ids when the rows are not flushed yet (as Event's): one flush writes them all.
+    ticket: Mapped[Ticket] = relationship(foreign_keys=[ticket_id])
+    message: Mapped[Message | None] = relationship(foreign_keys=[message_pk])
+
 
 class Event(Base):
     """The audit trail: one row per change, with who or what decided it."""

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailgate.domain.tokens import find_ticket_number
-from mailgate.storage.models import MessageRef, Ticket
+from mailgate.storage.models import Message, MessageRef, Ticket
 
 # Built once: a statement built per call costs several times its execution (these run for every mail).
 _TICKET_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
@@ -55,17 +55,18 @@ def by_references(session: Session, in_reply_to: Iterable[str], references: Iter
 
 
 def remember_message_id(
-    session: Session, message_id: str, ticket_id: int, message_pk: int | None, *, new: bool = False
+    session: Session, message_id: str, ticket: Ticket, message: Message | None, *, new: bool = False
 ) -> None:
     """Index a Message-ID we stored or sent, so replies to it thread into its ticket.
 
-    ``new``: the id was made just now (one of ours), so it cannot be indexed yet and is not looked up.
+    ``new``: the id was made just now (one of ours), or was looked up and found absent, so it is not
+    looked up again. The ticket and message may be rows not flushed yet.
     """
     if not message_id:
         return
     key = msgid_key(message_id)
     if new or indexed(session, message_id) is None:
-        session.add(MessageRef(msgid_sha256=key, ticket_id=ticket_id, message_pk=message_pk))
+        session.add(MessageRef(msgid_sha256=key, ticket=ticket, message=message))
 
 
 def indexed(session: Session, message_id: str) -> tuple[int, int | None] | None:

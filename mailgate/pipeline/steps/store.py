@@ -124,10 +124,9 @@ def store(ctx: MessageContext) -> None:
         ],
     )
     session.add(message)
-    session.flush()
     ctx.message = message
     # Looked up by dedupe a moment ago when it was absent: nothing of this mail's can have added it since.
-    remember_message_id(session, mail.message_id, ticket.id, message.id, new=ctx.notes.message_id_indexed is False)
+    remember_message_id(session, mail.message_id, ticket, message, new=ctx.notes.message_id_indexed is False)
     audit.record(
         session,
         now,
@@ -153,6 +152,7 @@ def store(ctx: MessageContext) -> None:
             first_ticket_id=collision["ticket_id"],
             first_message_pk=collision["message_pk"],
         )
+    session.flush()  # one flush for the whole mail: the steps after this one read the ids
     if ctx.new_ticket:
         _add_first_watchers(ctx, ticket)
 
