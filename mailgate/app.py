@@ -25,12 +25,17 @@ class Runtime:
     spool: Spool
     services: Services
     plugins: list[ModuleType] = field(default_factory=list)
+    check_templates: bool = True  # compile and test-render every template at start (serve, reload)
 
     def close(self) -> None:
         self.engine.dispose()
 
 
-def build(config: Config, clock: Clock | None = None, *, create_schema: bool = True) -> Runtime:
+def build(
+    config: Config, clock: Clock | None = None, *, create_schema: bool = True, check_templates: bool = True
+) -> Runtime:
+    """``check_templates``: serve checks every template when it starts and at each reload; a command
+    that only reads, a worker process (its daemon checked them) and a mailbox import need not (~1-3 s)."""
     engine = db.make_engine(config.db_url, busy_timeout=config.database.busy_timeout)
     if create_schema:
         db.ensure_schema(engine)
@@ -38,7 +43,12 @@ def build(config: Config, clock: Clock | None = None, *, create_schema: bool = T
     spool.ensure()
     services = Services(config=config, clock=clock or SystemClock(), blobs=open_blobs(config, engine))
     runtime = Runtime(
-        config=config, engine=engine, sessions=db.make_sessionmaker(engine), spool=spool, services=services
+        config=config,
+        engine=engine,
+        sessions=db.make_sessionmaker(engine),
+        spool=spool,
+        services=services,
+        check_templates=check_templates,
     )
     import importlib
 

@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_config(args.config)
     logs.setup(args.log_level or config.log_level, config.log_format)
-    runtime = build(config, create_schema=False)  # the daemon checked the schema before starting us
+    # the daemon checked the schema and the templates before starting us (each reload checks them again)
+    runtime = build(config, create_schema=False, check_templates=False)
     spool = Spool(config.spool_dir, worker=worker_name(args.index))
     spool.ensure()
     worker = Worker(spool, runtime.sessions, runtime.services, on_committed=_chain(runtime))

@@ -33,8 +33,9 @@ def load(args: argparse.Namespace, *, log: bool = True) -> Config:
 
 
 def runtime(args: argparse.Namespace, config: Config | None = None, *, create: bool = False) -> Any:
-    """The process's runtime. Only a door (``create``) makes a missing SQLite database: a command run
-    as another user (root) would leave a file the service user cannot write."""
+    """The process's runtime. Only a door (``create``: serve, imap test) makes a missing SQLite database:
+    a command run as another user (root) would leave a file the service user cannot write. Only serve
+    checks every template first (the others render none, or one they name)."""
     from mailgate.app import build
 
     config = config or load(args)
@@ -47,7 +48,7 @@ def runtime(args: argparse.Namespace, config: Config | None = None, *, create: b
                 f"no database yet at {missing}: `mailgate serve` creates it on its first start "
                 "(as the service user), or run `mailgate db upgrade` as that user"
             )
-    return build(config)
+    return build(config, check_templates=create)
 
 
 def sqlite_file_missing(config: Config) -> Path | None:

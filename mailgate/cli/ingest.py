@@ -263,11 +263,14 @@ def _import_share(args: argparse.Namespace, config: Config, index: int, count: i
     from mailgate.app import build
     from mailgate.context import Envelope
     from mailgate.doors.checks import looks_like_mail
+    from mailgate.mail import language
     from mailgate.pipeline.worker import process_batch
     from mailgate.spool.disk import SpoolMeta
     from mailgate.workers import share_of, thread_key
 
-    runtime = build(config, create_schema=count == 1)
+    # an import sends nothing unless --auto-reply: only then must every template be sound first
+    runtime = build(config, create_schema=count == 1, check_templates=bool(args.auto_reply))
+    language.load(config.cache_path)  # the mapped model, as a worker loads it
     source = "mbox" if args.mbox else "maildir"
     origin = args.mbox or args.maildir
     counts: Counter[str] = Counter()

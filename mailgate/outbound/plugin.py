@@ -60,7 +60,7 @@ def install(runtime: Runtime) -> None:
     settings = outbound_settings.parse(config, templating.SHIPPED_DIR)
     attachments_out.settings(config)  # [notify] and [relay]: a bad value stops serve
     import_kind_registrations()
-    templates = templating.load(settings.template_dirs)
+    templates = templating.load(settings.template_dirs, check=runtime.check_templates)
     services = runtime.services
     key = keys.load_key(config, runtime.engine)  # the installation's key, shared through the database
     services.outbound = OutboundState(settings=settings, templates=templates, key=key)

@@ -296,10 +296,12 @@ def _line_of(exc: BaseException, template: Any) -> int:
     return 0
 
 
-def load(directories: Iterable[Path]) -> Templates:
-    """Build the templates and check them all; raise ConfigError naming every problem."""
+def load(directories: Iterable[Path], *, check: bool = True) -> Templates:
+    """Build the templates and check them all; raise ConfigError naming every problem.
+
+    ``check=False`` only builds them (each is compiled when first rendered): see ``app.build``."""
     templates = Templates(directories)
-    problems = templates.check()
+    problems = templates.check() if check else []
     if problems:
         raise ConfigError("templates: " + "; ".join(str(p) for p in problems))
     return templates
