@@ -32,6 +32,14 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
     from mailgate.storage.blobstore import backend_name, open_backend
     from mailgate.storage.db_copy import TargetNotEmpty, copy_installation
 
+    if not args.target_url.startswith("postgresql"):
+        # the move this command is for: from the embedded SQLite to the shared engine (docs/operations.md)
+        print(
+            "mailgate: db copy moves an installation into an empty PostgreSQL database; "
+            f"{args.target_url.split(':', 1)[0]!r} is not one (e.g. postgresql+psycopg://mailgate@db.example.com/mailgate)",
+            file=sys.stderr,
+        )
+        return 2
     config = load(args)
     source = db.make_engine(config.db_url, busy_timeout=config.database.busy_timeout)
     target = db.make_engine(args.target_url)

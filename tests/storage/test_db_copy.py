@@ -121,3 +121,12 @@ def _message_id(raw: bytes) -> str:
     from email import message_from_bytes
 
     return str(message_from_bytes(raw)["Message-ID"])
+
+
+def test_a_target_that_is_not_postgresql_is_refused_before_anything_is_read_or_written(tmp_path):
+    config = write_config(tmp_path, "")
+    target = tmp_path / "copy.sqlite3"
+    refused = mailgate(config, "db", "copy", "--to", f"sqlite:///{target}")
+    assert refused.returncode == 2
+    assert b"into an empty PostgreSQL database; 'sqlite' is not one" in refused.stderr
+    assert not target.exists() and not (tmp_path / "data" / "mailgate.sqlite3").exists()
