@@ -60,7 +60,7 @@ def install(runtime: Runtime) -> None:
     settings = outbound_settings.parse(config, templating.SHIPPED_DIR)
     attachments_out.settings(config)  # [notify] and [relay]: a bad value stops serve
     import_kind_registrations()
-    templates = templating.load(settings.template_dirs, check=runtime.check_templates)
+    templates = templating.load(settings.template_dirs, check=runtime.check_templates, cache_dir=config.cache_path)
     services = runtime.services
     key = keys.load_key(config, runtime.engine)  # the installation's key, shared through the database
     services.outbound = OutboundState(settings=settings, templates=templates, key=key)
@@ -80,7 +80,7 @@ def import_kind_registrations() -> None:
 
 def reload(runtime: Runtime) -> None:
     current = state(runtime.services)
-    current.templates = templating.load(current.settings.template_dirs)
+    current.templates = templating.load(current.settings.template_dirs, cache_dir=runtime.config.cache_path)
     log.info("templates reloaded", extra={"files": len(current.templates.files())})
 
 

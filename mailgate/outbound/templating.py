@@ -25,13 +25,24 @@ with :func:`register_kind`, so their templates are checked as strictly.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import DictLoader, StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2 import (
+    BytecodeCache,
+    DictLoader,
+    FileSystemBytecodeCache,
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailgate.errors import ConfigError, Problem
@@ -153,7 +164,9 @@ class Templates:
     (and checks) a new set.
     """
 
-    def __init__(self, directories: Iterable[Path]) -> None:
+    def __init__(self, directories: Iterable[Path], cache_dir: Path | None = None) -> None:
+        """``cache_dir``: compiled templates are kept there between starts (Jinja2's bytecode cache, keyed
+        by each file's text), one folder per environment: the HTML one escapes and the text one does not."""
         self.directories = [d for d in directories if d.is_dir()]
         self.sources: list[tuple[Path, str, str | None]] = []  # (path, name, text; None when unreadable)
         visible: dict[str, str] = {}
@@ -174,8 +187,9 @@ class Templates:
             "trim_blocks": True,
             "lstrip_blocks": True,
         }
-        self.text_env = SandboxedEnvironment(autoescape=False, **common)
-        self.html_env = SandboxedEnvironment(autoescape=True, **common)
+        self.visible = visible
+        self.text_env = SandboxedEnvironment(autoescape=False, bytecode_cache=_bytecode(cache_dir, "text"), **common)
+        self.html_env = SandboxedEnvironment(autoescape=True, bytecode_cache=_bytecode(cache_dir, "html"), **common)
 
     def names(self, kind: str, locale: str, queue: str = "") -> list[str]:
         """Candidate template names, most specific first."""
@@ -214,6 +228,17 @@ class Templates:
         return problems
 
 
+def _bytecode(cache_dir: Path | None, environment: str) -> BytecodeCache | None:
+    if cache_dir is None:
+        return None
+    folder = cache_dir / "templates" / environment
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # a read-only data directory: compile at each start, as before
+    return FileSystemBytecodeCache(str(folder))
+
+
 def _block(template: Any, block: str, data: Mapping[str, Any]) -> str:
     return "".join(template.blocks[block](template.new_context(dict(data))))
 
@@ -250,7 +275,8 @@ def _check_one(templates: Templates, path: Path, name: str, source: str | None) 
         if problems:
             return problems
     for env, parts in ((templates.text_env, ("subject", "text")), (templates.html_env, ("html",))):
-        template = env.from_string(source)
+        # the file that renders is compiled once, here, for the check and every mail after it
+        template = env.get_template(name) if templates.visible.get(name) == source else env.from_string(source)
         try:
             for part in parts:
                 if part == "text":
@@ -296,12 +322,33 @@ def _line_of(exc: BaseException, template: Any) -> int:
     return 0
 
 
-def load(directories: Iterable[Path], *, check: bool = True) -> Templates:
+def load(directories: Iterable[Path], *, check: bool = True, cache_dir: Path | None = None) -> Templates:
     """Build the templates and check them all; raise ConfigError naming every problem.
 
     ``check=False`` only builds them (each is compiled when first rendered): see ``app.build``."""
-    templates = Templates(directories)
+    templates = Templates(directories, cache_dir)
+    marker = _checked_marker(templates, cache_dir) if check else None
+    if marker is not None and marker.exists():
+        return templates  # this very set of files passed this very check before: see _checked_marker
     problems = templates.check() if check else []
     if problems:
         raise ConfigError("templates: " + "; ".join(str(p) for p in problems))
+    if marker is not None:
+        with contextlib.suppress(OSError):
+            marker.touch()
     return templates
+
+
+def _checked_marker(templates: Templates, cache_dir: Path | None) -> Path | None:
+    """A file named by everything the check depends on: each template's name, path and text, the kinds
+    of mail and their documented names, and this module's own version. It exists once that input
+    passed; a restart with nothing changed then skips the check (a second or more of CPU)."""
+    if cache_dir is None:
+        return None
+    digest = hashlib.sha256()
+    for path, name, source in templates.sources:
+        digest.update(repr((str(path), name, source)).encode("utf-8", "surrogatepass"))
+    digest.update(repr(sorted((k, sorted(v)) for k, v in _KIND_SAMPLES.items())).encode())
+    digest.update(repr(sorted(BASE_SAMPLE)).encode())
+    digest.update(Path(__file__).read_bytes())
+    return cache_dir / "templates" / f"checked-{digest.hexdigest()}"

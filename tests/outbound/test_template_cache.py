@@ -1,0 +1,53 @@
+"""Compiled templates are kept in ``[mailgate] cache_dir`` between starts, one folder per environment."""
+
+from __future__ import annotations
+
+from mailgate.outbound import templating
+from mailgate.outbound.templating import Templates
+
+HOSTILE = '<script>alert("x")</script>'
+SOURCE = (
+    "{% block subject %}Ticket {{ ticket.number }}{% endblock %}"
+    "{% block text %}Dear {{ ticket.subject }}{% endblock %}"
+    "{% block html %}<p>Dear {{ ticket.subject }}</p>{% endblock %}"
+)
+
+
+def _render(directory, cache):
+    context = templating.sample_context()
+    context["ticket"] = {**context["ticket"], "subject": HOSTILE}
+    return Templates([directory, templating.SHIPPED_DIR], cache).render("resolved", "en", context)
+
+
+def test_a_second_start_renders_from_the_cache_exactly_what_the_first_compiled(tmp_path):
+    override, cache = tmp_path / "templates", tmp_path / "cache"
+    (override / "en").mkdir(parents=True)
+    (override / "en" / "resolved.j2").write_text(SOURCE)
+
+    first = _render(override, cache)
+    assert list((cache / "templates" / "text").iterdir()) and list((cache / "templates" / "html").iterdir())
+    again = _render(override, cache)
+
+    assert again == first
+    assert HOSTILE in again.text  # the text part is not HTML: nothing to escape
+    assert HOSTILE not in again.html and "&lt;script&gt;" in again.html  # the HTML environment's code escapes
+
+
+def test_an_edited_template_is_compiled_anew(tmp_path):
+    override, cache = tmp_path / "templates", tmp_path / "cache"
+    (override / "en").mkdir(parents=True)
+    path = override / "en" / "resolved.j2"
+    path.write_text(SOURCE)
+    _render(override, cache)
+    path.write_text(SOURCE.replace("Dear", "Hello"))
+    assert _render(override, cache).text.startswith("Hello ")
+
+
+def test_every_shipped_template_checks_the_same_from_the_cache(tmp_path):
+    from mailgate.outbound.plugin import import_kind_registrations
+
+    import_kind_registrations()  # the kinds the plugins declare, as serve knows them before its check
+    cache = tmp_path / "cache"
+    assert Templates([templating.SHIPPED_DIR], cache).check() == []
+    assert Templates([templating.SHIPPED_DIR], cache).check() == []
+    assert len(list((cache / "templates" / "text").iterdir())) >= len(Templates([templating.SHIPPED_DIR]).files())
