@@ -18,7 +18,7 @@ from mailgate.config import load_config
 from mailgate.context import Envelope
 from mailgate.pipeline.worker import Worker
 from mailgate.spool.disk import SpoolMeta
-from tests.helpers import Daemon, address_of, write_config
+from tests.helpers import Daemon, address_of, drop_schema, write_config
 
 PG_URL = os.environ.get("MAILGATE_TEST_DATABASE_URL", "")
 
@@ -35,8 +35,7 @@ def db_url(tmp_path: Path) -> Iterator[str]:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in PG_URL else "?"
     yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    drop_schema(admin, schema)
     admin.dispose()
 
 

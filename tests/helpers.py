@@ -202,3 +202,22 @@ def stored_message_ids(config: Path) -> list[str]:
             return list(conn.execute(select(Message.message_id)).scalars())
     finally:
         engine.dispose()
+
+
+def drop_schema(admin: Any, schema: str, attempts: int = 10) -> None:
+    """Drop a test's schema. A daemon the test stopped a moment ago may have a backend still finishing
+    its last statement (PostgreSQL notices a gone client only after it): the DROP may then meet its
+    locks, or be the side a deadlock aborts. It is retried a bounded number of times."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(attempts):
+        try:
+            with admin.connect() as conn:
+                conn.execute(text("SET lock_timeout = '5s'"))
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            return
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)

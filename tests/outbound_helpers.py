@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, select, text
 
 from mailgate.outbound import sender
 from mailgate.storage.models import Event, Outbox
+from tests.helpers import drop_schema
 
 
 class SinkHandler:
@@ -142,6 +143,5 @@ def other_database(tmp_path: Path, name: str) -> Iterator[str]:
     try:
         yield f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        drop_schema(admin, schema)
         admin.dispose()
