@@ -53,13 +53,10 @@ def runtime(args: argparse.Namespace, config: Config | None = None, *, create: b
 
 def sqlite_file_missing(config: Config) -> Path | None:
     """The SQLite file the config names when it does not exist yet (None for PostgreSQL, or when it does)."""
-    url = config.db_url
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split("///", 1)[-1]
-    if not path or path == ":memory:" or Path(path).exists():
-        return None
-    return Path(path)
+    from mailgate.storage.db import sqlite_path
+
+    path = sqlite_path(config.db_url)
+    return path if path is not None and not path.exists() else None
 
 
 def print_json(data: Any) -> None:

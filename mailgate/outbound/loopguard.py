@@ -223,7 +223,7 @@ def _counts_statement(has_sender: bool, has_ticket: bool, since_last: bool, caps
     return select(to_sender, in_ticket, system, suppressed, newest)
 
 
-_STATEMENTS: dict[tuple[bool, bool, bool, tuple[int, int, int]], Any] = {}  # built once per shape and limits
+_STATEMENTS: dict[tuple[bool, bool, bool, tuple[int, int, int]], Any] = {}  # one per shape and set of limits
 
 
 def gather_counts(
@@ -243,17 +243,12 @@ def gather_counts(
     cached = session.info.get(SYSTEM_CACHE)
     fresh = cached is not None and 0 <= (now - cached[2]).total_seconds() <= SYSTEM_CACHE_SECONDS
     base, last_id = (cached[0], cached[1]) if cached is not None and fresh else (0, 0)
-    system_cap = max(1, limits.system_limit - base) if fresh else limits.system_limit
-    shape = (
-        bool(sender),
-        ticket_id is not None,
-        fresh,
-        (limits.per_sender_per_hour, limits.per_ticket_limit, system_cap),
-    )
+    # The rows since the cached count are capped at the whole limit too (they are few within a batch):
+    # the caps are then the limits alone, and one statement serves every batch.
+    caps = (limits.per_sender_per_hour, limits.per_ticket_limit, limits.system_limit)
+    shape = (bool(sender), ticket_id is not None, fresh, caps)
     statement = _STATEMENTS.get(shape)
     if statement is None:
-        if len(_STATEMENTS) > 256:  # the caps change with each fresh system count: keep the cache small
-            _STATEMENTS.clear()
         statement = _STATEMENTS[shape] = _counts_statement(*shape)
     values: dict[str, Any] = {"recipients": list(recipients), "now": now}
     if sender:

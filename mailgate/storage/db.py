@@ -23,12 +23,20 @@ if TYPE_CHECKING:  # Alembic costs ~0.2 s to import: only where migrations run, 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another engine, or an in-memory database)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def make_engine(url: str, busy_timeout: float = 30.0, **kwargs: Any) -> Engine:
     """``busy_timeout``: seconds SQLite waits for another writer's lock before it raises "database is locked"."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **kwargs)
         _tune_sqlite(engine, busy_timeout)
         return engine
