@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import TemplateError
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailgate.config import Config
@@ -46,6 +46,7 @@ from mailgate.outbound.template_context import build_context
 from mailgate.outbound.templating import DEFAULT_LOCALE, Templates
 from mailgate.storage import audit
 from mailgate.storage.models import Event, Message, Outbox, Ticket
+from mailgate.storage.rows import table
 from mailgate.storage.threads import remember_message_id
 
 log = logging.getLogger("mailgate.outbox")
@@ -133,6 +134,7 @@ def enqueue(
     author: str = "",
     cc: Sequence[Recipient] = (),
     attachments: Sequence[compose.OutAttachment] = (),
+    message_pk: int | None = None,
 ) -> Outbox | None:
     """Queue one mail of ``kind`` to ``recipients``; None when it is held back (the event says why).
 
@@ -141,7 +143,9 @@ def enqueue(
     caused an automatic mail (the loop guard's header rules apply when the mail
     goes back to its sender). ``cc`` get the mail too, named in a visible Cc
     as a reply-all would (the watchers of a relayed answer). ``attachments``
-    travel with the mail (mailgate.outbound.attachments chooses them).
+    travel with the mail (mailgate.outbound.attachments chooses them). ``message_pk``: the stored
+    message this mail is (an agent's relayed answer). The row is written at once; the object returned
+    is not in the session (see :func:`_write_row`).
     """
     config, now, st = services.config, services.clock.now(), state(services)
     targets = _recipients(recipients)
@@ -215,24 +219,29 @@ def enqueue(
         )
         if not allowed and reason.startswith(loopguard.BREAKER):
             trip_breaker(session, services, now, counts.system_in_window)
-    row = Outbox(
-        ticket_id=ticket.id if ticket else None,
-        kind=kind,
-        message_id=outgoing.message_id,
-        mail_from="",
-        rcpt_tos=addresses,
-        raw=raw,
-        status="held" if reason else "pending",
-        attempts=0,
-        next_attempt_at=now,
-        last_error=reason,
-        created_at=now,
-        automatic=automatic,
-        recipient=addresses[0],
+    row = _write_row(
+        session,
+        st.key,
+        config.support.address,
+        Outbox(
+            ticket_id=ticket.id if ticket else None,
+            message_pk=message_pk,
+            kind=kind,
+            message_id=outgoing.message_id,
+            mail_from="",
+            rcpt_tos=addresses,
+            raw=raw,
+            status="held" if reason else "pending",
+            attempts=0,
+            next_attempt_at=now,
+            claimed_until=None,
+            last_error=reason,
+            created_at=now,
+            sent_at=None,
+            automatic=automatic,
+            recipient=addresses[0],
+        ),
     )
-    session.add(row)
-    session.flush()
-    row.mail_from = verp_address(st.key, config.support.address, row.id)
     if reason:
         log.info(
             "automatic mail held back",
@@ -250,8 +259,30 @@ def enqueue(
         message = None
         if store_message if store_message is not None else not automatic:
             message = _store(session, services, ticket, outgoing, rendered.text, rendered.html, raw, kind, author)
+            session.connection().execute(_SET_MESSAGE, {"row": row.id, "message_pk": message.id})
             row.message_pk = message.id
         remember_message_id(session, outgoing.message_id, ticket, message, new=True)
+    return row
+
+
+_OUTBOX = table(Outbox)
+_INSERT_ROW = insert(_OUTBOX).returning(_OUTBOX.c.id)
+_SET_MAIL_FROM = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row")).values(mail_from=bindparam("verp"))
+_SET_MESSAGE = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row")).values(message_pk=bindparam("message_pk"))
+
+
+def _write_row(session: Session, key: bytes, support_address: str, row: Outbox) -> Outbox:
+    """Write the outbox row with Core statements (the unit of work costs several times them) and return it.
+
+    Its return path is a VERP address of its own id, so the id is taken first. The object returned
+    holds the row's values but is not in the session: a later change to the row is an UPDATE.
+    """
+    columns = _OUTBOX.columns
+    values = {column.key: getattr(row, column.key) for column in columns if column.key != "id"}
+    connection = session.connection()
+    row.id = connection.execute(_INSERT_ROW, values).scalar_one()
+    row.mail_from = verp_address(key, support_address, row.id)
+    connection.execute(_SET_MAIL_FROM, {"row": row.id, "verp": row.mail_from})
     return row
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from mailgate.domain.tokens import find_ticket_number
 from mailgate.storage.models import Message, MessageRef, Ticket
+from mailgate.storage.rows import flushed_id, nothing_pending, table
 
 # Built once: a statement built per call costs several times its execution (these run for every mail).
 _TICKET_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
@@ -27,6 +28,7 @@ _REFS_BY_KEYS = select(MessageRef.msgid_sha256, MessageRef.ticket_id).where(
     MessageRef.msgid_sha256.in_(bindparam("keys", expanding=True))
 )
 _REF_BY_KEY = select(MessageRef.ticket_id, MessageRef.message_pk).where(MessageRef.msgid_sha256 == bindparam("key"))
+_INSERT_REF = insert(table(MessageRef))
 
 
 def msgid_key(message_id: str) -> str:
@@ -60,12 +62,20 @@ def remember_message_id(
     """Index a Message-ID we stored or sent, so replies to it thread into its ticket.
 
     ``new``: the id was made just now (one of ours), or was looked up and found absent, so it is not
-    looked up again. The ticket and message may be rows not flushed yet.
+    looked up again. The ticket and message may be rows not flushed yet: then the entry waits for
+    the flush that writes them; else it is one INSERT at once (mailgate.storage.rows).
     """
     if not message_id:
         return
     key = msgid_key(message_id)
-    if new or indexed(session, message_id) is None:
+    if not new and indexed(session, message_id) is not None:
+        return
+    ticket_id, message_pk = flushed_id(ticket), flushed_id(message)
+    if ticket_id is not False and message_pk is not False and nothing_pending(session):
+        session.connection().execute(
+            _INSERT_REF, {"msgid_sha256": key, "ticket_id": ticket_id, "message_pk": message_pk}
+        )
+    else:
         session.add(MessageRef(msgid_sha256=key, ticket=ticket, message=message))
 
 

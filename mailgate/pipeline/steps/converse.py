@@ -29,8 +29,6 @@ from mailgate.context import MessageContext
 from mailgate.domain import answer as reply_answer
 from mailgate.domain import command_plan, commands, lifecycle
 from mailgate.domain.commands import Plan, Result
-from mailgate.mail import language as locale_detect
-from mailgate.outbound import templating
 from mailgate.pipeline.steps import agents
 from mailgate.pipeline.steps.relay import (
     change_status,
@@ -46,7 +44,6 @@ from mailgate.storage.models import Message, Ticket, Watcher
 
 log = logging.getLogger("mailgate.conversation")
 
-UNPROVEN_FLAG = "unproven sender"  # on Message.parse_defects: the mail was stored but could not act (docs/security.md)
 
 
 def converse(ctx: MessageContext) -> None:
@@ -68,7 +65,6 @@ def converse(ctx: MessageContext) -> None:
             commands_ignored=len(agents.reading(ctx).commands),
         )
     if notes.unproven_sender:
-        message.parse_defects = [*(message.parse_defects or []), UNPROVEN_FLAG]
         audit.record(
             session,
             now,
@@ -109,7 +105,6 @@ def converse(ctx: MessageContext) -> None:
 
 def _opened(ctx: MessageContext, ticket: Ticket) -> None:
     notes, session, now = ctx.notes, ctx.session, ctx.services.clock.now()
-    ticket.locale = ticket_locale(ctx, ticket)
     follows = notes.follows
     if follows:
         ticket.follows_id = follows["id"]
@@ -148,22 +143,6 @@ def _opened(ctx: MessageContext, ticket: Ticket) -> None:
             actor=notes.forwarded_by,
             customer=ticket.customer.address,
         )
-
-
-def ticket_locale(ctx: MessageContext, ticket: Ticket) -> str:
-    """The language of the new ticket's mail: rule, Content-Language, the text's language, the queue's."""
-    config = ctx.services.config
-    configured = config.queue(ticket.queue)
-    fallback = (configured.locale if configured else "") or config.support.locale or templating.DEFAULT_LOCALE
-    outbound = ctx.services.outbound
-    directories = tuple(outbound.settings.template_dirs) if outbound is not None else (templating.SHIPPED_DIR,)
-    return locale_detect.choose(
-        rule=ctx.route.locale,
-        content_language=ctx.mail.header("content-language"),
-        text=ctx.notes.new_text or ctx.mail.text,
-        fallback=fallback,
-        known=locale_detect.available(directories),
-    )
 
 
 def _agent_mail(ctx: MessageContext, ticket: Ticket, message: Message, agent: AgentConfig) -> None:

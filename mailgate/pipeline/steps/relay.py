@@ -150,10 +150,10 @@ def relay(
         store_message=False,
         author=agent.address,
         attachments=files,
+        message_pk=message.id,
     )
     if row is None:
         return [], []
-    row.message_pk = message.id
     message.direction, message.new_text = "out", text
     if ticket.status == "new":
         change_status(ctx, ticket, "open", agent.address, reason="first answer")

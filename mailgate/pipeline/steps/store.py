@@ -14,12 +14,16 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from mailgate.context import MessageContext, sender_address
+from mailgate.mail import language as locale_detect
+from mailgate.outbound import templating
 from mailgate.pipeline.steps import watchers
 from mailgate.storage import audit
 from mailgate.storage.models import Attachment, Counter, Customer, Message, Ticket
 from mailgate.storage.threads import remember_message_id
 
 log = logging.getLogger("mailgate.store")
+
+UNPROVEN_FLAG = "unproven sender"  # on Message.parse_defects: the mail was stored but could not act (docs/security.md)
 
 
 _NEXT_NUMBER = update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1).returning(Counter.value)
@@ -41,6 +45,25 @@ def get_or_create_customer(session: Session, address: str, name: str, now: datet
     return customer
 
 
+def ticket_locale(ctx: MessageContext, queue: str) -> str:
+    """The language of the new ticket's mail: rule, Content-Language, the text's language, the queue's.
+
+    Chosen here, so the ticket's row is written once with it.
+    """
+    config = ctx.services.config
+    configured = config.queue(queue)
+    fallback = (configured.locale if configured else "") or config.support.locale or templating.DEFAULT_LOCALE
+    outbound = ctx.services.outbound
+    directories = tuple(outbound.settings.template_dirs) if outbound is not None else (templating.SHIPPED_DIR,)
+    return locale_detect.choose(
+        rule=ctx.route.locale,
+        content_language=ctx.mail.header("content-language"),
+        text=ctx.notes.new_text or ctx.mail.text,
+        fallback=fallback,
+        known=locale_detect.available(directories),
+    )
+
+
 def store(ctx: MessageContext) -> None:
     """Pipeline step."""
     session, mail, now = ctx.session, ctx.mail, ctx.services.clock.now()
@@ -55,33 +78,23 @@ def store(ctx: MessageContext) -> None:
         number = next_ticket_number(session)  # a statement: before the new rows, which one flush writes below
         customer = get_or_create_customer(session, address, mail.from_name, now)
         route = ctx.route
+        queue = route.queue or ctx.services.config.support.default_queue
         ticket = Ticket(
             number=number,
             subject=mail.subject,
             status="new",
-            queue=route.queue or ctx.services.config.support.default_queue,
+            queue=queue,
             priority=route.priority,
             tags=list(route.tags),
             spam=route.spam,
             assignee=route.assignee,
-            locale=ctx.services.config.support.locale,
+            locale=ticket_locale(ctx, queue),
             customer=customer,
             created_at=now,
             updated_at=now,
         )
         session.add(ticket)
         ctx.ticket, ctx.new_ticket = ticket, True
-        audit.record(
-            session,
-            now,
-            "ticket.created",
-            ticket=ticket,
-            actor=address,
-            queue=ticket.queue,
-            priority=ticket.priority,
-            rules=route.rules,
-            source=ctx.envelope.source,
-        )
     else:
         ticket.updated_at = now
 
@@ -106,7 +119,7 @@ def store(ctx: MessageContext) -> None:
         size=len(ctx.raw),
         source=ctx.envelope.source,
         author=ctx.notes.author,
-        parse_defects=mail.defects[:50],
+        parse_defects=mail.defects[:50] + ([UNPROVEN_FLAG] if ctx.notes.unproven_sender else []),
         created_at=now,
         # Given here, the list is known to later steps without a query, and one flush writes it all.
         attachments=[
@@ -125,6 +138,29 @@ def store(ctx: MessageContext) -> None:
     )
     session.add(message)
     ctx.message = message
+    session.flush()  # one flush for the whole mail; the rows below name its ids and are written at once
+    _record(ctx, session, ticket, message, address, now)
+    if ctx.new_ticket:
+        _add_first_watchers(ctx, ticket)
+
+
+def _record(
+    ctx: MessageContext, session: Session, ticket: Ticket, message: Message, address: str, now: datetime
+) -> None:
+    """The mail's entry in the Message-ID index and its events, once its rows exist."""
+    mail = ctx.mail
+    if ctx.new_ticket:
+        audit.record(
+            session,
+            now,
+            "ticket.created",
+            ticket=ticket,
+            actor=address,
+            queue=ticket.queue,
+            priority=ticket.priority,
+            rules=ctx.route.rules,
+            source=ctx.envelope.source,
+        )
     # Looked up by dedupe a moment ago when it was absent: nothing of this mail's can have added it since.
     remember_message_id(session, mail.message_id, ticket, message, new=ctx.notes.message_id_indexed is False)
     audit.record(
@@ -152,9 +188,6 @@ def store(ctx: MessageContext) -> None:
             first_ticket_id=collision["ticket_id"],
             first_message_pk=collision["message_pk"],
         )
-    session.flush()  # one flush for the whole mail: the steps after this one read the ids
-    if ctx.new_ticket:
-        _add_first_watchers(ctx, ticket)
 
 
 def _add_first_watchers(ctx: MessageContext, ticket: Ticket) -> None:

@@ -1,0 +1,148 @@
+"""Rows nobody reads back in the same transaction are written at once, without the unit of work.
+
+An event or a Message-ID index entry whose ticket and message already exist is one INSERT when it is
+recorded; one that names a row not flushed yet waits for the flush that writes them. Either way the
+events of a ticket keep the order they were recorded in, and a rolled-back mail takes its rows along.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import event, select
+
+from mailgate.storage import audit
+from mailgate.storage.models import Customer, Event, Message, MessageRef, Ticket
+from mailgate.storage.threads import indexed, remember_message_id
+from tests.helpers import make_mail
+
+NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+
+
+def _ticket(session, number: int) -> Ticket:
+    customer = Customer(address=f"c{number}@customer.example", name="", created_at=NOW)
+    return Ticket(number=number, subject="s", queue="support", customer=customer, created_at=NOW, updated_at=NOW)
+
+
+def _flushes(session) -> list[int]:
+    seen: list[int] = []
+    event.listen(session, "after_flush", lambda *a: seen.append(1))
+    return seen
+
+
+def test_an_event_of_a_written_ticket_is_inserted_at_once_without_a_flush(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        ticket = _ticket(session, 1)
+        session.add(ticket)
+        session.flush()
+        flushes = _flushes(session)
+
+        audit.record(session, NOW, "ticket.tagged", ticket=ticket, actor="bob@example.com", tags=["x"])
+
+        assert not session.new, "nothing waits for a flush"
+        [(kind, ticket_id, detail)] = session.execute(select(Event.kind, Event.ticket_id, Event.detail)).all()
+        assert (kind, ticket_id, detail) == ("ticket.tagged", ticket.id, {"tags": ["x"]})
+        assert flushes == []
+
+
+def test_an_event_of_a_ticket_not_written_yet_waits_for_the_flush_and_names_it(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        ticket = _ticket(session, 1)
+        session.add(ticket)
+
+        audit.record(session, NOW, "ticket.created", ticket=ticket, actor="alice@customer.example")
+
+        assert any(isinstance(obj, Event) for obj in session.new)
+        session.flush()
+        assert session.scalar(select(Event.ticket_id)) == ticket.id
+
+
+def test_events_keep_the_order_they_were_recorded_in_when_both_ways_mix(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        written = _ticket(session, 1)
+        session.add(written)
+        session.flush()
+        pending = _ticket(session, 2)
+        session.add(pending)
+
+        audit.record(session, NOW, "first", ticket=pending)
+        audit.record(session, NOW, "second", ticket=written)  # after one still pending: waits behind it
+        session.flush()
+        audit.record(session, NOW, "third", ticket=written)
+
+        assert session.scalars(select(Event.kind).order_by(Event.id)).all() == ["first", "second", "third"]
+
+
+def test_an_index_entry_of_a_written_ticket_is_inserted_at_once_and_found(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        ticket = _ticket(session, 1)
+        session.add(ticket)
+        session.flush()
+
+        remember_message_id(session, "<a@customer.example>", ticket, None, new=True)
+        remember_message_id(session, "<a@customer.example>", ticket, None)  # known: not indexed twice
+
+        assert not session.new
+        assert indexed(session, "<a@customer.example>") == (ticket.id, None)
+        assert len(session.scalars(select(MessageRef)).all()) == 1
+
+
+def test_a_rolled_back_mail_takes_its_events_and_index_entries_along(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        ticket = _ticket(session, 1)
+        session.add(ticket)
+        session.flush()
+        try:
+            with session.begin_nested():
+                audit.record(session, NOW, "message.received", ticket=ticket)
+                remember_message_id(session, "<gone@customer.example>", ticket, None, new=True)
+                raise RuntimeError("a later step failed")
+        except RuntimeError:
+            pass
+        assert session.scalars(select(Event)).all() == []
+        assert indexed(session, "<gone@customer.example>") is None
+
+
+def test_a_new_tickets_mail_is_stored_and_acknowledged_with_one_flush(harness):
+    flushes: list[int] = []
+    sessions = harness.runtime.sessions
+    real = sessions.__call__
+
+    def tracked(*args, **kwargs):
+        session = real(*args, **kwargs)
+        event.listen(
+            session, "after_flush", lambda s, ctx: flushes.append([type(o).__name__ for o in [*s.new, *s.dirty]])
+        )
+        return session
+
+    harness.worker.sessions = tracked  # type: ignore[method-assign]
+    harness.deliver(make_mail(subject="Printer on fire", msgid="<fire@customer.example>"))
+
+    with sessions() as session:
+        kinds = session.scalars(select(Event.kind).order_by(Event.id)).all()
+        assert kinds[:2] == ["ticket.created", "message.received"]
+        assert indexed(session, "<fire@customer.example>") is not None
+    # store writes customer, ticket and message in one flush; the events, the index and the outbox row
+    # (acknowledgment) are inserted at once. A flush more per mail is the cost this test guards.
+    assert len(flushes) == 1, flushes
+
+
+def test_a_reply_that_cannot_prove_its_sender_is_flagged_in_the_same_one_flush(harness):
+    harness.deliver(make_mail(subject="Printer on fire", msgid="<fire@customer.example>"))
+    flushes: list[list[str]] = []
+    real = harness.runtime.sessions
+
+    def tracked(*args, **kwargs):
+        session = real(*args, **kwargs)
+        event.listen(session, "after_flush", lambda s, ctx: flushes.append(sorted(type(o).__name__ for o in s.new)))
+        return session
+
+    harness.worker.sessions = tracked  # type: ignore[method-assign]
+    harness.deliver(make_mail(subject="Re: [#1] Printer on fire", msgid="<fire2@customer.example>"))
+
+    with real() as session:
+        [defects] = session.execute(
+            select(Message.parse_defects).where(Message.message_id == "<fire2@customer.example>")
+        ).one()
+    assert defects == ["unproven sender"]
+    assert flushes == [["Message"]], "the message is written once, flag included; no UPDATE follows"
