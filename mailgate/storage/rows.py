@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Literal, cast
 
-from sqlalchemy import Table, inspect
-from sqlalchemy.orm import Session
+from sqlalchemy import Insert, Table, insert, inspect
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from mailgate.storage.models import Base
 
@@ -35,3 +35,42 @@ def nothing_pending(session: Session) -> bool:
 def table(model: type[Base]) -> Table:
     """The model's table, typed as a Table for Core statements."""
     return cast(Table, model.__table__)
+
+
+_INSERTS: dict[Table, Insert] = {}
+
+
+def insert_now(session: Session, obj: Base) -> None:
+    """Write a new object with one Core INSERT and make it a persistent object of the session.
+
+    For the rows every mail adds (customer, ticket, message, attachments), whose ids the next rows need
+    at once: the unit of work would sort, diff and cascade for each. Every column is written (a
+    default taken from the column is set on the object too), so nothing is expired and read again.
+    Relationships are not followed: give ids, and link loaded objects with ``set_committed_value``.
+    A savepoint rolled back leaves the object expired; a later row given its id replaces it.
+    """
+    state = inspect(obj)
+    mapper, target = state.mapper, table(type(obj))
+    values = {}
+    for column in target.columns:
+        key = mapper.get_property_by_column(column).key
+        if key not in state.dict and not column.primary_key:
+            default = column.default
+            arg = getattr(default, "arg", None)
+            setattr(obj, key, arg(None) if callable(arg) else arg)
+        if key in state.dict:
+            values[column.key] = state.dict[key]
+    statement = _INSERTS.get(target)
+    if statement is None:
+        statement = _INSERTS[target] = insert(target).returning(*target.primary_key.columns)
+    [primary_key] = target.primary_key.columns
+    setattr(
+        obj,
+        mapper.get_property_by_column(primary_key).key,
+        session.connection().execute(statement, values).scalar_one(),
+    )
+    make_transient_to_detached(obj)
+    stale = session.identity_map.get(state.key) if state.key is not None else None
+    if stale is not None and stale is not obj:
+        session.expunge(stale)  # left expired by a rolled-back savepoint; its row is gone
+    session.add(obj)

@@ -45,7 +45,6 @@ from mailgate.storage.models import Message, Ticket, Watcher
 log = logging.getLogger("mailgate.conversation")
 
 
-
 def converse(ctx: MessageContext) -> None:
     """Pipeline step."""
     ticket, message = ctx.ticket, ctx.message

@@ -10,8 +10,9 @@ import logging
 from datetime import datetime
 
 import magic
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, inspect, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mailgate.context import MessageContext, sender_address
 from mailgate.mail import language as locale_detect
@@ -19,6 +20,7 @@ from mailgate.outbound import templating
 from mailgate.pipeline.steps import watchers
 from mailgate.storage import audit
 from mailgate.storage.models import Attachment, Counter, Customer, Message, Ticket
+from mailgate.storage.rows import insert_now
 from mailgate.storage.threads import remember_message_id
 
 log = logging.getLogger("mailgate.store")
@@ -37,9 +39,9 @@ def next_ticket_number(session: Session) -> int:
 
 def get_or_create_customer(session: Session, address: str, name: str, now: datetime) -> Customer:
     customer = session.scalar(_CUSTOMER, {"address": address})
-    if customer is None:  # inserted by the ticket's flush, with it
+    if customer is None:
         customer = Customer(address=address, name=name, created_at=now)
-        session.add(customer)
+        insert_now(session, customer)
     elif name and not customer.name:
         customer.name = name
     return customer
@@ -75,7 +77,7 @@ def store(ctx: MessageContext) -> None:
 
     ticket = ctx.ticket
     if ticket is None:
-        number = next_ticket_number(session)  # a statement: before the new rows, which one flush writes below
+        number = next_ticket_number(session)
         customer = get_or_create_customer(session, address, mail.from_name, now)
         route = ctx.route
         queue = route.queue or ctx.services.config.support.default_queue
@@ -89,17 +91,32 @@ def store(ctx: MessageContext) -> None:
             spam=route.spam,
             assignee=route.assignee,
             locale=ticket_locale(ctx, queue),
-            customer=customer,
+            customer_id=customer.id,
             created_at=now,
             updated_at=now,
         )
-        session.add(ticket)
+        insert_now(session, ticket)
+        set_committed_value(ticket, "customer", customer)
+        set_committed_value(ticket, "messages", [])
         ctx.ticket, ctx.new_ticket = ticket, True
     else:
         ticket.updated_at = now
 
+    message = _message(ctx, ticket, address, now)
+    ctx.message = message
+    _record(ctx, session, ticket, message, address, now)
+    if ctx.new_ticket:
+        _add_first_watchers(ctx, ticket)
+
+
+def _message(ctx: MessageContext, ticket: Ticket, address: str, now: datetime) -> Message:
+    """The mail's row and its attachments' rows, written at once (mailgate.storage.rows.insert_now).
+
+    Linked to the ticket as loaded values, so later steps read the list of files without a query.
+    """
+    session, mail, blobs = ctx.session, ctx.mail, ctx.services.blobs
     message = Message(
-        ticket=ticket,
+        ticket_id=ticket.id,
         direction=ctx.notes.direction,
         dedupe_key=ctx.dedupe_key,
         message_id=mail.message_id,
@@ -121,27 +138,30 @@ def store(ctx: MessageContext) -> None:
         author=ctx.notes.author,
         parse_defects=mail.defects[:50] + ([UNPROVEN_FLAG] if ctx.notes.unproven_sender else []),
         created_at=now,
-        # Given here, the list is known to later steps without a query, and one flush writes it all.
-        attachments=[
-            Attachment(
-                filename=item.filename,
-                content_type=item.content_type,
-                sniffed_type=sniff(item.payload),
-                size=len(item.payload),
-                sha256=blobs.put(item.payload),
-                content_id=item.content_id,
-                inline=item.inline,
-                part_of=item.part_of,
-            )
-            for item in mail.attachments
-        ],
     )
-    session.add(message)
-    ctx.message = message
-    session.flush()  # one flush for the whole mail; the rows below name its ids and are written at once
-    _record(ctx, session, ticket, message, address, now)
-    if ctx.new_ticket:
-        _add_first_watchers(ctx, ticket)
+    insert_now(session, message)
+    files = []
+    for item in mail.attachments:
+        attachment = Attachment(
+            message_pk=message.id,
+            filename=item.filename,
+            content_type=item.content_type,
+            sniffed_type=sniff(item.payload),
+            size=len(item.payload),
+            sha256=blobs.put(item.payload),
+            content_id=item.content_id,
+            inline=item.inline,
+            part_of=item.part_of,
+        )
+        insert_now(session, attachment)
+        set_committed_value(attachment, "message", message)
+        files.append(attachment)
+    set_committed_value(message, "attachments", files)
+    set_committed_value(message, "ticket", ticket)
+    loaded = inspect(ticket).attrs.messages.loaded_value
+    if isinstance(loaded, list):  # a list already read stays true; else it is read when asked for
+        set_committed_value(ticket, "messages", [*loaded, message])
+    return message
 
 
 def _record(
