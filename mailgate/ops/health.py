@@ -43,19 +43,28 @@ _SQLITE_OUTAGE = (
 
 def is_outage(error: BaseException | None) -> bool:
     """True when ``error`` (or what caused it) says the database cannot be reached or written right now."""
+    return outage_cause(error) is not None
+
+
+def outage_cause(error: BaseException | None) -> BaseException | None:
+    """The error in ``error``'s chain that says the database is out, if any.
+
+    A driver's error on a dead connection is often followed by another one from
+    rolling back over it (SQLAlchemy's PendingRollbackError); operators need the first.
+    """
     seen = 0
     while error is not None and seen < 10:
         if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-            return True
+            return error
         orig = getattr(error, "orig", None)
         module = type(orig).__module__ if orig is not None else ""
         if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError):
             if module.startswith("sqlite3"):
-                return any(marker in str(orig).lower() for marker in _SQLITE_OUTAGE)
-            return True
+                return error if any(marker in str(orig).lower() for marker in _SQLITE_OUTAGE) else None
+            return error
         error = error.__cause__ or error.__context__
         seen += 1
-    return False
+    return None
 
 
 class DatabaseStatus:

@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.context import Envelope, MessageContext, Services
 from mailgate.mail import language
-from mailgate.ops.health import database_status, is_outage
+from mailgate.ops.health import database_status, is_outage, outage_cause
 from mailgate.pipeline import run as pipeline
 from mailgate.spool.disk import Spool, SpoolEntry, SpoolMeta
 
@@ -340,6 +340,8 @@ class Worker:
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line naming the error, for the log and /healthz (drivers write several)."""
+    """One line naming the error, for the log and /healthz (drivers write several); for an outage, the
+    database's own error rather than one raised while rolling back over it."""
+    exc = outage_cause(exc) or exc
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {first}"[:300]

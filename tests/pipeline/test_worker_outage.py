@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, PendingRollbackError
 
 from mailgate.config import load_config
 from mailgate.ops.health import is_outage
-from mailgate.pipeline.worker import DatabaseUnavailable
+from mailgate.pipeline.worker import DatabaseUnavailable, describe_error
 from mailgate.spool.disk import Spool, SpoolMeta
 from tests.helpers import make_mail, stored_message_ids, wait_for, write_config
 from tests.ops.test_metrics import get, metrics_port, sample
@@ -63,6 +63,25 @@ def test_an_unreachable_postgresql_is_an_outage():
         assert is_outage(_error_of(engine, "SELECT 1"))
     finally:
         engine.dispose()
+
+
+def test_an_outage_is_described_by_the_databases_error_not_by_the_rollback_over_it():
+    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    try:
+        dead = _error_of(engine, "SELECT 1")
+    finally:
+        engine.dispose()
+    try:
+        try:
+            raise dead
+        except OperationalError:
+            raise PendingRollbackError("Can't reconnect until invalid savepoint transaction is rolled back") from None
+    except PendingRollbackError as exc:
+        after = exc
+
+    assert is_outage(after)
+    assert describe_error(after).startswith("OperationalError: ")
+    assert describe_error(ValueError("a parser bug")) == "ValueError: a parser bug"
 
 
 # -- the worker, in process ---------------------------------------------------------------------------------
