@@ -170,19 +170,31 @@ def _body(mail: Outgoing) -> Message:
     if mail.html:
         html: Message = _text_part(mail.html, "html")
         if inline:
-            html = _multipart("related", [html, *(_file_part(a) for a in inline)])
-        body = _multipart("alternative", [body, html])
+            html = _multipart("related", [html, *(_file_part(a) for a in inline)], mail)
+        body = _multipart("alternative", [body, html], mail)
     if files:
-        body = _multipart("mixed", [body, *(_file_part(a) for a in files)])
+        body = _multipart("mixed", [body, *(_file_part(a) for a in files)], mail)
     return body
 
 
-def _multipart(subtype: str, parts: Sequence[Message]) -> MIMEMultipart:
-    container = MIMEMultipart(subtype)
+def _multipart(subtype: str, parts: Sequence[Message], mail: Outgoing) -> MIMEMultipart:
+    container = MIMEMultipart(subtype, boundary=_boundary(mail))
     for part in parts:
         del part["MIME-Version"]  # once, at the top of the mail
         container.attach(part)
     return container
+
+
+def _boundary(mail: Outgoing) -> str:
+    """A boundary no part can contain, chosen here so the generator need not search every part for one.
+
+    Base64 has no ``_`` and quoted-printable writes ``=`` as ``=3D``; only a 7-bit text part could hold
+    it, and it is looked for there.
+    """
+    while True:
+        boundary = f"=_{uuid.uuid4().hex}"
+        if boundary not in mail.text and boundary not in mail.html:
+            return boundary
 
 
 def _file_part(item: OutAttachment) -> MIMEBase:

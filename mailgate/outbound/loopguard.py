@@ -259,7 +259,7 @@ def gather_counts(
         values["last_id"] = last_id
     else:
         values["system_since"] = now - timedelta(seconds=limits.system_window)
-    row = session.execute(statement, values).one()
+    row = session.connection().execute(statement, values).one()  # Core: only counts, no objects to load
     system_in_window = base + int(row[2] or 0)
     if not fresh:
         session.info[SYSTEM_CACHE] = (system_in_window, int(row[4] or 0), now)

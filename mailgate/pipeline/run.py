@@ -69,7 +69,9 @@ def dedupe(ctx: MessageContext) -> None:
     ctx.content_sha256 = content_digest(ctx.raw)
     ctx.dedupe_key = dedupe_key(message_id, ctx.raw_sha256, author, ctx.content_sha256)
     legacy_key = dedupe_key(message_id, "")
-    stored = {row.dedupe_key: row for row in ctx.session.execute(_STORED, {"keys": [ctx.dedupe_key, legacy_key]})}
+    # Core: the first statement of the mail, columns only (nothing of this mail waits for a flush yet)
+    found = ctx.session.connection().execute(_STORED, {"keys": [ctx.dedupe_key, legacy_key]})
+    stored = {row.dedupe_key: row for row in found}
     same = stored.get(ctx.dedupe_key)
     legacy = stored.get(legacy_key)
     if same is None and legacy is not None and legacy.content_sha256 == "" and legacy.from_addr == author:

@@ -144,3 +144,19 @@ def test_an_address_outside_ascii_takes_the_smtputf8_path():
     mail = email.message_from_string(raw.decode("utf-8"), policy=email.policy.default)  # 8-bit headers
     assert mail["To"].addresses[0].addr_spec == "josé@customer.example"
     assert mail["Subject"] == "Olá" and mail["X-Loop"] is None and mail["Message-ID"]
+
+
+def test_a_multipart_boundary_never_occurs_in_a_part_that_is_sent_as_it_is(monkeypatch):
+    import uuid
+
+    taken = uuid.UUID(int=1)
+    values = iter([taken, taken, uuid.UUID(int=2), uuid.UUID(int=3)])
+    monkeypatch.setattr(compose.uuid, "uuid4", lambda: next(values))
+    text = f"a line that looks like one: --=_{taken.hex}\n"
+
+    raw = compose.compose(outgoing(text=text, html="<p>hello</p>"))
+
+    mail = email.message_from_bytes(raw, policy=email.policy.default)
+    assert mail.get_boundary() == f"=_{uuid.UUID(int=2).hex}", "the boundary found in the text was not used"
+    assert [p.get_content_type() for p in mail.walk()] == ["multipart/alternative", "text/plain", "text/html"]
+    assert mail.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
