@@ -34,7 +34,23 @@ from typing import Any
 from mailgate.mail.parse import clean_header, message_ids
 
 MAX_REFERENCES = 20
-_WIRE = policy.compat32.clone(linesep="\r\n", mangle_from_=False)
+_PLAIN_VALUE = re.compile(r"[\x20-\x7e]*")
+
+
+class _Wire(policy.Compat32):
+    """compat32 with CRLF, and a short printable-ASCII header written as it is.
+
+    Folding such a header changes nothing (it fits in 78 characters and needs no encoded words), but
+    the classic folder builds a Header object for it all the same: most of a mail's headers.
+    """
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if isinstance(value, str) and len(name) + len(value) + 2 <= 78 and _PLAIN_VALUE.fullmatch(value):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_WIRE = _Wire(linesep="\r\n", mangle_from_=False)
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 _SAFE_MSGID = re.compile(r"^<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>$")  # printable ASCII, no < or > inside

@@ -160,3 +160,24 @@ def test_a_multipart_boundary_never_occurs_in_a_part_that_is_sent_as_it_is(monke
     assert mail.get_boundary() == f"=_{uuid.UUID(int=2).hex}", "the boundary found in the text was not used"
     assert [p.get_content_type() for p in mail.walk()] == ["multipart/alternative", "text/plain", "text/html"]
     assert mail.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Wed, 02 Dec 2026 09:00:00 +0000",
+        "<0f3a@helpdesk.example>",
+        'multipart/alternative; boundary="=_0f3a"',
+        "Alice <alice@customer.example>",
+        "a  b",
+        " leading and trailing ",
+        "x" * 69,  # 78 with "Subject: "
+        "x" * 70,  # one past: folded by the classic folder
+        "a\tb",
+        "Привет",
+        "one <a@b>, " * 12,
+    ],
+)
+def test_a_header_is_written_exactly_as_the_classic_folder_writes_it(value):
+    classic = email.policy.compat32.clone(linesep="\r\n", mangle_from_=False)
+    assert compose._WIRE.fold_binary("Subject", value) == classic.fold_binary("Subject", value)
