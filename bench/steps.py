@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 
-def measure(count: int, seed: int = 3, batch: int = 50) -> dict[str, Any]:
+def measure(count: int, seed: int = 3, batch: int = 50, db_url: str | None = None) -> dict[str, Any]:
+    """``db_url`` None: SQLite in a fresh data directory (else a database of the caller's, empty)."""
     import corpus
     from servers import mailgate_config, sqlite_url
 
@@ -40,7 +41,7 @@ def measure(count: int, seed: int = 3, batch: int = 50) -> dict[str, Any]:
         return run
 
     steps = tuple((name, timed(name, step)) for name, step in pipeline.STEPS)
-    runtime = build(load_config(mailgate_config(workdir, sqlite_url(workdir))))
+    runtime = build(load_config(mailgate_config(workdir, db_url or sqlite_url(workdir))))
     language.load(runtime.config.cache_path)  # as a worker does before its first claim (Worker.warm_up)
     try:
         mails = [

@@ -27,11 +27,28 @@ from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from mailgate.storage.blobstore import CHUNK_SIZE
 from mailgate.storage.models import Blob, BlobChunk
+from mailgate.storage.rows import table
+
+_BLOBS, _CHUNKS = table(Blob), table(BlobChunk)
+# Built once, with bind parameters: a statement built per call costs more than its round trip.
+_HEADS = {
+    name: dialect.insert(_BLOBS)
+    .values(sha256=bindparam("sha256"), size=bindparam("size"), chunks=bindparam("chunks"))
+    .on_conflict_do_nothing(index_elements=["sha256"])
+    .returning(_BLOBS.c.sha256)  # a row back: ours (rowcount may say -1)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_CHUNK = insert(_CHUNKS)
+_SIZE = update(_BLOBS).where(_BLOBS.c.sha256 == bindparam("key")).values(size=bindparam("size"), chunks=bindparam("n"))
+_EXISTS = select(_BLOBS.c.sha256).where(_BLOBS.c.sha256 == bindparam("key"))
+_COUNT = select(_BLOBS.c.chunks).where(_BLOBS.c.sha256 == bindparam("key"))
+_DATA = select(_CHUNKS.c.data).where(_CHUNKS.c.sha256 == bindparam("key"), _CHUNKS.c.seq == bindparam("seq"))
 
 
 class DatabaseBlobStore:
@@ -41,6 +58,7 @@ class DatabaseBlobStore:
         self.engine = engine
         self.chunk_size = chunk_size
         self._bound: ContextVar[Any] = ContextVar(f"blob-session-{id(self)}", default=None)
+        self._head = _HEADS["postgresql" if engine.dialect.name == "postgresql" else "sqlite"]
 
     @contextlib.contextmanager
     def bind(self, session: Any) -> Iterator[None]:
@@ -64,7 +82,8 @@ class DatabaseBlobStore:
     def _connection(self, write: bool) -> Iterator[Any]:
         bound = self._bound.get()
         if bound is not None:
-            yield bound
+            # A session's own connection (its current savepoint): Core statements, no unit of work.
+            yield bound.connection() if isinstance(bound, Session) else bound
         elif write:
             with self.engine.begin() as conn:
                 yield conn
@@ -72,28 +91,23 @@ class DatabaseBlobStore:
             with self.engine.connect() as conn:
                 yield conn
 
-    def _insert_head(self, conn: Any, sha256: str) -> bool:
-        """Claim the ``blobs`` row; False when another put (here or on another daemon) made it."""
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        stmt = (
-            dialect.insert(Blob)
-            .values(sha256=sha256, size=0, chunks=0)
-            .on_conflict_do_nothing(index_elements=["sha256"])
-            .returning(Blob.sha256)
-        )  # a row back: ours (rowcount may say -1)
-        return conn.execute(stmt).first() is not None
-
-    def _write(self, conn: Any, sha256: str, chunks: Iterable[bytes | memoryview]) -> bool:
-        if not self._insert_head(conn, sha256):  # one round trip tells "new" from "stored already"
-            return False
+    def _write(
+        self, conn: Any, sha256: str, chunks: Iterable[bytes | memoryview], known: tuple[int, int] | None
+    ) -> bool:
+        """Write the head row, then the chunks; ``known`` (size, chunk count) saves the UPDATE after."""
+        size, count = known or (0, 0)
+        if conn.execute(self._head, {"sha256": sha256, "size": size, "chunks": count}).first() is None:
+            return False  # one round trip tells "new" from "stored already" (here or on another daemon)
         digest, size, seq = hashlib.sha256(), 0, 0
         for chunk in chunks:
-            digest.update(chunk)
-            conn.execute(insert(BlobChunk).values(sha256=sha256, seq=seq, data=bytes(chunk)))
+            if known is None:
+                digest.update(chunk)
+            conn.execute(_CHUNK, {"sha256": sha256, "seq": seq, "data": bytes(chunk)})
             size, seq = size + len(chunk), seq + 1
-        if digest.hexdigest() != sha256:
+        if known is None and digest.hexdigest() != sha256:
             raise ValueError(f"blob {sha256}: its content hashes to {digest.hexdigest()}")
-        conn.execute(update(Blob).where(Blob.sha256 == sha256).values(size=size, chunks=seq))
+        if known != (size, seq):
+            conn.execute(_SIZE, {"key": sha256, "size": size, "n": seq})
         return True
 
     def _slices(self, data: bytes) -> Iterator[memoryview]:
@@ -104,29 +118,28 @@ class DatabaseBlobStore:
     def put(self, data: bytes) -> str:
         """Store ``data`` (in the bound transaction, else in one of its own); return its sha256."""
         sha = hashlib.sha256(data).hexdigest()
+        count = max(1, -(-len(data) // self.chunk_size))  # as many as _slices gives
         with self._connection(write=True) as conn:
-            self._write(conn, sha, self._slices(data))
+            self._write(conn, sha, self._slices(data), (len(data), count))
         return sha
 
     def put_stream(self, sha256: str, chunks: Iterable[bytes | memoryview]) -> bool:
         """Store a blob of known sha256 from chunks; a content that does not hash to it raises ValueError."""
         with self._connection(write=True) as conn, _savepoint(conn):
-            return self._write(conn, sha256, chunks)
+            return self._write(conn, sha256, chunks, None)
 
     def exists(self, sha256: str) -> bool:
         with self._connection(write=False) as conn:
-            return conn.execute(select(Blob.sha256).where(Blob.sha256 == sha256)).first() is not None
+            return conn.execute(_EXISTS, {"key": sha256}).first() is not None
 
     def iter_chunks(self, sha256: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """The blob's chunks in order, fetched one at a time."""
         with self._connection(write=False) as conn:
-            count = conn.execute(select(Blob.chunks).where(Blob.sha256 == sha256)).scalar()
+            count = conn.execute(_COUNT, {"key": sha256}).scalar()
             if count is None:
                 raise FileNotFoundError(f"no blob {sha256}")
             for seq in range(count):
-                yield conn.execute(
-                    select(BlobChunk.data).where(BlobChunk.sha256 == sha256, BlobChunk.seq == seq)
-                ).scalar_one()
+                yield conn.execute(_DATA, {"key": sha256, "seq": seq}).scalar_one()
 
     def get(self, sha256: str) -> bytes:
         return b"".join(self.iter_chunks(sha256))

@@ -75,6 +75,28 @@ def test_a_big_blob_is_cut_into_chunks_and_the_same_bytes_are_stored_once(engine
     assert blobs.put(b"") == hashlib.sha256(b"").hexdigest() and blobs.get(hashlib.sha256(b"").hexdigest()) == b""
 
 
+def test_a_blob_put_in_a_batch_is_two_inserts_through_the_sessions_connection_with_nothing_to_flush(engine):
+    from sqlalchemy import event
+
+    blobs, statements = DatabaseBlobStore(engine), []
+    listener = lambda conn, cursor, statement, *rest: statements.append(statement.split()[0:3])  # noqa: E731
+    with Session(engine) as session, session.begin(), blobs.batch(session):
+        session.connection()  # the transaction's BEGIN is not the put's
+        event.listen(engine, "before_cursor_execute", listener)
+        sha = blobs.put(b"a raw mail of one chunk")
+        again = blobs.put(b"a raw mail of one chunk")
+        event.remove(engine, "before_cursor_execute", listener)
+        assert not session.new and not session.dirty
+    assert sha == again
+    assert [words[:3] for words in statements] == [
+        ["INSERT", "INTO", "blobs"],
+        ["INSERT", "INTO", "blob_chunks"],
+        ["INSERT", "INTO", "blobs"],  # the second put: the head exists, nothing more is written
+    ], "size and chunk count in the head row at once: no UPDATE, no lookup before"
+    with engine.connect() as conn:
+        assert conn.execute(select(Blob.size, Blob.chunks)).one() == (len(b"a raw mail of one chunk"), 1)
+
+
 @pytest.mark.parametrize("backend", ["files", "database"])
 def test_a_blob_whose_bytes_do_not_hash_to_its_name_is_refused(backend, engine, tmp_path):
     blobs = FileBlobStore(tmp_path / "blobs") if backend == "files" else DatabaseBlobStore(engine)

@@ -74,9 +74,7 @@ def store(ctx: MessageContext) -> None:
     """Pipeline step."""
     session, mail, now = ctx.session, ctx.mail, ctx.services.clock.now()
     blobs = ctx.services.blobs
-    ctx.raw_sha256 = ctx.raw_sha256 or blobs.put(ctx.raw)
-    if not blobs.exists(ctx.raw_sha256):
-        blobs.put(ctx.raw)
+    ctx.raw_sha256 = blobs.put(ctx.raw)  # idempotent: a blob stored already costs one lookup, as a check would
     address = sender_address(ctx)
 
     ticket = ctx.ticket
