@@ -39,7 +39,9 @@ def _loaded() -> Any:
     model_file = MODEL_DIR / MODEL_FILE
     directory = _cache_dir / cache_name(model_file) if _cache_dir is not None else None
     parts = _read_cache(directory) if directory is not None else None
-    if parts is None:
+    if parts is None and directory is not None and _unpack_apart(directory):
+        parts = _read_cache(directory)
+    if parts is None:  # no usable cache folder: unpacked here, as the shipped model always was
         from py3langid.modelio import load_model
 
         parts = load_model(model_file)
@@ -47,6 +49,28 @@ def _loaded() -> Any:
             _write_cache(directory, parts)
     ptc, pc, classes, nextmove, row, output = parts
     return LanguageIdentifier(ptc, pc, classes, nextmove, output, norm_probs=True, tk_row=row)
+
+
+def _unpack_apart(directory: Path) -> bool:
+    """Unpack the model into ``directory`` in a child interpreter; True when it did.
+
+    Unpacking holds the whole decompressed model (over 100 MB) for a moment; done here, that peak would
+    stay in this process's high-water mark and its heap for good. The child's memory goes with it.
+    """
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mailgate.mail.language", str(directory)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=300,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
 
 
 def cache_name(model_file: Path) -> str:
@@ -182,3 +206,18 @@ def choose(*, rule: str, content_language: str, text: str, fallback: str, known:
         return header
     detected = detect(text)
     return detected if detected in known else fallback
+
+
+def _unpack_main(directory: Path) -> int:
+    """``python -m mailgate.mail.language DIR``: unpack the shipped model into DIR (see _unpack_apart)."""
+    from py3langid.langid import MODEL_DIR, MODEL_FILE
+    from py3langid.modelio import load_model
+
+    _write_cache(directory, load_model(MODEL_DIR / MODEL_FILE))
+    return 0 if _read_cache(directory) is not None else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_unpack_main(Path(sys.argv[1])))

@@ -17,7 +17,7 @@ SAMPLES = {
 }
 
 PROBE = """
-import json, sys, time
+import json, resource, sys, time
 from pathlib import Path
 from mailgate.mail import language
 started = time.process_time()
@@ -27,11 +27,13 @@ table = language._identifier().tk_nextmove
 print(json.dumps({
     "detected": {k: language.detect(v) for k, v in json.loads(sys.argv[2]).items()},
     "mapped": isinstance(table, memoryview),
+    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
 }))
 """
 
 
-def probe(cache: Path | None) -> dict[str, object]:
+def probe(cache: Path | None, peak: bool = False) -> dict[str, object]:
+    """What a fresh process answers (its peak RSS in MB too, with ``peak``)."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(cache or ""), json.dumps(SAMPLES)],
         capture_output=True,
@@ -40,13 +42,15 @@ def probe(cache: Path | None) -> dict[str, object]:
         check=True,
     )
     result: dict[str, object] = json.loads(done.stdout)
+    if not peak:
+        result.pop("peak_mb")
     return result
 
 
-def test_the_first_process_unpacks_the_model_and_the_next_maps_it_with_the_same_answers(tmp_path):
+def test_the_first_process_has_the_model_unpacked_apart_and_maps_it_as_the_next_does(tmp_path):
     cache = tmp_path / "cache"
     first = probe(cache)
-    assert first == {"detected": {"fr": "fr", "de": "de", "en": "en"}, "mapped": False}
+    assert first == {"detected": {"fr": "fr", "de": "de", "en": "en"}, "mapped": True}
     (unpacked,) = cache.iterdir()
     assert unpacked.name.startswith("langid-") and (unpacked / "ptc.npy").is_file()
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no half-written folder left
@@ -75,3 +79,10 @@ def test_the_cache_folder_defaults_to_the_data_directory_and_can_be_moved(tmp_pa
     assert parse_config({}, path).cache_path == tmp_path / "storage" / "cache"
     moved = parse_config({"mailgate": {"cache_dir": "/var/cache/mailgate"}}, path)
     assert moved.cache_path == Path("/var/cache/mailgate")
+
+
+def test_unpacking_apart_keeps_the_decompressed_model_out_of_the_process_for_good(tmp_path):
+    apart = probe(tmp_path / "cache", peak=True)
+    here = probe(None, peak=True)  # no cache folder: unpacked in the process itself
+    assert apart["mapped"] is True and here["mapped"] is False
+    assert int(here["peak_mb"]) - int(apart["peak_mb"]) > 50, (apart, here)
