@@ -8,7 +8,8 @@ rows they name already exist; these two checks say when that is.
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 from sqlalchemy import Insert, Table, insert, inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -37,7 +38,31 @@ def table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-_INSERTS: dict[Table, Insert] = {}
+@dataclass(frozen=True)
+class _Plan:
+    """How one class's rows are inserted: its statement, and each column's attribute and default."""
+
+    statement: Insert
+    columns: tuple[tuple[str, str, Any], ...]  # (column key, attribute key, default: value or callable)
+    primary_key: str  # the attribute that receives the new id
+
+
+_PLANS: dict[type[Base], _Plan] = {}
+
+
+def _plan(model: type[Base]) -> _Plan:
+    plan = _PLANS.get(model)
+    if plan is None:
+        mapper, target = inspect(model), table(model)
+        [primary_key] = target.primary_key.columns
+        columns = tuple(
+            (column.key, mapper.get_property_by_column(column).key, getattr(column.default, "arg", None))
+            for column in target.columns
+            if column is not primary_key
+        )
+        key = mapper.get_property_by_column(primary_key).key
+        plan = _PLANS[model] = _Plan(insert(target).returning(primary_key), columns, key)
+    return plan
 
 
 def insert_now(session: Session, obj: Base) -> None:
@@ -50,25 +75,13 @@ def insert_now(session: Session, obj: Base) -> None:
     A savepoint rolled back leaves the object expired; a later row given its id replaces it.
     """
     state = inspect(obj)
-    mapper, target = state.mapper, table(type(obj))
+    plan, loaded = _plan(type(obj)), state.dict
     values = {}
-    for column in target.columns:
-        key = mapper.get_property_by_column(column).key
-        if key not in state.dict and not column.primary_key:
-            default = column.default
-            arg = getattr(default, "arg", None)
-            setattr(obj, key, arg(None) if callable(arg) else arg)
-        if key in state.dict:
-            values[column.key] = state.dict[key]
-    statement = _INSERTS.get(target)
-    if statement is None:
-        statement = _INSERTS[target] = insert(target).returning(*target.primary_key.columns)
-    [primary_key] = target.primary_key.columns
-    setattr(
-        obj,
-        mapper.get_property_by_column(primary_key).key,
-        session.connection().execute(statement, values).scalar_one(),
-    )
+    for column, key, default in plan.columns:
+        if key not in loaded:
+            setattr(obj, key, default(None) if callable(default) else default)
+        values[column] = loaded[key]
+    setattr(obj, plan.primary_key, session.connection().execute(plan.statement, values).scalar_one())
     make_transient_to_detached(obj)
     stale = session.identity_map.get(state.key) if state.key is not None else None
     if stale is not None and stale is not obj:
