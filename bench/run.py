@@ -162,6 +162,17 @@ def routing(rules: int) -> dict[str, Any]:
     return {"rules": rules, "us_per_message": round(route_benchmark(n_rules=rules), 1)}
 
 
+def _steps_pg(size: dict[str, Any], pg_url: str | None) -> dict[str, Any] | None:
+    """The steps table on a fresh PostgreSQL schema (with --pg)."""
+    import steps
+    from servers import pg_schema
+
+    if not pg_url:
+        return None
+    with pg_schema(pg_url) as url:
+        return steps.measure(size["steps_count"], db_url=url)
+
+
 def collect(size: dict[str, Any], pg_url: str | None, only: set[str]) -> tuple[dict[str, Any], list[str]]:
     import blobs_intake
     import intake as intake_mod
@@ -186,6 +197,7 @@ def collect(size: dict[str, Any], pg_url: str | None, only: set[str]) -> tuple[d
         ),
         "startup": lambda: intake_mod.startup(None, size["startup_runs"]),
         "pipeline_steps": lambda: steps.measure(size["steps_count"]),
+        "pipeline_steps_pg": lambda: _steps_pg(size, pg_url),
         "intake_attachments_pg": lambda: blobs_intake.run(size, pg_url),  # [blobs] database vs files
     }
     results: dict[str, Any] = {}
