@@ -23,12 +23,12 @@ library's tolerant tokenizer; they never parse more than :data:`MAX_INPUT`.
 
 from __future__ import annotations
 
-import email
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from email import policy
 from html.parser import HTMLParser
+
+from mailgate.mail import tree
 
 MAX_INPUT = 2_000_000
 _QUOTE_CLASSES = frozenset({"gmail_quote", "moz-cite-prefix", "yahoo_quoted", "gmail_extra_quote"})
@@ -41,7 +41,7 @@ _NOT_TEXT = frozenset({"style", "script", "title", "head"})  # their content is 
 def raw_html(raw: bytes) -> str:
     """The first text/html body part of a mail (not an attachment), decoded; "" when there is none."""
     try:
-        message = email.message_from_bytes(raw, policy=policy.compat32)
+        message = tree.read(raw)  # a slice at a time: an answer may carry a big attachment
         for part in message.walk():
             if part.get_content_type() != "text/html":
                 continue

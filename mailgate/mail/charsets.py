@@ -154,13 +154,20 @@ def _plain(data: bytes, label: str, codec: str | None) -> tuple[str, Decision] |
     return None
 
 
+_C1_UNDEFINED = (0x81, 0x8D, 0x8F, 0x90, 0x9D)  # the bytes Python's cp1252 codec leaves undefined
+# windows-1252 differs from ISO-8859-1 only in 0x80-0x9F: read as Latin-1, those characters are moved.
+_FROM_LATIN1 = {b: bytes([b]).decode("cp1252") for b in range(0x80, 0xA0) if b not in _C1_UNDEFINED}
+
+
 def _windows_1252(data: bytes) -> str:
-    """windows-1252 as WHATWG defines it: the five bytes Python's codec leaves undefined are C1 controls."""
-    return (
-        data.decode("cp1252", "strict")
-        if not re.search(rb"[\x81\x8d\x8f\x90\x9d]", data)
-        else "".join(chr(b) if b in (0x81, 0x8D, 0x8F, 0x90, 0x9D) else bytes([b]).decode("cp1252") for b in data)
-    )
+    """windows-1252 as WHATWG defines it: the five bytes Python's codec leaves undefined are C1 controls.
+
+    With one of those five, the text is read as Latin-1 and translated: two passes over the text,
+    never one object per byte.
+    """
+    if not re.search(rb"[\x81\x8d\x8f\x90\x9d]", data):
+        return data.decode("cp1252", "strict")
+    return data.decode("latin-1").translate(_FROM_LATIN1)
 
 
 def _strict(data: bytes, codec: str) -> str | None:

@@ -24,6 +24,7 @@ _GAP = re.compile(r"[ \t\r\n]*")
 _FIELD = re.compile(rb"^[!-9;-~]{1,100}:")
 _BANNER = re.compile(rb"^[ \t]*[-=_*~#]{2,}[^\r\n:]{0,200}[-=_*~#]{2,}[ \t]*\r?$|^[ \t]*[-=_*~#]{4,}[ \t]*\r?$")
 MAX_HEADER_LINES = 2000
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # where the header block ends
 
 
 def decode_words(value: str, hint: str | None = None) -> str:
@@ -82,10 +83,10 @@ def repair(raw: bytes) -> tuple[bytes, list[str]]:
 
     Returns the bytes to parse and a note for each change (they become parse defects).
     """
-    head, sep, body = _split(raw)
-    if not sep:
+    blank = _BLANK_LINE.search(raw)
+    if not blank:
         return raw, []
-    lines = head.split(b"\n")
+    lines = raw[: blank.start()].split(b"\n")  # the header block alone: a big body is never copied
     notes: list[str] = []
     if lines and not _FIELD.match(lines[0]) and _BANNER.match(lines[0]) and len(lines) > 1 and _FIELD.match(lines[1]):
         notes.append("BannerAboveHeaders: the first line was no header; it was skipped")
@@ -100,12 +101,4 @@ def repair(raw: bytes) -> tuple[bytes, list[str]]:
             fixed.append(b" " + line)
     if not notes:
         return raw, []
-    return b"\n".join(fixed + lines[MAX_HEADER_LINES:]) + sep + body, notes[:5]
-
-
-def _split(raw: bytes) -> tuple[bytes, bytes, bytes]:
-    """Header block, separator and body, split at the first empty line."""
-    match = re.search(rb"\r?\n\r?\n", raw)
-    if not match:
-        return raw, b"", b""
-    return raw[: match.start()], raw[match.start() : match.end()], raw[match.end() :]
+    return b"\n".join(fixed + lines[MAX_HEADER_LINES:]) + raw[blank.start() :], notes[:5]

@@ -1,6 +1,7 @@
 """Turn raw bytes into a ParsedMail, as well as the bytes can be read.
 
-The stdlib's ``email`` package (compat32) splits the MIME tree; the modules in
+The stdlib's ``email`` package (compat32) splits the MIME tree (fed a slice at a
+time, ``mail.tree``); the modules in
 :mod:`mailgate.mail` read what real clients put in it: charsets through the
 WHATWG supersets and a detector (``mail.charsets``), encoded words anywhere
 and broken header blocks (``mail.headers``), malformed address lists
@@ -17,18 +18,15 @@ surrogate escape.
 
 from __future__ import annotations
 
-import email
-import email.parser
 import email.utils
 import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import policy as email_policy
 from email.message import Message as StdMessage
 from typing import Any
 
-from mailgate.mail import addresses, automatic, charsets, containers, headers, signed
+from mailgate.mail import addresses, automatic, charsets, containers, headers, signed, tree
 from mailgate.mail.parsed import ParsedAttachment, ParsedMail
 from mailgate.mail.sanitize import MAX_HTML, SAFE_ATTRIBUTES, SAFE_PROTOCOLS, SAFE_TAGS, html_to_text, sanitize
 
@@ -119,7 +117,7 @@ class _Walk:
 
 
 def _read(raw: bytes) -> ParsedMail:
-    message = email.message_from_bytes(raw, policy=email_policy.compat32)
+    message = tree.read(raw)
     hint = _body_charset(message) if not raw[: raw.find(b"\n\n") if b"\n\n" in raw else 65536].isascii() else None
     mail = ParsedMail()
     _read_headers(mail, message, hint)
@@ -226,7 +224,8 @@ def _leaf(part: StdMessage, ctype: str, walk: _Walk) -> None:
     body = ctype in ("text/plain", "text/html") and part.get_content_disposition() != "attachment" and not name
     if body:
         declared = part.get_param("charset")
-        text, decision = charsets.decode(_payload(part), declared if isinstance(declared, str) and declared else None)
+        label = declared if isinstance(declared, str) and declared else None
+        text, decision = charsets.decode(tree.payload(part), label)
         walk.decisions.append({"part": str(len(walk.part_types)), "type": ctype, **decision.as_dict()})
         if ctype == "text/html":
             walk.htmls.append(text)
@@ -239,7 +238,7 @@ def _leaf(part: StdMessage, ctype: str, walk: _Walk) -> None:
             walk.attachments += [ParsedAttachment(safe_filename(f.filename), f.content_type, f.payload) for f in files]
         return
     if containers.is_tnef(ctype, name):
-        inside = containers.tnef_files(_payload(part))
+        inside = containers.tnef_files(tree.payload(part))
         if inside is not None and (inside[0] or inside[1] or inside[2]):
             files, text, html = inside
             walk.attachments += [ParsedAttachment(safe_filename(f.filename), f.content_type, f.payload) for f in files]
@@ -258,7 +257,7 @@ def _keep(part: StdMessage, walk: _Walk, name: str = "") -> None:
         ParsedAttachment(
             filename=safe_filename(name),
             content_type=clean_header(part.get_content_type())[:255].lower(),
-            payload=_payload(part),
+            payload=tree.payload(part),
             content_id=clean_header(str(part.get("content-id", "")))[:500],
             inline=part.get_content_disposition() == "inline",
         )
@@ -295,14 +294,6 @@ def _attached_message(part: StdMessage, walk: _Walk) -> None:
         walk.attachments.append(item)
 
 
-def _payload(part: StdMessage) -> bytes:
-    data = part.get_payload(decode=True)
-    if isinstance(data, bytes):
-        return data
-    payload = part.get_payload()
-    return payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else b""
-
-
 def _parse_fallback(raw: bytes) -> ParsedMail:
     """The top-level header block alone (the stdlib compat32 header parser), with every access guarded.
 
@@ -312,7 +303,7 @@ def _parse_fallback(raw: bytes) -> ParsedMail:
     """
     mail = ParsedMail()
     try:
-        message = email.parser.BytesHeaderParser(policy=email_policy.compat32).parsebytes(raw)
+        message = tree.read(raw, headers_only=True)
         _read_headers(mail, message, None)
     except Exception as exc:
         mail.defects.append(f"FallbackHeaderError: {type(exc).__name__}")

@@ -17,7 +17,7 @@ SAMPLES = {
 }
 
 PROBE = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from mailgate.mail import language
 started = time.process_time()
@@ -27,7 +27,8 @@ table = language._identifier().tk_nextmove
 print(json.dumps({
     "detected": {k: language.detect(v) for k, v in json.loads(sys.argv[2]).items()},
     "mapped": isinstance(table, memoryview),
-    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    # VmHWM starts afresh in a new program (ru_maxrss would carry the parent's over the exec)
+    "peak_mb": next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) // 1024,
 }))
 """
 

@@ -101,3 +101,25 @@ def test_a_multipart_whose_boundary_never_comes_is_read_as_text():
     )
     mail = parse(raw)
     assert mail.text.strip() == "Just text, no delimiter line at all." and mail.attachments == []
+
+
+def test_windows_1252_reads_its_five_undefined_bytes_as_c1_controls_and_every_other_byte_as_the_codec_does():
+    every = bytes(range(256))
+    expected = "".join(chr(b) if b in (0x81, 0x8D, 0x8F, 0x90, 0x9D) else bytes([b]).decode("cp1252") for b in every)
+    text, decision = charsets.decode(every, "windows-1252")
+    assert text == expected
+    assert (decision.used, decision.how) == ("cp1252", "declared")
+
+
+def test_a_big_windows_1252_text_with_an_undefined_byte_is_read_without_an_object_per_byte():
+    import tracemalloc
+
+    data = b"\x80 Euro \x93quoted\x94 " * 50_000 + b"\x81"  # 850 kB: one str per byte costs 25 times that
+    tracemalloc.start()
+    try:
+        text, _ = charsets.decode(data, "windows-1252")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert text.startswith("\u20ac Euro \u201cquoted\u201d ") and text.endswith("\x81")
+    assert peak < 8 * len(data), f"peak {peak / len(data):.1f} times the text"

@@ -84,3 +84,34 @@ def test_a_mail_that_cannot_be_read_ahead_is_read_in_its_turn_and_fails_alone(ha
     assert stored == ["<good1@customer.example>", "<good2@customer.example>"]
     [waiting] = harness.runtime.spool.entries("incoming")
     assert "the reader broke on this one" in waiting.read_meta().last_error
+
+
+def test_a_batch_never_holds_two_mails_over_its_byte_bound(harness, monkeypatch):
+    """Every mail of a batch is read before it is stored: two big mails in one batch would be held at once."""
+    from mailgate.pipeline import worker as worker_module
+
+    batches: list[list[int]] = []
+    real = worker_module.process_batch
+
+    def process_batch(items, sessions, services):
+        batches.append([len(raw) for raw, _ in items])
+        return real(items, sessions, services)
+
+    monkeypatch.setattr(worker_module, "process_batch", process_batch)
+    harness.worker.batch_bytes = 1_500_000
+    big, small = "word " * 400_000, "word"  # about 2 MB, and a line
+    _spool(
+        harness,
+        *(
+            make_mail(subject=f"mail {i}", body=body, msgid=f"<b{i}@customer.example>")
+            for i, body in enumerate([small, big, big, small])
+        ),
+    )
+    harness.worker.drain()
+
+    assert [[size > harness.worker.batch_bytes for size in sizes] for sizes in batches] == [
+        [False, True],
+        [True],
+        [False],
+    ]
+    assert len(stored_message_ids(harness.runtime.config.path)) == 4
