@@ -31,8 +31,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import TemplateError
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mailgate.config import Config
 from mailgate.context import Services, installed
@@ -46,7 +47,7 @@ from mailgate.outbound.template_context import build_context
 from mailgate.outbound.templating import DEFAULT_LOCALE, Templates
 from mailgate.storage import audit
 from mailgate.storage.models import Event, Message, Outbox, Ticket
-from mailgate.storage.rows import table
+from mailgate.storage.rows import insert_now, table
 from mailgate.storage.threads import remember_message_id
 
 log = logging.getLogger("mailgate.outbox")
@@ -144,8 +145,7 @@ def enqueue(
     goes back to its sender). ``cc`` get the mail too, named in a visible Cc
     as a reply-all would (the watchers of a relayed answer). ``attachments``
     travel with the mail (mailgate.outbound.attachments chooses them). ``message_pk``: the stored
-    message this mail is (an agent's relayed answer). The row is written at once; the object returned
-    is not in the session (see :func:`_write_row`).
+    message this mail is (an agent's relayed answer). The row is written at once (:func:`_write_row`).
     """
     config, now, st = services.config, services.clock.now(), state(services)
     targets = _recipients(recipients)
@@ -219,6 +219,10 @@ def enqueue(
         )
         if not allowed and reason.startswith(loopguard.BREAKER):
             trip_breaker(session, services, now, counts.system_in_window)
+    stored = None
+    if not reason and ticket is not None and (store_message if store_message is not None else not automatic):
+        stored = _store(session, services, ticket, outgoing, rendered.text, rendered.html, raw, kind, author)
+        message_pk = stored.id
     row = _write_row(
         session,
         st.key,
@@ -256,33 +260,23 @@ def enqueue(
         _held_event(session, now, ticket, kind, targets, reason, row.id)
         return None
     if ticket is not None:
-        message = None
-        if store_message if store_message is not None else not automatic:
-            message = _store(session, services, ticket, outgoing, rendered.text, rendered.html, raw, kind, author)
-            session.connection().execute(_SET_MESSAGE, {"row": row.id, "message_pk": message.id})
-            row.message_pk = message.id
-        remember_message_id(session, outgoing.message_id, ticket, message, new=True)
+        remember_message_id(session, outgoing.message_id, ticket, stored, new=True)
     return row
 
 
-_OUTBOX = table(Outbox)
-_INSERT_ROW = insert(_OUTBOX).returning(_OUTBOX.c.id)
-_SET_MAIL_FROM = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row")).values(mail_from=bindparam("verp"))
-_SET_MESSAGE = update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row")).values(message_pk=bindparam("message_pk"))
+_SET_MAIL_FROM = update(table(Outbox)).where(Outbox.id == bindparam("row")).values(mail_from=bindparam("verp"))
 
 
 def _write_row(session: Session, key: bytes, support_address: str, row: Outbox) -> Outbox:
-    """Write the outbox row with Core statements (the unit of work costs several times them) and return it.
+    """Write the outbox row at once (mailgate.storage.rows.insert_now) and return it, a loaded object.
 
-    Its return path is a VERP address of its own id, so the id is taken first. The object returned
-    holds the row's values but is not in the session: a later change to the row is an UPDATE.
+    Its return path is a VERP address of its own id, so the id is taken first, then the path set by
+    one UPDATE (not left to a flush).
     """
-    columns = _OUTBOX.columns
-    values = {column.key: getattr(row, column.key) for column in columns if column.key != "id"}
-    connection = session.connection()
-    row.id = connection.execute(_INSERT_ROW, values).scalar_one()
-    row.mail_from = verp_address(key, support_address, row.id)
-    connection.execute(_SET_MAIL_FROM, {"row": row.id, "verp": row.mail_from})
+    insert_now(session, row)
+    verp = verp_address(key, support_address, row.id)
+    session.connection().execute(_SET_MAIL_FROM, {"row": row.id, "verp": verp})
+    set_committed_value(row, "mail_from", verp)
     return row
 
 
@@ -328,8 +322,7 @@ def _store(
         parse_defects=[],
         created_at=mail.date,
     )
-    session.add(message)
-    session.flush()
+    insert_now(session, message)
     return message
 
 

@@ -1,9 +1,10 @@
-"""When a row can be written with one Core INSERT instead of waiting for the unit of work.
+"""Rows written with one Core INSERT each instead of waiting for the unit of work.
 
 The ORM's flush costs far more than the INSERT it emits (it sorts, diffs and
-cascades every object in the session). Rows that nothing reads back in the
-same transaction (events, the Message-ID index) are written at once when the
-rows they name already exist; these two checks say when that is.
+cascades every object in the session), and every mail adds a handful of rows.
+:func:`insert_now` writes a new object at once and keeps it a loaded object of
+the session; :func:`flushed_id` and :func:`nothing_pending` tell when a row that
+names others (an event, a Message-ID index entry) can be written at once too.
 """
 
 from __future__ import annotations

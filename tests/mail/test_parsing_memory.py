@@ -13,13 +13,14 @@ import email.parser
 import random
 import tracemalloc
 from email import policy
-from email.message import EmailMessage, Message
+from email.message import Message
 from pathlib import Path
 
 import pytest
 
 from mailgate.mail import tree
 from mailgate.mail.parse import parse
+from tests.helpers import make_mail
 from tests.hostile import hostile_messages
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -90,15 +91,8 @@ def test_other_payloads_are_read_as_before():
 
 
 def _big_mail(size: int) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = "Big Sender <big@customer.example>"
-    msg["To"] = "support@example.com"
-    msg["Subject"] = "Logs for the crash"
-    msg["Message-ID"] = "<big@customer.example>"
-    msg.set_content("Here are the logs you asked for.\n")
-    data = random.Random(1).randbytes(size)
-    msg.add_attachment(data, maintype="application", subtype="zip", filename="logs.zip")
-    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    logs = ("logs.zip", "application/zip", random.Random(1).randbytes(size))
+    return make_mail(subject="Logs for the crash", body="Here are the logs you asked for.\n", attachments=[logs])
 
 
 def test_reading_a_big_attachment_costs_about_three_times_the_mail_not_eight():

@@ -1,7 +1,7 @@
 """The store step: customer, ticket, message, attachments, raw blob, audit events.
 
-Blobs are written (and fsynced) before the rows that name them are flushed,
-so a committed row never points at a missing file.
+Blobs are written before the rows that name them are inserted (and fsynced
+before the batch commits), so a committed row never points at a missing blob.
 """
 
 from __future__ import annotations
