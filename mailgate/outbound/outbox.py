@@ -146,7 +146,76 @@ def enqueue(
     as a reply-all would (the watchers of a relayed answer). ``attachments``
     travel with the mail (mailgate.outbound.attachments chooses them). ``message_pk``: the stored
     message this mail is (an agent's relayed answer). The row is written at once (:func:`_write_row`).
+
+    It is :func:`prepare` then :func:`write`; a caller that must survive a mail that cannot be made
+    (the pipeline's reactor) calls them apart, since only the first can fail on the mail itself.
     """
+    prepared = prepare(
+        session,
+        services,
+        ticket=ticket,
+        kind=kind,
+        recipients=recipients,
+        context=context,
+        in_reply_to=in_reply_to,
+        automatic=automatic,
+        reply_to=reply_to,
+        sender_name=sender_name,
+        locale=locale,
+        incoming=incoming,
+        store_message=store_message,
+        author=author,
+        cc=cc,
+        attachments=attachments,
+        message_pk=message_pk,
+    )
+    return None if prepared is None else write(session, services, prepared)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A mail made and judged by :func:`prepare`, not written yet: what :func:`write` needs."""
+
+    ticket: Ticket | None
+    kind: str
+    now: datetime
+    targets: list[tuple[str, str]]
+    addresses: list[str]
+    outgoing: compose.Outgoing
+    raw: bytes
+    text: str
+    html: str
+    automatic: bool
+    store: bool  # a Message row in the thread too (a person's mail)
+    author: str
+    message_pk: int | None
+    reason: str  # why the loop guard holds it back; "" to send
+    breaker_count: int | None  # the system count, when the breaker tripped on this mail
+
+
+def prepare(
+    session: Session,
+    services: Services,
+    *,
+    ticket: Ticket | None,
+    kind: str,
+    recipients: Sequence[Recipient],
+    context: dict[str, Any] | None = None,
+    in_reply_to: Message | None = None,
+    automatic: bool = True,
+    reply_to: str | None = None,
+    sender_name: str | None = None,
+    locale: str | None = None,
+    incoming: loopguard.Incoming | None = None,
+    store_message: bool | None = None,
+    author: str = "",
+    cc: Sequence[Recipient] = (),
+    attachments: Sequence[compose.OutAttachment] = (),
+    message_pk: int | None = None,
+) -> Prepared | None:
+    """Render, compose and ask the loop guard (:func:`enqueue`'s arguments): everything that can fail on
+    the mail itself, before anything of it is written. It reads the outbox and writes nothing, except
+    the ``mail.held`` event of a template that fails or bytes that cannot be built (then None)."""
     config, now, st = services.config, services.clock.now(), state(services)
     targets = _recipients(recipients)
     if not targets:
@@ -198,7 +267,7 @@ def enqueue(
         _held_event(session, now, ticket, kind, targets, str(exc), None)
         return None
 
-    reason = ""
+    reason, breaker_count = "", None
     addresses = [addr for _, addr in targets + copies]
     if automatic:
         answering = incoming.sender if incoming is not None and incoming.sender in addresses else None
@@ -218,10 +287,39 @@ def enqueue(
             is_ours=lambda a: is_ours(config, a, st),
         )
         if not allowed and reason.startswith(loopguard.BREAKER):
-            trip_breaker(session, services, now, counts.system_in_window)
-    stored = None
-    if not reason and ticket is not None and (store_message if store_message is not None else not automatic):
-        stored = _store(session, services, ticket, outgoing, rendered.text, rendered.html, raw, kind, author)
+            breaker_count = counts.system_in_window
+    return Prepared(
+        ticket=ticket,
+        kind=kind,
+        now=now,
+        targets=targets,
+        addresses=addresses,
+        outgoing=outgoing,
+        raw=raw,
+        text=rendered.text,
+        html=rendered.html,
+        automatic=automatic,
+        store=not reason and ticket is not None and (store_message if store_message is not None else not automatic),
+        author=author,
+        message_pk=message_pk,
+        reason=reason,
+        breaker_count=breaker_count,
+    )
+
+
+def write(session: Session, services: Services, mail: Prepared) -> Outbox | None:
+    """Write a prepared mail: its outbox row, its index entry (or why it is held), its message if a person's.
+
+    Only the database can fail here, and then the whole change fails with it, as any of its rows would.
+    """
+    config, st, ticket, now = services.config, state(services), mail.ticket, mail.now
+    if mail.breaker_count is not None:
+        trip_breaker(session, services, now, mail.breaker_count)
+    message_pk, stored = mail.message_pk, None
+    if mail.store and ticket is not None:
+        stored = _store(
+            session, services, ticket, mail.outgoing, mail.text, mail.html, mail.raw, mail.kind, mail.author
+        )
         message_pk = stored.id
     row = _write_row(
         session,
@@ -230,37 +328,37 @@ def enqueue(
         Outbox(
             ticket_id=ticket.id if ticket else None,
             message_pk=message_pk,
-            kind=kind,
-            message_id=outgoing.message_id,
+            kind=mail.kind,
+            message_id=mail.outgoing.message_id,
             mail_from="",
-            rcpt_tos=addresses,
-            raw=raw,
-            status="held" if reason else "pending",
+            rcpt_tos=mail.addresses,
+            raw=mail.raw,
+            status="held" if mail.reason else "pending",
             attempts=0,
             next_attempt_at=now,
             claimed_until=None,
-            last_error=reason,
+            last_error=mail.reason,
             created_at=now,
             sent_at=None,
-            automatic=automatic,
-            recipient=addresses[0],
+            automatic=mail.automatic,
+            recipient=mail.addresses[0],
         ),
     )
-    if reason:
+    if mail.reason:
         log.info(
             "automatic mail held back",
             extra={
-                "kind": kind,
-                "to": ",".join(addresses),
-                "reason": reason,
+                "kind": mail.kind,
+                "to": ",".join(mail.addresses),
+                "reason": mail.reason,
                 "ticket": ticket.number if ticket else "",
                 "outbox": row.id,
             },
         )
-        _held_event(session, now, ticket, kind, targets, reason, row.id)
+        _held_event(session, now, ticket, mail.kind, mail.targets, mail.reason, row.id)
         return None
     if ticket is not None:
-        remember_message_id(session, outgoing.message_id, ticket, stored, new=True)
+        remember_message_id(session, mail.outgoing.message_id, ticket, stored, new=True)
     return row
 
 

@@ -34,7 +34,7 @@ from mailgate.outbound import bounces, sender, templating, transports
 from mailgate.outbound import settings as outbound_settings
 from mailgate.outbound.loopguard import Incoming, incoming_from
 from mailgate.outbound.notices import wake
-from mailgate.outbound.outbox import OutboundState, enqueue, reply_address, state
+from mailgate.outbound.outbox import OutboundState, Prepared, prepare, reply_address, state, write
 from mailgate.plugins import PLUGINS
 from mailgate.storage import audit, keys
 from mailgate.storage.models import Message, Ticket
@@ -166,7 +166,7 @@ def acknowledge(ctx: MessageContext, ticket: Ticket, message: Message, incoming:
         ctx,
         ticket,
         "acknowledgment",
-        lambda: enqueue(
+        lambda: prepare(
             ctx.session,
             ctx.services,
             ticket=ticket,
@@ -201,7 +201,7 @@ def notify(
             ticket,
             kind,
             functools.partial(
-                enqueue,
+                prepare,
                 ctx.session,
                 ctx.services,
                 ticket=ticket,
@@ -217,11 +217,16 @@ def notify(
         )
 
 
-def _safely(ctx: MessageContext, ticket: Ticket, kind: str, action: Callable[[], object]) -> None:
-    """A mail that cannot be written must not cost the customer's message its place in the ticket."""
+def _safely(ctx: MessageContext, ticket: Ticket, kind: str, make: Callable[[], Prepared | None]) -> None:
+    """A mail that cannot be made must not cost the customer's message its place in the ticket.
+
+    ``make`` is :func:`mailgate.outbound.outbox.prepare`, which writes nothing before everything that
+    can fail on the mail itself (template, bytes, loop guard) is done; so no savepoint is needed (two
+    statements a mail, and a round trip each on PostgreSQL). What :func:`write` then does can fail only
+    in the database, which fails the whole mail as a failed row of its own would.
+    """
     try:
-        with ctx.session.begin_nested():
-            action()
+        made = make()
     except Exception as exc:
         log.exception(
             "automatic mail failed; the message is stored without it", extra={"kind": kind, "ticket": ticket.number}
@@ -237,3 +242,6 @@ def _safely(ctx: MessageContext, ticket: Ticket, kind: str, action: Callable[[],
             reason=f"error: {type(exc).__name__}: {exc}"[:500],
             outbox=None,
         )
+        return
+    if made is not None:
+        write(ctx.session, ctx.services, made)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import CompoundSelect, bindparam, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from mailgate.context import Envelope, MessageContext, Services, sender_address
@@ -37,7 +37,7 @@ from mailgate.pipeline.steps.react import react
 from mailgate.pipeline.steps.route import route
 from mailgate.pipeline.steps.store import store
 from mailgate.storage import threads as followup
-from mailgate.storage.models import Message, Ticket
+from mailgate.storage.models import Message, MessageRef, Ticket
 
 log = logging.getLogger("mailgate.pipeline")
 
@@ -69,9 +69,17 @@ def dedupe(ctx: MessageContext) -> None:
     ctx.content_sha256 = content_digest(ctx.raw)
     ctx.dedupe_key = dedupe_key(message_id, ctx.raw_sha256, author, ctx.content_sha256)
     legacy_key = dedupe_key(message_id, "")
-    # Core: the first statement of the mail, columns only (nothing of this mail waits for a flush yet)
-    found = ctx.session.connection().execute(_STORED, {"keys": [ctx.dedupe_key, legacy_key]})
-    stored = {row.dedupe_key: row for row in found}
+    # Core, one statement: the stored mails under either key and the index entry of the Message-ID
+    # (the first statement of the mail: nothing of it waits for a flush yet)
+    found = ctx.session.connection().execute(
+        _STORED_OR_INDEXED, {"keys": [ctx.dedupe_key, legacy_key], "msgid": followup.msgid_key(message_id)}
+    )
+    stored, first = {}, None
+    for row in found:
+        if row.indexed:
+            first = (row.ticket_id, row.message_pk)
+        else:
+            stored[row.dedupe_key] = row
     same = stored.get(ctx.dedupe_key)
     legacy = stored.get(legacy_key)
     if same is None and legacy is not None and legacy.content_sha256 == "" and legacy.from_addr == author:
@@ -80,15 +88,29 @@ def dedupe(ctx: MessageContext) -> None:
         ctx.notes.duplicate_of_ticket_id = same.ticket_id
         ctx.stop("duplicate")
         return
-    first = followup.indexed(ctx.session, message_id)
     if first is not None:
         ctx.notes.message_id_collision = {"ticket_id": first[0], "message_pk": first[1]}
     ctx.notes.message_id_indexed = first is not None
 
 
 # Built once (see mailgate.storage.threads): the lookups every mail makes.
-_STORED = select(Message.dedupe_key, Message.ticket_id, Message.content_sha256, Message.from_addr).where(
-    Message.dedupe_key.in_(bindparam("keys", expanding=True))
+_STORED_OR_INDEXED: CompoundSelect = union_all(
+    select(
+        literal(False).label("indexed"),
+        Message.dedupe_key,
+        Message.ticket_id,
+        Message.content_sha256,
+        Message.from_addr,
+        null().label("message_pk"),
+    ).where(Message.dedupe_key.in_(bindparam("keys", expanding=True))),
+    select(
+        literal(True),
+        null(),
+        MessageRef.ticket_id,
+        null(),
+        null(),
+        MessageRef.message_pk,
+    ).where(MessageRef.msgid_sha256 == bindparam("msgid")),
 )
 _TICKET_OF_KEY = select(Message.ticket_id).where(Message.dedupe_key == bindparam("key"))
 

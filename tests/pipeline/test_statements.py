@@ -1,0 +1,79 @@
+"""A mail costs as few statements as its rows need: each is a round trip on PostgreSQL.
+
+The mail's own savepoint is its only one (the acknowledgment is made before anything of it is
+written, so it needs none), and dedupe reads the stored mails and the Message-ID index in one
+statement. An acknowledgment that cannot be made still leaves the mail stored, with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event, select
+
+from mailgate.mail import compose
+from mailgate.storage.models import Event, Message, Outbox
+from tests.helpers import make_mail
+
+
+@contextmanager
+def _statements(harness) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        seen.append(" ".join(statement.split()))
+
+    engine = harness.runtime.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_new_tickets_mail_and_its_acknowledgment_take_one_savepoint(harness):
+    with _statements(harness) as seen:
+        harness.deliver(make_mail(subject="Printer on fire", msgid="<fire@customer.example>"))
+
+    with harness.session() as session:
+        [kind] = session.scalars(select(Outbox.kind)).all()
+    assert kind == "acknowledgment"
+    assert [s for s in seen if s.startswith("SAVEPOINT")] == ["SAVEPOINT sa_savepoint_1"]
+
+
+def test_dedupe_reads_stored_mails_and_the_index_in_one_statement(harness):
+    with _statements(harness) as seen:
+        harness.deliver(make_mail(subject="Printer on fire", msgid="<fire@customer.example>"))
+
+    after_savepoint = seen[seen.index("SAVEPOINT sa_savepoint_1") + 1 :]
+    reads = [s for s in after_savepoint if "messages.dedupe_key" in s or "FROM message_refs" in s]
+    assert len(reads) == 1, reads
+    assert "FROM messages" in reads[0] and "FROM message_refs" in reads[0]
+    assert after_savepoint[0] == reads[0], "the mail's first statement"
+
+
+def test_a_message_id_known_from_another_mail_is_still_noticed_in_that_one_statement(harness):
+    harness.deliver(make_mail(subject="Printer on fire", msgid="<same@customer.example>", body="first"))
+    harness.deliver(make_mail(subject="Toner", msgid="<same@customer.example>", body="another mail"))
+
+    with harness.session() as session:
+        kinds = session.scalars(select(Event.kind).where(Event.kind == "message.id_collision")).all()
+        assert kinds == ["message.id_collision"]
+        assert len(session.scalars(select(Message.id)).all()) == 2
+
+
+def test_an_acknowledgment_that_cannot_be_made_leaves_the_mail_stored_and_says_why(harness, monkeypatch):
+    def broken(mail):
+        raise RuntimeError("no bytes today")
+
+    monkeypatch.setattr(compose, "compose", broken)
+    harness.deliver(make_mail(subject="Printer on fire", msgid="<fire@customer.example>"))
+
+    with harness.session() as session:
+        assert session.scalars(select(Message.message_id)).all() == ["<fire@customer.example>"]
+        assert session.scalars(select(Outbox)).all() == []
+        held = session.scalars(select(Event).where(Event.kind == "mail.held")).all()
+    assert [(e.detail["mail_kind"], e.detail["reason"]) for e in held] == [
+        ("acknowledgment", "error: RuntimeError: no bytes today")
+    ]
