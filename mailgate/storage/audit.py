@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,3 +39,29 @@ def record(
         session.connection().execute(_INSERT, {**values, "detail": detail, "created_at": now})
         return
     session.add(Event(ticket=ticket, message=message, kind=kind, actor=actor, detail=detail, created_at=now))
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One event of several recorded together (:func:`record_all`)."""
+
+    kind: str
+    ticket: Ticket | None = None
+    message: Message | None = None
+    actor: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def record_all(session: Session, now: datetime, events: Sequence[Pending]) -> None:
+    """Write several events in their order: one statement for all of them (one round trip on
+    PostgreSQL) when their rows exist and nothing waits for a flush, else one :func:`record` each."""
+    ids = [(flushed_id(e.ticket), flushed_id(e.message)) for e in events]
+    if len(events) < 2 or any(False in pair for pair in ids) or not nothing_pending(session):
+        for e in events:
+            record(session, now, e.kind, ticket=e.ticket, message=e.message, actor=e.actor, **e.detail)
+        return
+    rows = [
+        {"ticket_id": t, "message_pk": m, "kind": e.kind, "actor": e.actor, "detail": e.detail, "created_at": now}
+        for e, (t, m) in zip(events, ids, strict=True)
+    ]
+    session.connection().execute(_INSERT, rows)

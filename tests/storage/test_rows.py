@@ -74,6 +74,54 @@ def test_events_keep_the_order_they_were_recorded_in_when_both_ways_mix(harness)
         assert session.scalars(select(Event.kind).order_by(Event.id)).all() == ["first", "second", "third"]
 
 
+def test_events_recorded_together_are_one_statement_in_their_order(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        ticket = _ticket(session, 1)
+        session.add(ticket)
+        session.flush()
+        inserts: list[str] = []
+        engine = harness.runtime.engine
+
+        def listener(conn, cursor, statement, *rest):
+            if statement.startswith("INSERT"):
+                inserts.append(statement)
+
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            audit.record_all(
+                session,
+                NOW,
+                [
+                    audit.Pending("ticket.created", ticket, None, "a@x.example", {"queue": "q"}),
+                    audit.Pending("message.received", ticket),
+                ],
+            )
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+
+        assert len(inserts) == 1
+        rows = session.execute(select(Event.kind, Event.actor, Event.detail).order_by(Event.id)).all()
+        assert [tuple(r) for r in rows] == [
+            ("ticket.created", "a@x.example", {"queue": "q"}),
+            ("message.received", "", {}),
+        ]
+
+
+def test_events_recorded_together_behind_a_pending_row_wait_for_it_in_their_order(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        written = _ticket(session, 1)
+        session.add(written)
+        session.flush()
+        pending = _ticket(session, 2)
+        session.add(pending)
+
+        audit.record(session, NOW, "first", ticket=pending)
+        audit.record_all(session, NOW, [audit.Pending("second", written), audit.Pending("third", written)])
+        session.flush()
+
+        assert session.scalars(select(Event.kind).order_by(Event.id)).all() == ["first", "second", "third"]
+
+
 def test_an_index_entry_of_a_written_ticket_is_inserted_at_once_and_found(harness):
     with harness.runtime.sessions() as session, session.begin():
         ticket = _ticket(session, 1)

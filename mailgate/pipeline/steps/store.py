@@ -171,45 +171,26 @@ def _record(
 ) -> None:
     """The mail's entry in the Message-ID index and its events, once its rows exist."""
     mail = ctx.mail
-    if ctx.new_ticket:
-        audit.record(
-            session,
-            now,
-            "ticket.created",
-            ticket=ticket,
-            actor=address,
-            queue=ticket.queue,
-            priority=ticket.priority,
-            rules=ctx.route.rules,
-            source=ctx.envelope.source,
-        )
     # Looked up by dedupe a moment ago when it was absent: nothing of this mail's can have added it since.
     remember_message_id(session, mail.message_id, ticket, message, new=ctx.notes.message_id_indexed is False)
-    audit.record(
-        session,
-        now,
-        "message.received",
-        ticket=ticket,
-        message=message,
-        actor=address,
-        message_id=mail.message_id,
-        via=ctx.thread_reason or "new",
-        source=ctx.envelope.source,
-        defects=len(mail.defects),
-    )
+    events = []
+    if ctx.new_ticket:
+        created = {"queue": ticket.queue, "priority": ticket.priority, "rules": ctx.route.rules}
+        events.append(audit.Pending("ticket.created", ticket, None, address, created | {"source": ctx.envelope.source}))
+    received = {
+        "message_id": mail.message_id,
+        "via": ctx.thread_reason or "new",
+        "source": ctx.envelope.source,
+        "defects": len(mail.defects),
+    }
+    events.append(audit.Pending("message.received", ticket, message, address, received))
     collision = ctx.notes.message_id_collision
     if collision:  # a different mail with a Message-ID we know: stored, and said so
-        audit.record(
-            session,
-            now,
-            "message.id_collision",
-            ticket=ticket,
-            message=message,
-            actor=address,
-            message_id=mail.message_id,
-            first_ticket_id=collision["ticket_id"],
-            first_message_pk=collision["message_pk"],
+        first = {"first_ticket_id": collision["ticket_id"], "first_message_pk": collision["message_pk"]}
+        events.append(
+            audit.Pending("message.id_collision", ticket, message, address, {"message_id": mail.message_id, **first})
         )
+    audit.record_all(session, now, events)
 
 
 def _add_first_watchers(ctx: MessageContext, ticket: Ticket) -> None:
