@@ -25,25 +25,23 @@ After committing, a caller outside the pipeline calls
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
-from jinja2 import TemplateError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from mailgate.config import Config
 from mailgate.context import Services, installed
-from mailgate.domain.tokens import subject_with_token
 from mailgate.mail import compose
 from mailgate.mail.sameness import content_digest, dedupe_key
-from mailgate.outbound import loopguard
+from mailgate.outbound import loopguard, making
 from mailgate.outbound.bounces import verp_address
+from mailgate.outbound.making import Recipient
 from mailgate.outbound.settings import Settings
-from mailgate.outbound.template_context import build_context
 from mailgate.outbound.templating import DEFAULT_LOCALE, Templates
 from mailgate.storage import audit
 from mailgate.storage.models import Event, Message, Outbox, Ticket
@@ -52,23 +50,7 @@ from mailgate.storage.threads import remember_message_id
 
 log = logging.getLogger("mailgate.outbox")
 
-# RFC 3834: "auto-replied" answers a mail; "auto-generated" is any other automatic mail; "" for a person's mail.
-AUTO_SUBMITTED = {
-    "acknowledgment": "auto-replied",
-    "notify_new_ticket": "auto-generated",
-    "notify_reply": "auto-generated",
-    "resolved": "auto-generated",
-    "loop_alert": "auto-generated",
-    "agent_reply": "",
-}
-
-
-def auto_submitted(kind: str, automatic: bool) -> str:
-    """The Auto-Submitted value of a mail: by kind, else auto-generated for any automatic mail."""
-    return AUTO_SUBMITTED.get(kind, "auto-generated" if automatic else "")
-
-
-Recipient = str | tuple[str, str]  # "addr" or ("Display Name", "addr")
+P = ParamSpec("P")
 
 
 @dataclass
@@ -107,71 +89,6 @@ def reply_address(services: Services, ticket: Ticket | None, agent: str | None =
     return agent_auth.reply_address(state(services).key, services.config.support.address, ticket.number, role, owner)
 
 
-def _recipients(recipients: Sequence[Recipient]) -> list[tuple[str, str]]:
-    seen: dict[str, str] = {}
-    for item in recipients:
-        name, addr = item if isinstance(item, tuple) else ("", item)
-        addr = addr.strip().strip("<>").lower()
-        if addr and addr not in seen:
-            seen[addr] = name
-    return [(name, addr) for addr, name in seen.items()]
-
-
-def enqueue(
-    session: Session,
-    services: Services,
-    *,
-    ticket: Ticket | None,
-    kind: str,
-    recipients: Sequence[Recipient],
-    context: dict[str, Any] | None = None,
-    in_reply_to: Message | None = None,
-    automatic: bool = True,
-    reply_to: str | None = None,
-    sender_name: str | None = None,
-    locale: str | None = None,
-    incoming: loopguard.Incoming | None = None,
-    store_message: bool | None = None,
-    author: str = "",
-    cc: Sequence[Recipient] = (),
-    attachments: Sequence[compose.OutAttachment] = (),
-    message_pk: int | None = None,
-) -> Outbox | None:
-    """Queue one mail of ``kind`` to ``recipients``; None when it is held back (the event says why).
-
-    ``in_reply_to`` is the stored message this mail answers (threading headers
-    and the template's ``message``); ``incoming`` the facts of the mail that
-    caused an automatic mail (the loop guard's header rules apply when the mail
-    goes back to its sender). ``cc`` get the mail too, named in a visible Cc
-    as a reply-all would (the watchers of a relayed answer). ``attachments``
-    travel with the mail (mailgate.outbound.attachments chooses them). ``message_pk``: the stored
-    message this mail is (an agent's relayed answer). The row is written at once (:func:`_write_row`).
-
-    It is :func:`prepare` then :func:`write`; a caller that must survive a mail that cannot be made
-    (the pipeline's reactor) calls them apart, since only the first can fail on the mail itself.
-    """
-    prepared = prepare(
-        session,
-        services,
-        ticket=ticket,
-        kind=kind,
-        recipients=recipients,
-        context=context,
-        in_reply_to=in_reply_to,
-        automatic=automatic,
-        reply_to=reply_to,
-        sender_name=sender_name,
-        locale=locale,
-        incoming=incoming,
-        store_message=store_message,
-        author=author,
-        cc=cc,
-        attachments=attachments,
-        message_pk=message_pk,
-    )
-    return None if prepared is None else write(session, services, prepared)
-
-
 @dataclass(frozen=True)
 class Prepared:
     """A mail made and judged by :func:`prepare`, not written yet: what :func:`write` needs."""
@@ -181,10 +98,7 @@ class Prepared:
     now: datetime
     targets: list[tuple[str, str]]
     addresses: list[str]
-    outgoing: compose.Outgoing
-    raw: bytes
-    text: str
-    html: str
+    made: making.Made
     automatic: bool
     store: bool  # a Message row in the thread too (a person's mail)
     author: str
@@ -213,97 +127,53 @@ def prepare(
     attachments: Sequence[compose.OutAttachment] = (),
     message_pk: int | None = None,
 ) -> Prepared | None:
-    """Render, compose and ask the loop guard (:func:`enqueue`'s arguments): everything that can fail on
-    the mail itself, before anything of it is written. It reads the outbox and writes nothing, except
-    the ``mail.held`` event of a template that fails or bytes that cannot be built (then None)."""
+    """Make one mail of ``kind`` to ``recipients`` and ask the loop guard; None when it cannot be made.
+
+    Everything that can fail on the mail itself happens here, before anything of it is written: it
+    reads the outbox and writes only the ``mail.held`` event of a mail that cannot be made.
+    ``in_reply_to`` is the stored message this mail answers (threading headers
+    and the template's ``message``); ``incoming`` the facts of the mail that
+    caused an automatic mail (the loop guard's header rules apply when the mail
+    goes back to its sender). ``cc`` get the mail too, named in a visible Cc
+    as a reply-all would (the watchers of a relayed answer). ``attachments``
+    travel with the mail (mailgate.outbound.attachments chooses them). ``message_pk``: the stored
+    message this mail is (an agent's relayed answer).
+    """
     config, now, st = services.config, services.clock.now(), state(services)
-    targets = _recipients(recipients)
+    targets = making.recipients(recipients)
     if not targets:
         return None
-    copies = [(name, addr) for name, addr in _recipients(cc) if addr not in {a for _, a in targets}]
+    copies = [(name, addr) for name, addr in making.recipients(cc) if addr not in {a for _, a in targets}]
     locale = locale or queue_locale(config, ticket.queue if ticket else "", ticket.locale if ticket else "")
-    answer_to = reply_to or ""
-    data = build_context(
-        services,
-        ticket=ticket,
-        message=in_reply_to,
-        locale=locale,
-        reply_to=answer_to or reply_address(services, ticket),
-        extra=context,
-    )
+    wanted = making.Wanted(
+        ticket, kind, targets, copies, locale, reply_to or "", reply_to or reply_address(services, ticket),
+        context, in_reply_to, automatic, sender_name, attachments,
+    )  # fmt: skip
     try:
-        rendered = st.templates.render(kind, locale, data, queue=ticket.queue if ticket else "")
-    except TemplateError as exc:
-        log.error("template failed; mail not written", extra={"kind": kind, "error": str(exc)})
-        _held_event(session, now, ticket, kind, targets, f"template error: {type(exc).__name__}: {exc}", None)
-        return None
-    subject = rendered.subject or (ticket.subject if ticket else kind)
-    if ticket is not None:
-        subject = subject_with_token(subject, ticket.number, config.support.token_prefix)
-    parent_id, references = "", list[str]()
-    if in_reply_to is not None:
-        parent_id, references = compose.thread_headers(in_reply_to.message_id, in_reply_to.references)
-    outgoing = compose.Outgoing(
-        from_addr=config.support.address,
-        from_name=sender_name or config.support.name,
-        to=targets,
-        subject=subject,
-        text=rendered.text,
-        html=rendered.html,
-        date=now,
-        message_id=compose.new_message_id(config.hostname),
-        in_reply_to=parent_id,
-        references=references,
-        reply_to=answer_to,
-        reply_to_name=config.support.name if answer_to else "",
-        auto_submitted=auto_submitted(kind, automatic),
-        loop_marker=config.support.address,
-        cc=copies,
-        attachments=tuple(attachments),
-    )
-    try:
-        raw = compose.compose(outgoing)
-    except ValueError as exc:
+        made = making.make(services, st.templates, wanted, now)
+    except making.Unmade as exc:
         _held_event(session, now, ticket, kind, targets, str(exc), None)
         return None
-
     reason, breaker_count = "", None
     addresses = [addr for _, addr in targets + copies]
     if automatic:
         answering = incoming.sender if incoming is not None and incoming.sender in addresses else None
+        limits = st.settings.loop
         counts = loopguard.gather_counts(
-            session,
-            now,
-            recipients=addresses,
-            sender=answering,
-            ticket_id=ticket.id if ticket else None,
-            limits=st.settings.loop,
+            session, now, recipients=addresses, sender=answering, ticket_id=ticket.id if ticket else None, limits=limits
         )
         allowed, reason = loopguard.may_auto_reply(
             recipients=addresses,
             incoming=incoming,
             counts=counts,
-            limits=st.settings.loop,
+            limits=limits,
             is_ours=lambda a: is_ours(config, a, st),
         )
         if not allowed and reason.startswith(loopguard.BREAKER):
             breaker_count = counts.system_in_window
+    store = not reason and ticket is not None and (store_message if store_message is not None else not automatic)
     return Prepared(
-        ticket=ticket,
-        kind=kind,
-        now=now,
-        targets=targets,
-        addresses=addresses,
-        outgoing=outgoing,
-        raw=raw,
-        text=rendered.text,
-        html=rendered.html,
-        automatic=automatic,
-        store=not reason and ticket is not None and (store_message if store_message is not None else not automatic),
-        author=author,
-        message_pk=message_pk,
-        reason=reason,
-        breaker_count=breaker_count,
+        ticket, kind, now, targets, addresses, made, automatic, store, author, message_pk, reason, breaker_count
     )
 
 
@@ -317,9 +187,7 @@ def write(session: Session, services: Services, mail: Prepared) -> Outbox | None
         trip_breaker(session, services, now, mail.breaker_count)
     message_pk, stored = mail.message_pk, None
     if mail.store and ticket is not None:
-        stored = _store(
-            session, services, ticket, mail.outgoing, mail.text, mail.html, mail.raw, mail.kind, mail.author
-        )
+        stored = _store(session, services, ticket, mail.made, mail.kind, mail.author)
         message_pk = stored.id
     row = _write_row(
         session,
@@ -329,10 +197,10 @@ def write(session: Session, services: Services, mail: Prepared) -> Outbox | None
             ticket_id=ticket.id if ticket else None,
             message_pk=message_pk,
             kind=mail.kind,
-            message_id=mail.outgoing.message_id,
+            message_id=mail.made.outgoing.message_id,
             mail_from="",
             rcpt_tos=mail.addresses,
-            raw=mail.raw,
+            raw=mail.made.raw,
             status="held" if mail.reason else "pending",
             attempts=0,
             next_attempt_at=now,
@@ -358,8 +226,24 @@ def write(session: Session, services: Services, mail: Prepared) -> Outbox | None
         _held_event(session, now, ticket, mail.kind, mail.targets, mail.reason, row.id)
         return None
     if ticket is not None:
-        remember_message_id(session, mail.outgoing.message_id, ticket, stored, new=True)
+        remember_message_id(session, mail.made.outgoing.message_id, ticket, stored, new=True)
     return row
+
+
+def _then_write(
+    make: Callable[Concatenate[Session, Services, P], Prepared | None],
+) -> Callable[Concatenate[Session, Services, P], Outbox | None]:
+    def enqueue(session: Session, services: Services, /, *args: P.args, **kwargs: P.kwargs) -> Outbox | None:
+        prepared = make(session, services, *args, **kwargs)
+        return None if prepared is None else write(session, services, prepared)
+
+    enqueue.__doc__ = """Queue one mail (:func:`prepare`'s arguments): its outbox row, written at once; None when it is
+    held back (the event says why). A caller that must outlive a mail that cannot be made (the pipeline's
+    reactor) calls :func:`prepare` and :func:`write` apart instead."""
+    return enqueue
+
+
+enqueue = _then_write(prepare)
 
 
 _SET_MAIL_FROM = update(table(Outbox)).where(Outbox.id == bindparam("row")).values(mail_from=bindparam("verp"))
@@ -384,17 +268,8 @@ def is_ours(config: Config, address: str, st: OutboundState | None = None) -> bo
     return config.support.accepts(address) or bool(st and address == st.settings.outbound.admin_address)
 
 
-def _store(
-    session: Session,
-    services: Services,
-    ticket: Ticket,
-    mail: compose.Outgoing,
-    text: str,
-    html: str,
-    raw: bytes,
-    kind: str,
-    author: str,
-) -> Message:
+def _store(session: Session, services: Services, ticket: Ticket, made: making.Made, kind: str, author: str) -> Message:
+    mail, text, html, raw = made.outgoing, made.text, made.html, made.raw
     sha, digest = services.blobs.put(raw), content_digest(raw)
     message = Message(
         ticket_id=ticket.id,
