@@ -2,7 +2,10 @@
 
 :func:`enqueue` is the one way to send mail. It renders the template, builds
 the bytes, asks the loop guard (for automatic mail), and writes an ``Outbox``
-row; the sender delivers it after the commit. So a mail exists exactly when
+row; the sender delivers it after the commit. It is :func:`prepare` (all that
+can fail on the mail itself, nothing written) then :func:`write`, which the
+pipeline's reactor calls apart so that a mail that cannot be made needs no
+savepoint to leave the customer's message stored. So a mail exists exactly when
 the change that caused it was committed: a rollback takes the mail with it,
 and a crash after the commit leaves a row the sender finds on restart.
 
