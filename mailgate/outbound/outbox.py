@@ -149,9 +149,19 @@ def prepare(
     copies = [(name, addr) for name, addr in making.recipients(cc) if addr not in {a for _, a in targets}]
     locale = locale or queue_locale(config, ticket.queue if ticket else "", ticket.locale if ticket else "")
     wanted = making.Wanted(
-        ticket, kind, targets, copies, locale, reply_to or "", reply_to or reply_address(services, ticket),
-        context, in_reply_to, automatic, sender_name, attachments,
-    )  # fmt: skip
+        ticket=ticket,
+        kind=kind,
+        targets=targets,
+        copies=copies,
+        locale=locale,
+        reply_to=reply_to or "",
+        answer_address=reply_to or reply_address(services, ticket),
+        context=context,
+        in_reply_to=in_reply_to,
+        automatic=automatic,
+        sender_name=sender_name,
+        attachments=attachments,
+    )
     try:
         made = making.make(services, st.templates, wanted, now)
     except making.Unmade as exc:

@@ -31,6 +31,16 @@ def _flushes(session) -> list[int]:
     return seen
 
 
+def _written_and_pending(session) -> tuple[Ticket, Ticket]:
+    """A ticket already written, and one added after it that still waits for a flush."""
+    written = _ticket(session, 1)
+    session.add(written)
+    session.flush()
+    pending = _ticket(session, 2)
+    session.add(pending)
+    return written, pending
+
+
 def test_an_event_of_a_written_ticket_is_inserted_at_once_without_a_flush(harness):
     with harness.runtime.sessions() as session, session.begin():
         ticket = _ticket(session, 1)
@@ -60,11 +70,7 @@ def test_an_event_of_a_ticket_not_written_yet_waits_for_the_flush_and_names_it(h
 
 def test_events_keep_the_order_they_were_recorded_in_when_both_ways_mix(harness):
     with harness.runtime.sessions() as session, session.begin():
-        written = _ticket(session, 1)
-        session.add(written)
-        session.flush()
-        pending = _ticket(session, 2)
-        session.add(pending)
+        written, pending = _written_and_pending(session)
 
         audit.record(session, NOW, "first", ticket=pending)
         audit.record(session, NOW, "second", ticket=written)  # after one still pending: waits behind it
@@ -109,11 +115,7 @@ def test_events_recorded_together_are_one_statement_in_their_order(harness):
 
 def test_events_recorded_together_behind_a_pending_row_wait_for_it_in_their_order(harness):
     with harness.runtime.sessions() as session, session.begin():
-        written = _ticket(session, 1)
-        session.add(written)
-        session.flush()
-        pending = _ticket(session, 2)
-        session.add(pending)
+        written, pending = _written_and_pending(session)
 
         audit.record(session, NOW, "first", ticket=pending)
         audit.record_all(session, NOW, [audit.Pending("second", written), audit.Pending("third", written)])
