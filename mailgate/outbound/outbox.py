@@ -283,7 +283,9 @@ def is_ours(config: Config, address: str, st: OutboundState | None = None) -> bo
 
 def _store(session: Session, services: Services, ticket: Ticket, made: making.Made, kind: str, author: str) -> Message:
     mail, text, html, raw = made.outgoing, made.text, made.html, made.raw
-    sha, digest = services.blobs.put(raw), content_digest(raw)
+    with services.blobs.batch(session):  # the blob commits with this mail's rows (the worker's batch, or ours)
+        sha = services.blobs.put(raw)
+    digest = content_digest(raw)
     message = Message(
         ticket_id=ticket.id,
         direction="out",

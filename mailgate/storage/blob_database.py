@@ -1,4 +1,4 @@
-"""The ``database`` blob backend: blobs as chunked ``bytea`` rows (the default on PostgreSQL).
+"""The ``database`` blob backend: blobs as chunked ``bytea`` (SQLite: ``BLOB``) rows, the default.
 
 Daemons on several machines share one database, so a blob kept there is
 readable by all of them: an attachment received by one is relayed, exported
@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailgate.storage.blobstore import CHUNK_SIZE
+from mailgate.storage.db import reading
 from mailgate.storage.models import Blob, BlobChunk
 from mailgate.storage.rows import table
 
@@ -88,7 +89,7 @@ class DatabaseBlobStore:
             with self.engine.begin() as conn:
                 yield conn
         else:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 yield conn
 
     def _write(
@@ -148,7 +149,7 @@ class DatabaseBlobStore:
         """Every stored sha256 in order, read a page at a time."""
         last = ""
         while True:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 page = list(
                     conn.execute(
                         select(Blob.sha256).where(Blob.sha256 > last).order_by(Blob.sha256).limit(500)
@@ -160,7 +161,7 @@ class DatabaseBlobStore:
             last = page[-1]
 
     def count(self) -> int:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return int(conn.execute(select(func.count()).select_from(Blob)).scalar_one())
 
 

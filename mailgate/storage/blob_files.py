@@ -1,4 +1,4 @@
-"""The ``files`` blob backend: a content-addressed directory (the default on SQLite).
+"""The ``files`` blob backend: a content-addressed directory (kept by data directories that already use it).
 
 A blob lives at ``blobs/<aa>/<bb>/<sha256>``: the name is its hash, so a
 filename from a mail never becomes a path, the same attachment sent twice is

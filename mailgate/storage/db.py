@@ -9,10 +9,12 @@ batch transaction: the group commit).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.errors import DatabaseSchemaError
@@ -57,7 +59,23 @@ def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "mailgate_read_only"
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection that only reads: on SQLite its transaction is deferred, so it never waits for a writer.
+
+    Every other SQLite transaction begins IMMEDIATE (it takes the write lock at once, so two writers queue
+    instead of failing at their first write). A read under that lock would wait for a batch transaction
+    of the same process to end; in WAL mode a deferred reader sees the last commit and waits for nothing.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        yield conn
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

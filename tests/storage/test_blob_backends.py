@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session
 
 from mailgate.config import load_config
 from mailgate.errors import ConfigError
+from mailgate.outbound import outbox as outbox_module
 from mailgate.storage import db
 from mailgate.storage import keys as signing
 from mailgate.storage.blob_database import DatabaseBlobStore
 from mailgate.storage.blob_files import FileBlobStore
 from mailgate.storage.blobstore import backend_name
 from mailgate.storage.migrate import copy_blobs
-from mailgate.storage.models import Blob, BlobChunk
+from mailgate.storage.models import Blob, BlobChunk, Message, Ticket
 from tests.helpers import mailgate, make_mail
 
 MIB = 1 << 20
@@ -50,8 +51,8 @@ def test_a_database_blob_commits_or_rolls_back_with_the_transaction_that_referen
                 assert blobs.exists(dropped), "readable inside its transaction"
                 savepoint.rollback()
             assert not blobs.exists(dropped)
-            if engine.dialect.name == "postgresql":  # SQLite: another connection waits for the writer's lock
-                assert not DatabaseBlobStore(engine).exists(kept), "nothing is visible before the commit"
+            # Another connection sees nothing before the commit, and on SQLite it does not wait for the writer.
+            assert not DatabaseBlobStore(engine).exists(kept), "nothing is visible before the commit"
         session.commit()
     assert blobs.get(kept) == b"the raw mail that was stored"
     assert not blobs.exists(dropped)
@@ -115,13 +116,13 @@ def test_missing_blobs_raise_file_not_found_on_both_backends(engine, tmp_path):
             blobs.get("0" * 64)
 
 
-def test_the_backend_defaults_to_database_on_postgresql_and_files_on_sqlite(tmp_path, make_config):
+def test_the_backend_defaults_to_database_on_both_engines_and_an_explicit_one_wins(tmp_path):
     from tests.helpers import write_config
 
     on_pg = load_config(write_config(tmp_path, "postgresql+psycopg://nobody@127.0.0.1/none"))
     assert backend_name(on_pg) == "database"
     (tmp_path / "lite").mkdir()
-    assert backend_name(load_config(write_config(tmp_path / "lite", "sqlite:///x.sqlite3"))) == "files"
+    assert backend_name(load_config(write_config(tmp_path / "lite", "sqlite:///x.sqlite3"))) == "database"
     (tmp_path / "forced").mkdir()
     forced = write_config(tmp_path / "forced", "postgresql+psycopg://nobody@127.0.0.1/none", blobs={"backend": "files"})
     assert backend_name(load_config(forced)) == "files"
@@ -129,6 +130,51 @@ def test_the_backend_defaults_to_database_on_postgresql_and_files_on_sqlite(tmp_
     bad = load_config(write_config(tmp_path / "bad", "sqlite:///x.sqlite3", blobs={"backend": "s3"}))
     with pytest.raises(ConfigError, match=r"blobs\.backend: expected one of files, database"):
         backend_name(bad)
+
+
+def test_a_data_directory_that_already_keeps_file_blobs_stays_on_files_and_reads_them(make_config, harness_factory):
+    """Files were the default on SQLite: an installation that never named a backend must keep its attachments."""
+    harness = harness_factory(make_config(blobs={"backend": "files"}))
+    harness.deliver(make_mail(attachments=[("r.pdf", "application/pdf", report(1))]))
+    harness.runtime.close()
+
+    unnamed = make_config()  # the same data directory, no [blobs] section
+    assert backend_name(load_config(unnamed)) == "files"
+    assert mailgate(unnamed, "tickets", "attachment", "1", "1").stdout == report(1)
+
+
+def test_an_empty_blob_folder_is_no_reason_to_keep_files(tmp_path):
+    from tests.helpers import write_config
+
+    config = load_config(write_config(tmp_path, "sqlite:///x.sqlite3"))
+    FileBlobStore(config.blob_dir)  # makes blobs/tmp, as a files store opened once (a check, a migrate) does
+    assert backend_name(config) == "database"
+
+
+def test_an_automatic_mail_queued_outside_the_workers_batch_commits_its_blob_with_its_row(harness):
+    """A command (an answer) or a timer queues mail in a session of its own: its blob must not wait for that writer."""
+    harness.deliver(make_mail())
+    services = harness.runtime.services
+    assert isinstance(services.blobs, DatabaseBlobStore), "the default on both engines"
+    for keep in (False, True):
+        with harness.session() as s:
+            s.begin()
+            row = outbox_module.enqueue(
+                s,
+                services,
+                ticket=(ticket := s.scalar(select(Ticket))),
+                kind="agent_reply",
+                automatic=False,
+                recipients=[("Alice", "alice@customer.example")],
+                in_reply_to=ticket.messages[0],
+                context={"reply": {"text": "Unplug it.", "author_name": "Bob"}},
+                incoming=None,
+            )
+            assert row is not None
+            sha = s.scalar(select(Message.raw_sha256).where(Message.id == row.message_pk))
+            assert sha and services.blobs.exists(sha) is False, "another connection sees it only once committed"
+            s.commit() if keep else s.rollback()
+        assert services.blobs.exists(sha) is keep
 
 
 def report(n: int) -> bytes:
