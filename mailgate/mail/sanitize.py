@@ -12,6 +12,7 @@ that was hit is returned as a note for the mail's defects.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 
@@ -119,8 +120,13 @@ def sanitize(html: str) -> tuple[str, list[str]]:
         notes.append(f"HtmlTooLarge: the HTML part was cut at {MAX_HTML} characters")
     bounded, bound_notes = bound(html.replace("\x00", "\ufffd"))
     notes.extend(bound_notes)
-    clean = nh3.clean(
-        bounded,
+    return _cleaner().clean(bounded), notes
+
+
+@functools.cache
+def _cleaner() -> nh3.Cleaner:
+    """Built once: ``nh3.clean`` converts the allow-lists into a new cleaner on every call (a fifth of its time)."""
+    return nh3.Cleaner(
         tags=set(SAFE_TAGS),
         clean_content_tags=_CLEAN_CONTENT,
         attributes=_NH3_ATTRIBUTES,
@@ -128,7 +134,6 @@ def sanitize(html: str) -> tuple[str, list[str]]:
         strip_comments=True,
         link_rel=None,
     )
-    return clean, notes
 
 
 def bound(html: str) -> tuple[str, list[str]]:

@@ -72,7 +72,7 @@ def dedupe(ctx: MessageContext) -> None:
     # Core, one statement: the stored mails under either key and the index entry of the Message-ID
     # (the first statement of the mail: nothing of it waits for a flush yet)
     found = ctx.session.connection().execute(
-        _STORED_OR_INDEXED, {"keys": [ctx.dedupe_key, legacy_key], "msgid": followup.msgid_key(message_id)}
+        _STORED_OR_INDEXED, {"key": ctx.dedupe_key, "legacy": legacy_key, "msgid": followup.msgid_key(message_id)}
     )
     stored, first = {}, None
     for row in found:
@@ -102,7 +102,7 @@ _STORED_OR_INDEXED: CompoundSelect = union_all(
         Message.content_sha256,
         Message.from_addr,
         null().label("message_pk"),
-    ).where(Message.dedupe_key.in_(bindparam("keys", expanding=True))),
+    ).where(Message.dedupe_key.in_([bindparam("key"), bindparam("legacy")])),  # two: no list to expand per call
     select(
         literal(True),
         null(),

@@ -137,7 +137,10 @@ def upstream_verdict(mail: ParsedMail, settings: SpamSettings) -> Upstream:
     return next((v for v in verdicts if v.spam), verdicts[0])
 
 
-_LISTED = select(SenderList.entry, SenderList.verdict).where(SenderList.entry.in_(bindparam("entries", expanding=True)))
+# The address and its @domain: two parameters, so the statement is not rendered again for each mail
+_LISTED = select(SenderList.entry, SenderList.verdict).where(
+    SenderList.entry.in_([bindparam("address"), bindparam("domain")])
+)
 
 
 def list_verdict(session: Session | None, address: str, settings: SpamSettings) -> tuple[str, str] | None:
@@ -147,8 +150,9 @@ def list_verdict(session: Session | None, address: str, settings: SpamSettings) 
         return None
     entries = [address, "@" + address.rpartition("@")[2]]
     stored: dict[str, str] = {}
-    if session is not None:
-        stored = dict(session.execute(_LISTED, {"entries": entries}).tuples().all())
+    if session is not None:  # Core: set_sender flushes its row, so nothing listed waits for a flush
+        found = session.connection().execute(_LISTED, {"address": entries[0], "domain": entries[1]})
+        stored = dict(found.tuples().all())
     for entry in entries:
         if entry in stored:
             return stored[entry], f"{entry} is on the {stored[entry]} list"
