@@ -52,9 +52,8 @@ def measure(count: int, seed: int = 3, batch: int = 50, db_url: str | None = Non
         for start in range(0, count, batch):
             with runtime.sessions() as session:
                 with session.begin(), runtime.services.blobs.batch(session):  # as the worker: one fsync round a batch
-                    for raw, envelope in mails[start : start + batch]:
-                        with session.begin_nested():
-                            pipeline.run(raw, envelope, session, runtime.services, steps=steps)
+                    for raw, envelope in mails[start : start + batch]:  # no savepoint: as the worker, none fails
+                        pipeline.run(raw, envelope, session, runtime.services, steps=steps)
                     commit_started = time.perf_counter()
                 spent["commit"] += time.perf_counter() - commit_started
         total, cpu = time.perf_counter() - started, time.process_time() - cpu_started

@@ -1,8 +1,9 @@
 """Drain the spool through the pipeline, many messages per transaction.
 
 Group commit: a batch of spool entries is processed in one database
-transaction, each message inside its own SAVEPOINT, so one fsync of the
-database covers the whole batch while a message that fails rolls back alone.
+transaction, so one fsync of the database covers the whole batch, while a
+message that fails rolls back alone: the batch runs with no savepoint until
+one fails, then again with a SAVEPOINT for each mail but that one.
 Only after the commit are the spool entries deleted: a crash before that
 leaves them in the spool, and the pipeline's dedupe makes the replay
 harmless (exactly once).
@@ -38,6 +39,7 @@ burst of big mails would ratchet the process up by that much each time:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
@@ -94,26 +96,61 @@ class Outcome:
 def process_batch(
     items: Sequence[tuple[bytes, Envelope]], sessions: sessionmaker[Session], services: Services
 ) -> list[Outcome]:
-    """Run the pipeline on each message, one savepoint each, one commit for all.
+    """Run the pipeline on each message, one commit for all; a message that fails is rolled back alone.
+
+    Optimistic: the batch first runs with no savepoint at all (each one is two statements, a round trip
+    each on PostgreSQL, and mails seldom fail). When one fails, the whole transaction is rolled back and
+    the batch runs again with a savepoint for each of the others; the failed one is not run again.
 
     Raises when the commit itself fails (database down), or as soon as one
     message fails because of an outage (the rest would fail the same way):
     then nothing of the batch is stored and the caller keeps every message.
     """
-    outcomes = []
     parsed = [pipeline.prepare(raw, services) for raw, _ in items]  # read before any lock is taken
+    try:
+        return _run_batch(items, parsed, sessions, services, isolate=False)
+    except _OneFailed as failed:
+        if len(items) == 1:
+            return [failed.outcome]  # nothing else to keep: its rollback was all a savepoint would do
+        return _run_batch(items, parsed, sessions, services, isolate=True, failed={failed.index: failed.outcome})
+
+
+class _OneFailed(Exception):
+    """A mail of a batch run without savepoints failed: the batch is rolled back and run again."""
+
+    def __init__(self, index: int, outcome: Outcome) -> None:
+        super().__init__(index)
+        self.index, self.outcome = index, outcome
+
+
+def _run_batch(
+    items: Sequence[tuple[bytes, Envelope]],
+    parsed: Sequence[pipeline.Parsed | None],
+    sessions: sessionmaker[Session],
+    services: Services,
+    *,
+    isolate: bool,
+    failed: dict[int, Outcome] | None = None,
+) -> list[Outcome]:
+    """One transaction for the batch; ``isolate``: a savepoint per mail; ``failed``: mails not run again."""
+    outcomes = []
     # the blobs of the whole batch are fsynced together, before the commit (the block closes first)
     with sessions() as session, session.begin(), services.blobs.batch(session):
-        for (raw, envelope), read in zip(items, parsed, strict=True):
+        for index, ((raw, envelope), read) in enumerate(zip(items, parsed, strict=True)):
+            if failed and index in failed:
+                outcomes.append(failed[index])
+                continue
             outcome = Outcome(envelope)
             try:
-                with session.begin_nested():
+                with session.begin_nested() if isolate else contextlib.nullcontext():
                     outcome.ctx = pipeline.run(raw, envelope, session, services, parsed=read)
             except Exception as exc:
                 if is_outage(exc):
                     raise
                 outcome.error, outcome.traceback = exc, traceback.format_exc()
                 outcome.ctx = None
+                if not isolate:
+                    raise _OneFailed(index, outcome) from exc
             outcomes.append(outcome)
     return outcomes
 
