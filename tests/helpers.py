@@ -221,3 +221,12 @@ def drop_schema(admin: Any, schema: str, attempts: int = 10) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5)
+
+
+def spool_mails(harness: Any, *mails: bytes) -> None:
+    """Put mails in the harness's spool as the SMTP door would, without draining it: one batch for the worker."""
+    from mailgate.spool.disk import SpoolMeta
+
+    for raw in mails:
+        meta = SpoolMeta(id="", source="smtp", mail_from="alice@customer.example", rcpt_tos=["support@example.com"])
+        harness.runtime.spool.put(raw, meta)

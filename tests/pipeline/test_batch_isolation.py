@@ -14,15 +14,8 @@ from sqlalchemy import event, func, select
 
 from mailgate.pipeline import run as pipeline
 from mailgate.pipeline.steps import store as store_step
-from mailgate.spool.disk import SpoolMeta
 from mailgate.storage.models import Customer, Event, Message
-from tests.helpers import make_mail, stored_message_ids
-
-
-def _spool(harness, *mails: bytes) -> None:
-    for raw in mails:
-        meta = SpoolMeta(id="", source="smtp", mail_from="alice@customer.example", rcpt_tos=["support@example.com"])
-        harness.runtime.spool.put(raw, meta)
+from tests.helpers import make_mail, spool_mails, stored_message_ids
 
 
 @pytest.fixture
@@ -57,7 +50,7 @@ def _breaks_after_storing(monkeypatch, subject: str) -> None:
 
 def test_a_batch_with_no_failure_takes_no_savepoint(harness, watched):
     seen, runs = watched
-    _spool(harness, *(make_mail(subject=f"mail {i}", msgid=f"<m{i}@customer.example>") for i in range(3)))
+    spool_mails(harness, *(make_mail(subject=f"mail {i}", msgid=f"<m{i}@customer.example>") for i in range(3)))
     harness.worker.drain()
 
     assert sorted(stored_message_ids(harness.runtime.config.path)) == [f"<m{i}@customer.example>" for i in range(3)]
@@ -70,7 +63,7 @@ def test_a_failed_mail_is_rolled_back_whole_and_the_rest_of_its_batch_runs_again
 ):
     seen, runs = watched
     _breaks_after_storing(monkeypatch, "broken")
-    _spool(
+    spool_mails(
         harness,
         make_mail(subject="first", msgid="<good1@customer.example>"),
         make_mail(subject="broken", msgid="<bad@customer.example>", sender="Bob <bob@elsewhere.example>"),
@@ -96,7 +89,7 @@ def test_a_failed_mail_is_rolled_back_whole_and_the_rest_of_its_batch_runs_again
 def test_a_batch_of_one_failed_mail_is_not_run_again(harness, watched, monkeypatch):
     seen, runs = watched
     _breaks_after_storing(monkeypatch, "broken")
-    _spool(harness, make_mail(subject="broken", msgid="<bad@customer.example>"))
+    spool_mails(harness, make_mail(subject="broken", msgid="<bad@customer.example>"))
     harness.worker.drain()
 
     assert stored_message_ids(harness.runtime.config.path) == []

@@ -9,14 +9,7 @@ from __future__ import annotations
 from sqlalchemy import event
 
 from mailgate.mail import parse as parsing
-from mailgate.spool.disk import SpoolMeta
-from tests.helpers import make_mail, stored_message_ids
-
-
-def _spool(harness, *mails: bytes) -> None:
-    for raw in mails:
-        meta = SpoolMeta(id="", source="smtp", mail_from="alice@customer.example", rcpt_tos=["support@example.com"])
-        harness.runtime.spool.put(raw, meta)
+from tests.helpers import make_mail, spool_mails, stored_message_ids
 
 
 def test_every_mail_of_a_batch_is_read_before_its_first_statement(harness, monkeypatch):
@@ -29,7 +22,7 @@ def test_every_mail_of_a_batch_is_read_before_its_first_statement(harness, monke
 
     monkeypatch.setattr(parsing, "parse", parse)
     event.listen(harness.runtime.engine, "before_cursor_execute", lambda *a: seen.append("sql"))
-    _spool(harness, *(make_mail(subject=f"mail {i}", msgid=f"<p{i}@customer.example>") for i in range(3)))
+    spool_mails(harness, *(make_mail(subject=f"mail {i}", msgid=f"<p{i}@customer.example>") for i in range(3)))
     harness.worker.drain()
 
     assert seen[:4] == ["read", "read", "read", "sql"]
@@ -48,7 +41,7 @@ def test_the_reading_counts_against_the_mails_work_budget(harness_factory, make_
         return mail
 
     monkeypatch.setattr(parsing, "parse", slow_parse)
-    _spool(
+    spool_mails(
         harness,
         make_mail(subject="[slow] a heavy one", msgid="<heavy@customer.example>"),
         make_mail(subject="a light one", msgid="<light@customer.example>"),
@@ -71,7 +64,7 @@ def test_a_mail_that_cannot_be_read_ahead_is_read_in_its_turn_and_fails_alone(ha
         return real_parse(raw)
 
     monkeypatch.setattr(parsing, "parse", flaky_parse)
-    _spool(
+    spool_mails(
         harness,
         make_mail(subject="first", msgid="<good1@customer.example>"),
         make_mail(subject="broken", msgid="<bad@customer.example>"),
@@ -100,7 +93,7 @@ def test_a_batch_never_holds_two_mails_over_its_byte_bound(harness, monkeypatch)
     monkeypatch.setattr(worker_module, "process_batch", process_batch)
     harness.worker.batch_bytes = 1_500_000
     big, small = "word " * 400_000, "word"  # about 2 MB, and a line
-    _spool(
+    spool_mails(
         harness,
         *(
             make_mail(subject=f"mail {i}", body=body, msgid=f"<b{i}@customer.example>")
