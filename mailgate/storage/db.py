@@ -5,11 +5,21 @@ on disk before the spool entry that fed it is deleted, so a power cut cannot
 lose a mail that was answered 250. pysqlite's own transaction handling is
 switched off so that SAVEPOINTs work (one savepoint per message inside a
 batch transaction: the group commit).
+
+Writers of one SQLite file queue at a gate (:class:`WriteGate`), an ``flock``
+beside the database, before SQLite's own lock: SQLite's busy handler polls
+with sleeps of up to 100 ms, so a worker process waiting for another's batch
+would sleep on past its commit; the kernel wakes a process waiting for the
+gate as soon as it is free.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +49,10 @@ def make_engine(url: str, busy_timeout: float = 30.0, **kwargs: Any) -> Engine:
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **kwargs)
+        connect_args: dict[str, Any] = {"timeout": busy_timeout, "check_same_thread": False}
+        if path is not None:
+            connect_args["factory"] = _gated(Path(f"{path}-writers"))
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
         _tune_sqlite(engine, busy_timeout)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -59,7 +72,92 @@ def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_connection = conn.connection.dbapi_connection
+        gate = getattr(dbapi_connection, "gate", None)
+        if gate is not None:
+            gate.enter()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if gate is not None:
+                gate.leave()
+            raise
+
+
+class WriteGate:
+    """One connection's place in the queue of a SQLite file's writers: an ``flock`` on ``<database>-writers``.
+
+    Entered before ``BEGIN IMMEDIATE``, left after the COMMIT or ROLLBACK, so a writer that waits sleeps
+    in the kernel and wakes the moment the one before it is done. A process killed while it holds the
+    gate lets go of it with its files. A thread that already holds the gate through another connection
+    does not queue again (it would wait for itself): it meets SQLite's busy timeout, as without a gate.
+    A gate that cannot be opened (a read-only folder) is no gate: SQLite's own lock still holds.
+    """
+
+    _held = threading.local()  # the gates this thread is inside of, by path
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.inside = False
+
+    def enter(self) -> None:
+        held: set[Path] = self._held.__dict__.setdefault("paths", set())
+        if self.inside or self.path in held:
+            return
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                return
+        fcntl.flock(self.fd, fcntl.LOCK_EX)  # waits without the GIL
+        self.inside = True
+        held.add(self.path)
+
+    def leave(self) -> None:
+        if not self.inside or self.fd is None:
+            return
+        self.inside = False
+        self._held.__dict__.setdefault("paths", set()).discard(self.path)
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.leave()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _gated(gate_path: Path) -> type[sqlite3.Connection]:
+    """A pysqlite connection class that leaves its :class:`WriteGate` when its transaction ends."""
+
+    class GatedConnection(sqlite3.Connection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.gate = WriteGate(gate_path)
+
+        def commit(self) -> None:
+            try:
+                super().commit()
+            finally:
+                self.gate.leave()
+
+        def rollback(self) -> None:
+            try:
+                super().rollback()
+            finally:
+                self.gate.leave()
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                self.gate.close()
+
+    return GatedConnection
 
 
 READ_ONLY = "mailgate_read_only"

@@ -1,0 +1,123 @@
+"""SQLite's writers queue at a gate, an flock beside the database, held from BEGIN IMMEDIATE to the end.
+
+SQLite's busy handler polls with sleeps that grow to 100 ms, so a worker process waiting for another's
+batch slept on past its commit; a process waiting for an flock wakes when it is released.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import exc, text
+
+from mailgate.storage import db
+
+
+@pytest.fixture
+def database(tmp_path: Path):
+    path = tmp_path / "mailgate.sqlite3"
+    engine = db.make_engine(f"sqlite:///{path}", busy_timeout=0.2)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    yield engine, Path(f"{path}-writers")
+    engine.dispose()
+
+
+def gate_is_free(gate: Path) -> bool:
+    fd = os.open(gate, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing lets go of a lock taken here
+    return True
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+def test_a_write_transaction_holds_the_gate_until_it_ends(database, end):
+    engine, gate = database
+    conn = engine.connect()
+    transaction = conn.begin()
+    conn.execute(text("INSERT INTO t VALUES (1)"))
+    assert not gate_is_free(gate)
+    getattr(transaction, end)()
+    assert gate_is_free(gate)
+    conn.close()
+
+
+def test_a_reading_connection_takes_no_gate(database):
+    engine, gate = database
+    with db.reading(engine) as conn, conn.begin():
+        conn.execute(text("SELECT count(*) FROM t")).scalar()
+        assert gate_is_free(gate)
+
+
+def test_a_writer_waits_at_the_gate_and_goes_on_when_it_is_free(database):
+    engine, _gate = database
+    first = engine.connect()
+    transaction = first.begin()
+    first.execute(text("INSERT INTO t VALUES (1)"))
+    began = threading.Event()
+    done: list[int] = []
+
+    def second_writer() -> None:
+        began.set()
+        with engine.begin() as conn:  # waits at the gate, not in SQLite's busy handler (0.2 s here)
+            conn.execute(text("INSERT INTO t VALUES (2)"))
+            done.append(conn.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    began.wait()
+    thread.join(timeout=1.0)  # long past the busy timeout: without the gate it would have failed by now
+    assert thread.is_alive() and not done, "the second writer waits as long as the first holds the gate"
+    transaction.commit()
+    thread.join(timeout=60)
+    assert done == [2]
+    first.close()
+
+
+def test_a_thread_holding_the_gate_does_not_wait_for_itself(database):
+    """A second write connection in the same thread meets SQLite's busy timeout, as it did without a gate."""
+    engine, _gate = database
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        with pytest.raises(exc.OperationalError, match="locked"), engine.begin() as other:
+            other.execute(text("INSERT INTO t VALUES (2)"))
+
+
+def test_a_process_killed_inside_its_transaction_leaves_the_gate_free(database, tmp_path):
+    engine, gate = database
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from sqlalchemy import text\n"
+            "from mailgate.storage import db\n"
+            f"engine = db.make_engine({str(engine.url)!r})\n"
+            "conn = engine.connect(); conn.begin(); conn.execute(text('INSERT INTO t VALUES (9)'))\n"
+            "print('inside', flush=True); time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"inside\n"
+        assert not gate_is_free(gate)
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=60)
+        assert gate_is_free(gate)
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 0, "its write was never committed"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
