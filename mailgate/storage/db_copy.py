@@ -8,8 +8,9 @@ a ticket's links to other tickets (``follows_id``, ``merged_into_id``) are
 set in a second pass, because a ticket may point at a newer one. Then the
 blobs are copied into the target's backend (``database``: chunked rows;
 ``files``: the directory this machine already has), the ``id`` sequences are
-set past the highest copied id and the ``counters`` row carries the ticket
-numbering, so new tickets continue it. The ``installation`` row carries the
+set past the highest copied id and the ticket numbering (the ``counters``
+row, and on PostgreSQL the ``ticket_numbers`` sequence) continues after the
+highest number the source gave, so new tickets continue it. The ``installation`` row carries the
 signing key: addresses signed before the move stay proven after it.
 
 Last, a verification: the row count and a checksum of every table's rows,
@@ -112,7 +113,11 @@ def _canonical(value: Any) -> str:
 
 
 def set_sequences(target: Engine) -> None:
-    """Each serial ``id`` continues after the highest copied one (PostgreSQL keeps sequences apart from rows)."""
+    """Each serial ``id``, and the ticket numbers, continue after the highest copied one.
+
+    PostgreSQL keeps sequences apart from rows. A number a PostgreSQL source took and rolled back is
+    above its highest ticket and may be given again by the target: no ticket ever had it.
+    """
     with target.begin() as conn:
         for table in tables():
             pk = list(table.primary_key.columns)
@@ -124,6 +129,13 @@ def set_sequences(target: Engine) -> None:
                     f"coalesce((SELECT max(id) FROM {table.name}), 0) + 1, false)"
                 )
             )
+        # the source's counter, or on a PostgreSQL source its sequence (the counter row is not kept there)
+        conn.execute(
+            text(
+                "SELECT setval('ticket_numbers', greatest(coalesce((SELECT value FROM counters WHERE name = 'ticket'),"
+                " 0), coalesce((SELECT max(number) FROM tickets), 0)) + 1, false)"
+            )
+        )
 
 
 def copy_installation(source: Engine, target: Engine, source_blobs: Blobs, target_blobs: Blobs) -> CopyReport:

@@ -65,7 +65,7 @@ def utcnow() -> datetime:
 
 
 class Counter(Base):
-    """Named counters (ticket numbers) taken with UPDATE … RETURNING, safe across daemons."""
+    """Named counters taken with UPDATE … RETURNING: ticket numbers on SQLite (PostgreSQL: a sequence), digest days."""
 
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(50), primary_key=True)

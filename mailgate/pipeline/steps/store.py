@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 
 import magic
-from sqlalchemy import bindparam, inspect, select, update
+from sqlalchemy import bindparam, inspect, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -29,16 +29,22 @@ UNPROVEN_FLAG = "unproven sender"  # on Message.parse_defects: the mail was stor
 
 
 _NEXT_NUMBER = update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1).returning(Counter.value)
+_NEXT_NUMBER_PG = text("SELECT nextval('ticket_numbers')")  # migration 0008: no lock held to the commit
 _CUSTOMER = select(Customer).where(Customer.address == bindparam("address"))
 
 
 def next_ticket_number(session: Session) -> int:
-    """Take the next number; the row lock makes it safe with several daemons on PostgreSQL.
+    """Take the next number, safe with several worker processes and daemons.
 
-    A Core statement: through the session, an UPDATE of a mapped class also looks for the objects it
-    changes among the loaded ones, which costs more than the statement here.
+    On PostgreSQL from the ``ticket_numbers`` sequence: the counter row's lock would last until the batch
+    commits, so the batches of two workers that each open a ticket would take turns. A number taken in a
+    transaction that rolls back is not given again. On SQLite, whose one writer holds the whole file
+    anyway, the ``counters`` row. A Core statement: through the session, an UPDATE of a mapped class also
+    looks for the objects it changes among the loaded ones, which costs more than the statement here.
     """
-    return int(session.connection().execute(_NEXT_NUMBER).scalar_one())
+    connection = session.connection()
+    statement = _NEXT_NUMBER_PG if connection.dialect.name == "postgresql" else _NEXT_NUMBER
+    return int(connection.execute(statement).scalar_one())
 
 
 def get_or_create_customer(session: Session, address: str, name: str, now: datetime) -> Customer:
