@@ -152,7 +152,7 @@ def list_verdict(session: Session | None, address: str, settings: SpamSettings) 
     stored: dict[str, str] = {}
     if session is not None:  # Core: set_sender flushes its row, so nothing listed waits for a flush
         found = session.connection().execute(_LISTED, {"address": entries[0], "domain": entries[1]})
-        stored = dict(found.tuples().all())
+        stored = {entry: verdict for entry, verdict in found}
     for entry in entries:
         if entry in stored:
             return stored[entry], f"{entry} is on the {stored[entry]} list"

@@ -49,7 +49,7 @@ def by_references(session: Session, in_reply_to: Iterable[str], references: Iter
     if not candidates:
         return None
     keys = [msgid_key(c) for c in candidates]
-    found = dict(session.execute(_REFS_BY_KEYS, {"keys": keys}).tuples().all())
+    found = {key: ticket_id for key, ticket_id in session.execute(_REFS_BY_KEYS, {"keys": keys})}
     for key in keys:
         if key in found:
             return session.get(Ticket, found[key])
