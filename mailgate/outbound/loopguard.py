@@ -181,8 +181,16 @@ SYSTEM_CACHE_SECONDS = 5.0  # a cached system count is this fresh at most (rows 
 # make it count a few too many, never too few)
 
 
-def _counts_statement(has_sender: bool, has_ticket: bool, since_last: bool, caps: tuple[int, int, int]) -> Any:
+FIXED_RECIPIENTS = 4  # up to this many recipients are bind parameters of their own; more: an expanding IN
+
+
+def _counts_statement(
+    has_sender: bool, has_ticket: bool, since_last: bool, caps: tuple[int, int, int], recipients: int | None
+) -> Any:
     """The one statement of :func:`gather_counts` for this shape, with its values as parameters.
+
+    ``recipients``: how many fixed parameters name the recipients (None: an expanding IN, which is
+    rendered again on every execution, so the common one or two recipients do without it).
 
     Each count is its own subquery so that each uses its own index (recipient, ticket, created_at).
     Only "under the limit or not" matters: counting stops at the limit, so a burst of thousands of
@@ -213,7 +221,11 @@ def _counts_statement(has_sender: bool, has_ticket: bool, since_last: bool, caps
     suppressed = (
         select(Suppression.address)
         .where(
-            Suppression.address.in_(bindparam("recipients", expanding=True)),
+            Suppression.address.in_(
+                bindparam("recipients", expanding=True)
+                if recipients is None
+                else [bindparam(f"recipient_{i}") for i in range(recipients)]
+            ),
             or_(Suppression.until.is_(None), Suppression.until > bindparam("now")),
         )
         .limit(1)
@@ -223,7 +235,7 @@ def _counts_statement(has_sender: bool, has_ticket: bool, since_last: bool, caps
     return select(to_sender, in_ticket, system, suppressed, newest)
 
 
-_STATEMENTS: dict[tuple[bool, bool, bool, tuple[int, int, int]], Any] = {}  # one per shape and set of limits
+_STATEMENTS: dict[tuple[bool, bool, bool, tuple[int, int, int], int | None], Any] = {}  # one per shape and limits
 
 
 def gather_counts(
@@ -246,11 +258,16 @@ def gather_counts(
     # The rows since the cached count are capped at the whole limit too (they are few within a batch):
     # the caps are then the limits alone, and one statement serves every batch.
     caps = (limits.per_sender_per_hour, limits.per_ticket_limit, limits.system_limit)
-    shape = (bool(sender), ticket_id is not None, fresh, caps)
+    fixed = len(recipients) if 0 < len(recipients) <= FIXED_RECIPIENTS else None
+    shape = (bool(sender), ticket_id is not None, fresh, caps, fixed)
     statement = _STATEMENTS.get(shape)
     if statement is None:
         statement = _STATEMENTS[shape] = _counts_statement(*shape)
-    values: dict[str, Any] = {"recipients": list(recipients), "now": now}
+    values: dict[str, Any] = {"now": now}
+    if fixed is None:
+        values["recipients"] = list(recipients)
+    else:
+        values.update({f"recipient_{i}": address for i, address in enumerate(recipients)})
     if sender:
         values.update(sender=sender, hour_ago=now - timedelta(hours=1))
     if ticket_id is not None:

@@ -1,11 +1,13 @@
-"""The breaker's system-wide count is read once per batch session, then only what the batch added."""
+"""The loop guard's one query: the breaker's count is read once per batch session, then only what it added."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from mailgate.outbound.loopguard import SYSTEM_CACHE_SECONDS, Limits, gather_counts
-from mailgate.storage.models import Outbox
+import pytest
+
+from mailgate.outbound.loopguard import FIXED_RECIPIENTS, SYSTEM_CACHE_SECONDS, Limits, gather_counts
+from mailgate.storage.models import Outbox, Suppression
 
 LIMITS = Limits(system_limit=5, system_window=600.0)
 
@@ -59,3 +61,22 @@ def test_a_count_older_than_its_freshness_or_in_a_new_session_is_read_again(harn
         assert _system(session, later) == 0
     with harness.runtime.sessions() as session, session.begin():
         assert _system(session, now) == 3
+
+
+@pytest.mark.parametrize("count", [1, 2, FIXED_RECIPIENTS, FIXED_RECIPIENTS + 1, 9])
+def test_a_suppressed_recipient_is_found_among_any_number_of_recipients(harness, clock, count):
+    """Up to FIXED_RECIPIENTS they are parameters of their own, past that an expanding IN: both find it."""
+    now = clock.now()
+    recipients = [f"r{i}@customer.example" for i in range(count)]
+    with harness.runtime.sessions() as session, session.begin():
+        session.add(Suppression(address=recipients[-1], reason="hard bounce", until=None, created_at=now))
+        session.add(Suppression(address="gone@customer.example", reason="lifted", until=now, created_at=now))
+        session.flush()
+
+        def suppressed(addresses: list[str]) -> tuple[str, ...]:
+            return gather_counts(
+                session, now, recipients=addresses, sender=None, ticket_id=None, limits=LIMITS
+            ).suppressed
+
+        assert suppressed(recipients) == (recipients[-1],)
+        assert suppressed([*recipients[:-1], "gone@customer.example"]) == ()
