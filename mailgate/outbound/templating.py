@@ -190,6 +190,9 @@ class Templates:
         self.visible = visible
         self.text_env = SandboxedEnvironment(autoescape=False, bytecode_cache=_bytecode(cache_dir, "text"), **common)
         self.html_env = SandboxedEnvironment(autoescape=True, bytecode_cache=_bytecode(cache_dir, "html"), **common)
+        # the template chosen for (kind, locale, queue), and its HTML twin: the snapshot never changes, and
+        # choosing again tries each missing candidate (an exception each) and asks the loader if it is fresh
+        self._chosen: dict[tuple[str, str, str], tuple[Any, Any | None]] = {}
 
     def names(self, kind: str, locale: str, queue: str = "") -> list[str]:
         """Candidate template names, most specific first."""
@@ -201,14 +204,17 @@ class Templates:
 
     def render(self, kind: str, locale: str, context: Mapping[str, Any], queue: str = "") -> Rendered:
         """Render one mail. Raises jinja2.TemplateError (e.g. TemplateNotFound, UndefinedError)."""
-        text_template = self.text_env.select_template(self.names(kind, locale, queue))
+        chosen = self._chosen.get((kind, locale, queue))
+        if chosen is None:
+            text_template = self.text_env.select_template(self.names(kind, locale, queue))
+            twin = self.html_env.get_template(text_template.name or kind) if "html" in text_template.blocks else None
+            chosen = self._chosen[(kind, locale, queue)] = (text_template, twin)
+        text_template, html_template = chosen
         name = text_template.name or kind
         data = {**empty_context(kind), **context}
         text = _text_part(text_template, data)
         subject = _block(text_template, "subject", data) if "subject" in text_template.blocks else ""
-        html = ""
-        if "html" in text_template.blocks:
-            html = _block(self.html_env.get_template(name), "html", data)
+        html = _block(html_template, "html", data) if html_template is not None else ""
         return Rendered(subject=" ".join(subject.split()), text=text.strip("\n") + "\n", html=html, template=name)
 
     def files(self) -> list[tuple[Path, str]]:

@@ -51,3 +51,21 @@ def test_every_shipped_template_checks_the_same_from_the_cache(tmp_path):
     assert Templates([templating.SHIPPED_DIR], cache).check() == []
     assert Templates([templating.SHIPPED_DIR], cache).check() == []
     assert len(list((cache / "templates" / "text").iterdir())) >= len(Templates([templating.SHIPPED_DIR]).files())
+
+
+def test_a_template_is_chosen_once_per_snapshot_for_each_kind_locale_and_queue(tmp_path, monkeypatch):
+    """Choosing tries every missing candidate; the choice cannot change until a reload builds a new snapshot."""
+    override = tmp_path / "templates"
+    (override / "queues" / "billing" / "en").mkdir(parents=True)
+    (override / "queues" / "billing" / "en" / "resolved.j2").write_text(SOURCE.replace("Dear", "Billing:"))
+    templates = Templates([override, templating.SHIPPED_DIR])
+    chosen: list[list[str]] = []
+    select = templates.text_env.select_template
+    monkeypatch.setattr(templates.text_env, "select_template", lambda names: chosen.append(names) or select(names))
+    context = templating.sample_context()
+
+    first = [templates.render("resolved", "en", context, queue=q) for q in ("", "billing", "", "billing")]
+
+    assert len(chosen) == 2, "one choice for each (kind, locale, queue)"
+    assert first[0] == first[2] and first[1] == first[3]
+    assert "Billing:" in first[1].text and "<p>Billing:" in first[1].html and "Billing:" not in first[0].text
