@@ -46,7 +46,7 @@ from mailgate.outbound.bounces import verp_address
 from mailgate.outbound.making import Recipient
 from mailgate.outbound.settings import Settings
 from mailgate.outbound.templating import DEFAULT_LOCALE, Templates
-from mailgate.storage import audit
+from mailgate.storage import audit, direct
 from mailgate.storage.models import Event, Message, Outbox, Ticket
 from mailgate.storage.rows import insert_now, table
 from mailgate.storage.threads import remember_message_id
@@ -270,7 +270,7 @@ def _write_row(session: Session, key: bytes, support_address: str, row: Outbox) 
     """
     insert_now(session, row)
     verp = verp_address(key, support_address, row.id)
-    session.connection().execute(_SET_MAIL_FROM, {"row": row.id, "verp": verp})
+    direct.write(session, _SET_MAIL_FROM, {"row": row.id, "verp": verp})
     set_committed_value(row, "mail_from", verp)
     return row
 

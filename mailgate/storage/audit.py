@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from mailgate.storage import direct
 from mailgate.storage.models import Event, Message, Ticket
 from mailgate.storage.rows import flushed_id, nothing_pending, table
 
@@ -36,7 +37,7 @@ def record(
     ticket_id, message_pk = flushed_id(ticket), flushed_id(message)
     if ticket_id is not False and message_pk is not False and nothing_pending(session):
         values = {"ticket_id": ticket_id, "message_pk": message_pk, "kind": kind, "actor": actor}
-        session.connection().execute(_INSERT, {**values, "detail": detail, "created_at": now})
+        direct.write(session, _INSERT, {**values, "detail": detail, "created_at": now})
         return
     session.add(Event(ticket=ticket, message=message, kind=kind, actor=actor, detail=detail, created_at=now))
 
@@ -64,4 +65,4 @@ def record_all(session: Session, now: datetime, events: Sequence[Pending]) -> No
         {"ticket_id": t, "message_pk": m, "kind": e.kind, "actor": e.actor, "detail": e.detail, "created_at": now}
         for e, (t, m) in zip(events, ids, strict=True)
     ]
-    session.connection().execute(_INSERT, rows)
+    direct.write_many(session, _INSERT, rows)

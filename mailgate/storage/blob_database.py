@@ -31,6 +31,7 @@ from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from mailgate.storage import direct
 from mailgate.storage.blobstore import CHUNK_SIZE
 from mailgate.storage.db import reading
 from mailgate.storage.models import Blob, BlobChunk
@@ -97,18 +98,18 @@ class DatabaseBlobStore:
     ) -> bool:
         """Write the head row, then the chunks; ``known`` (size, chunk count) saves the UPDATE after."""
         size, count = known or (0, 0)
-        if conn.execute(self._head, {"sha256": sha256, "size": size, "chunks": count}).first() is None:
+        if direct.write(conn, self._head, {"sha256": sha256, "size": size, "chunks": count}) is None:
             return False  # one round trip tells "new" from "stored already" (here or on another daemon)
         digest, size, seq = hashlib.sha256(), 0, 0
         for chunk in chunks:
             if known is None:
                 digest.update(chunk)
-            conn.execute(_CHUNK, {"sha256": sha256, "seq": seq, "data": bytes(chunk)})
+            direct.write(conn, _CHUNK, {"sha256": sha256, "seq": seq, "data": bytes(chunk)})
             size, seq = size + len(chunk), seq + 1
         if known is None and digest.hexdigest() != sha256:
             raise ValueError(f"blob {sha256}: its content hashes to {digest.hexdigest()}")
         if known != (size, seq):
-            conn.execute(_SIZE, {"key": sha256, "size": size, "n": seq})
+            direct.write(conn, _SIZE, {"key": sha256, "size": size, "n": seq})
         return True
 
     def _slices(self, data: bytes) -> Iterator[memoryview]:

@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import Insert, Table, insert, inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from mailgate.storage import direct
 from mailgate.storage.models import Base
 
 
@@ -82,7 +83,7 @@ def insert_now(session: Session, obj: Base) -> None:
         if key not in loaded:
             setattr(obj, key, default(None) if callable(default) else default)
         values[column] = loaded[key]
-    setattr(obj, plan.primary_key, session.connection().execute(plan.statement, values).scalar_one())
+    setattr(obj, plan.primary_key, direct.write(session, plan.statement, values))
     make_transient_to_detached(obj)
     stale = session.identity_map.get(state.key) if state.key is not None else None
     if stale is not None and stale is not obj:

@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from mailgate.domain.tokens import find_ticket_number
+from mailgate.storage import direct
 from mailgate.storage.models import Message, MessageRef, Ticket
 from mailgate.storage.rows import flushed_id, nothing_pending, table
 
@@ -72,9 +73,7 @@ def remember_message_id(
         return
     ticket_id, message_pk = flushed_id(ticket), flushed_id(message)
     if ticket_id is not False and message_pk is not False and nothing_pending(session):
-        session.connection().execute(
-            _INSERT_REF, {"msgid_sha256": key, "ticket_id": ticket_id, "message_pk": message_pk}
-        )
+        direct.write(session, _INSERT_REF, {"msgid_sha256": key, "ticket_id": ticket_id, "message_pk": message_pk})
     else:
         session.add(MessageRef(msgid_sha256=key, ticket=ticket, message=message))
 
