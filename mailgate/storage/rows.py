@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from sqlalchemy import Insert, Table, insert, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from mailgate.storage import direct
@@ -49,11 +50,12 @@ class _Plan:
     primary_key: str  # the attribute that receives the new id
 
 
-_PLANS: dict[type[Base], _Plan] = {}
+_PLANS: dict[tuple[type[Base], str, str], _Plan] = {}
 
 
-def _plan(model: type[Base]) -> _Plan:
-    plan = _PLANS.get(model)
+def _plan(model: type[Base], unique: str = "", dialect: str = "") -> _Plan:
+    """``unique``: a column whose conflict makes the INSERT do nothing (the statement is then the dialect's)."""
+    plan = _PLANS.get((model, unique, dialect))
     if plan is None:
         mapper, target = inspect(model), table(model)
         [primary_key] = target.primary_key.columns
@@ -63,11 +65,15 @@ def _plan(model: type[Base]) -> _Plan:
             if column is not primary_key
         )
         key = mapper.get_property_by_column(primary_key).key
-        plan = _PLANS[model] = _Plan(insert(target).returning(primary_key), columns, key)
+        statement: Insert = insert(target)
+        if unique:
+            dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            statement = dialect_insert(target).on_conflict_do_nothing(index_elements=[unique])
+        plan = _PLANS[(model, unique, dialect)] = _Plan(statement.returning(primary_key), columns, key)
     return plan
 
 
-def insert_now(session: Session, obj: Base) -> None:
+def insert_now(session: Session, obj: Base, *, unique: str = "") -> bool:
     """Write a new object with one Core INSERT and make it a persistent object of the session.
 
     For the rows every mail adds (customer, ticket, message, attachments), whose ids the next rows need
@@ -75,17 +81,26 @@ def insert_now(session: Session, obj: Base) -> None:
     default taken from the column is set on the object too), so nothing is expired and read again.
     Relationships are not followed: give ids, and link loaded objects with ``set_committed_value``.
     A savepoint rolled back leaves the object expired; a later row given its id replaces it.
+
+    ``unique``: a column another transaction may be adding the same value to at once (a customer's
+    address, with two worker processes): on a conflict nothing is written and False returned, and the
+    caller reads the other's row. PostgreSQL answers only once that transaction has ended.
     """
     state = inspect(obj)
-    plan, loaded = _plan(type(obj)), state.dict
+    dialect = session.connection().dialect.name if unique else ""
+    plan, loaded = _plan(type(obj), unique, dialect), state.dict
     values = {}
     for column, key, default in plan.columns:
         if key not in loaded:
             setattr(obj, key, default(None) if callable(default) else default)
         values[column] = loaded[key]
-    setattr(obj, plan.primary_key, direct.write(session, plan.statement, values))
+    new_id = direct.write(session, plan.statement, values)
+    if new_id is None:
+        return False
+    setattr(obj, plan.primary_key, new_id)
     make_transient_to_detached(obj)
     stale = session.identity_map.get(state.key) if state.key is not None else None
     if stale is not None and stale is not obj:
         session.expunge(stale)  # left expired by a rolled-back savepoint; its row is gone
     session.add(obj)
+    return True

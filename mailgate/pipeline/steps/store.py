@@ -51,8 +51,10 @@ def get_or_create_customer(session: Session, address: str, name: str, now: datet
     customer = session.scalar(_CUSTOMER, {"address": address})
     if customer is None:
         customer = Customer(address=address, name=name, created_at=now)
-        insert_now(session, customer)
-    elif name and not customer.name:
+        if not insert_now(session, customer, unique="address"):
+            # another worker's batch added this address meanwhile, and has committed it
+            customer = session.scalars(_CUSTOMER, {"address": address}).one()
+    if name and not customer.name:
         customer.name = name
     return customer
 
