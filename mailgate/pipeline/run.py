@@ -36,6 +36,7 @@ from mailgate.pipeline.steps.held import hold_unthreaded
 from mailgate.pipeline.steps.react import react
 from mailgate.pipeline.steps.route import route
 from mailgate.pipeline.steps.store import store
+from mailgate.storage import direct
 from mailgate.storage import threads as followup
 from mailgate.storage.models import Message, MessageRef, Ticket
 
@@ -219,4 +220,5 @@ def run(
         if budget and spent > budget:
             raise MailBudgetExceeded(f"work budget of {budget:g}s spent: {spent:.1f}s after step {name}")
     session.flush()
+    direct.flush(session)  # the writes still queued (PostgreSQL): an error among them is this mail's
     return ctx

@@ -38,6 +38,7 @@ from mailgate.storage.models import Blob, BlobChunk
 from mailgate.storage.rows import table
 
 _BLOBS, _CHUNKS = table(Blob), table(BlobChunk)
+SMALL_CHUNK = 64 * 1024  # a chunk up to this size may wait in the connection's queue of writes
 # Built once, with bind parameters: a statement built per call costs more than its round trip.
 _HEADS = {
     name: dialect.insert(_BLOBS)
@@ -104,7 +105,8 @@ class DatabaseBlobStore:
         for chunk in chunks:
             if known is None:
                 digest.update(chunk)
-            direct.write(conn, _CHUNK, {"sha256": sha256, "seq": seq, "data": bytes(chunk)})
+            data = bytes(chunk)  # a small one waits for the next statement (PostgreSQL); a big one goes at once
+            direct.write(conn, _CHUNK, {"sha256": sha256, "seq": seq, "data": data}, defer=len(data) <= SMALL_CHUNK)
             size, seq = size + len(chunk), seq + 1
         if known is None and digest.hexdigest() != sha256:
             raise ValueError(f"blob {sha256}: its content hashes to {digest.hexdigest()}")

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.errors import DatabaseSchemaError
+from mailgate.storage import direct
 
 if TYPE_CHECKING:  # Alembic costs ~0.2 s to import: only where migrations run, or the schema is checked
     from alembic.config import Config as AlembicConfig
@@ -56,7 +57,10 @@ def make_engine(url: str, busy_timeout: float = 30.0, **kwargs: Any) -> Engine:
         _tune_sqlite(engine, busy_timeout)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "postgresql":
+        direct.defer_on(engine)  # the writes that return nothing share a round trip with the next statement
+    return engine
 
 
 def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:

@@ -18,12 +18,13 @@ parameter.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Update, exc
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy import Insert, Update, event, exc
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import Session
 
 Statement = Insert | Update
@@ -37,6 +38,7 @@ class _Compiled:
     fixed: tuple[Any, ...]  # for each, the value bound in the statement itself (when not given)
     processors: tuple[Callable[[Any], Any] | None, ...]
     positional: bool
+    returns: bool = False  # it has RETURNING: it is never queued
     usable: bool = True  # False: the statement runs through SQLAlchemy's execution (see the module's doc)
 
 
@@ -44,7 +46,12 @@ _CACHE: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}
 
 
 def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
-    compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys))
+    returns = bool(statement.returning_column_descriptions)
+    if isinstance(statement, Insert) and not returns:
+        statement_sent: Statement = statement.inline()  # no RETURNING of the new id that nobody reads
+    else:
+        statement_sent = statement
+    compiled: Any = statement_sent.compile(dialect=dialect, column_keys=list(keys))
     refused = bool(compiled.insert_prefetch or compiled.update_prefetch or compiled.literal_execute_params)
     refused = refused or any(bind.expanding or bind.callable is not None for bind in compiled.binds.values())
     if refused:  # a Python-side default to compute, or SQL to render for each execution
@@ -58,6 +65,7 @@ def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...]) -> _
         fixed=tuple(bind.value for bind in binds),
         processors=tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds),
         positional=bool(compiled.positional),
+        returns=returns,
     )
 
 
@@ -77,17 +85,23 @@ def _bound(plan: _Compiled, values: Mapping[str, Any]) -> Any:
     return tuple(row) if plan.positional else dict(zip(plan.names, row, strict=True))
 
 
-def write(session: Session | Connection, statement: Statement, values: Mapping[str, Any]) -> Any:
+def write(session: Session | Connection, statement: Statement, values: Mapping[str, Any], *, defer: bool = True) -> Any:
     """Execute one INSERT or UPDATE; the first column of its first row (an id from RETURNING), else None.
 
-    Only for values the returned column needs no result processing for (integer ids).
+    Only for values the returned column needs no result processing for (integer ids). On PostgreSQL a
+    statement that returns nothing waits in the connection's queue (see :func:`defer_on`), unless
+    ``defer`` is False: a big value (a blob's chunk) is sent at once, so the queue never holds a file.
     """
     conn = session.connection() if isinstance(session, Session) else session
     plan = _plan(statement, conn.dialect, tuple(sorted(values)))
     if plan is None:
         row = conn.execute(statement, dict(values)).first()
         return row[0] if row is not None else None
-    return _run(conn, plan, _bound(plan, values), many=False)
+    item = (plan, _bound(plan, values), False)
+    if defer and not plan.returns and _deferring(conn):
+        _queue(conn).append(item)
+        return None
+    return _run(conn, [*_taken(conn), item])
 
 
 def write_many(session: Session | Connection, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -99,28 +113,95 @@ def write_many(session: Session | Connection, statement: Statement, rows: Sequen
     if plan is None:
         conn.execute(statement, [dict(row) for row in rows])
         return
-    _run(conn, plan, [_bound(plan, row) for row in rows], many=True)
+    item = (plan, [_bound(plan, row) for row in rows], True)
+    if not plan.returns and _deferring(conn):
+        _queue(conn).append(item)
+        return
+    _run(conn, [*_taken(conn), item])
 
 
-def _run(conn: Connection, plan: _Compiled, parameters: Any, *, many: bool) -> Any:
+def flush(session: Session | Connection) -> None:
+    """Send the writes waiting in the queue now (the pipeline calls it at the end of each mail, so an
+    error of one of them is that mail's)."""
+    conn = session.connection() if isinstance(session, Session) else session
+    items = _taken(conn)
+    if items:
+        _run(conn, items)
+
+
+# On PostgreSQL each statement is a round trip (~0.1 ms of waiting, and a wake-up of both processes),
+# and most of a mail's writes return nothing: an event, a Message-ID index entry, a blob's chunk, the
+# outbox row's return path. Those wait in the connection's queue and go out in one pipeline, together
+# with the next statement whatever it is, before it: every read sees every write made before it.
+_QUEUE = "mailgate.direct.queue"
+_DEFERS = "mailgate_defers_writes"  # an engine's dialect option: set by defer_on
+
+
+def defer_on(engine: Engine) -> None:
+    """Queue the writes that return nothing (PostgreSQL); the queue goes out before any other statement
+    and before a commit, and is dropped by a rollback (a rollback to a savepoint drops what was queued
+    since the last statement, which is inside that savepoint)."""
+    setattr(engine.dialect, _DEFERS, True)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not conn.connection.info.get(_QUEUE):
+            return
+        if statement.lstrip().upper().startswith("ROLLBACK TO SAVEPOINT"):
+            _taken(conn)
+            return
+        flush(conn)
+
+    @event.listens_for(engine, "commit")
+    def _commit(conn: Connection) -> None:
+        flush(conn)
+
+    @event.listens_for(engine, "rollback")
+    def _rollback(conn: Connection) -> None:
+        with contextlib.suppress(Exception):  # a connection already gone has no queue to drop
+            _taken(conn)
+
+
+def _deferring(conn: Connection) -> bool:
+    return bool(getattr(conn.dialect, _DEFERS, False))
+
+
+def _queue(conn: Connection) -> list[tuple[_Compiled, Any, bool]]:
+    queue: list[tuple[_Compiled, Any, bool]] = conn.connection.info.setdefault(_QUEUE, [])
+    return queue
+
+
+def _taken(conn: Connection) -> list[tuple[_Compiled, Any, bool]]:
+    taken: list[tuple[_Compiled, Any, bool]] = conn.connection.info.pop(_QUEUE, None) or []
+    return taken
+
+
+def _run(conn: Connection, items: Sequence[tuple[_Compiled, Any, bool]]) -> Any:
+    """Execute ``items`` in order (in one pipeline when there are several); the last one's first value."""
     dbapi_connection: Any = conn.connection.dbapi_connection
-    cursor = dbapi_connection.cursor()
+    cursors = [dbapi_connection.cursor() for _ in items]
     try:
-        for listener in conn.dispatch.before_cursor_execute:
-            listener(conn, cursor, plan.sql, parameters, None, many)
+        for plan, parameters, many in items:
+            for listener in conn.dispatch.before_cursor_execute:
+                listener(conn, cursors[0], plan.sql, parameters, None, many)
         try:
-            if many:
-                cursor.executemany(plan.sql, parameters)
-                first = None
-            else:
-                cursor.execute(plan.sql, parameters)
-                first = cursor.fetchone() if cursor.description is not None else None
+            with dbapi_connection.pipeline() if len(items) > 1 else contextlib.nullcontext():
+                for cursor, (plan, parameters, many) in zip(cursors, items, strict=True):
+                    if many:
+                        cursor.executemany(plan.sql, parameters)
+                    else:
+                        cursor.execute(plan.sql, parameters)
+                last, (plan, _parameters, many) = cursors[-1], items[-1]
+                first = last.fetchone() if plan.returns and not many else None
         except conn.dialect.loaded_dbapi.Error as error:
+            failed = items[-1]
             raise exc.DBAPIError.instance(
-                plan.sql, parameters, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+                failed[0].sql, failed[1], error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
             ) from error
-        for listener in conn.dispatch.after_cursor_execute:
-            listener(conn, cursor, plan.sql, parameters, None, many)
+        for plan, parameters, many in items:
+            for listener in conn.dispatch.after_cursor_execute:
+                listener(conn, cursors[-1], plan.sql, parameters, None, many)
     finally:
-        cursor.close()
+        for cursor in cursors:
+            cursor.close()
     return first[0] if first is not None else None

@@ -14,6 +14,7 @@ from sqlalchemy import event, exc, insert, select, update
 from mailgate.storage import db, direct
 from mailgate.storage.models import Counter, Event
 from mailgate.storage.rows import table
+from tests import fresh_database
 
 EVENTS = insert(table(Event))
 NUMBERED = insert(table(Event)).returning(table(Event).c.id)
@@ -81,6 +82,7 @@ def test_a_driver_error_is_sqlalchemys_with_the_drivers_as_orig(engine):
     duplicate = insert(table(Counter))
     with engine.connect() as conn, conn.begin(), pytest.raises(exc.IntegrityError) as raised:
         direct.write(conn, duplicate, {"name": "ticket", "value": 7})
+        direct.flush(conn)  # on PostgreSQL it waited in the queue
     assert raised.value.orig is not None and type(raised.value.orig).__module__.split(".")[0] in {"sqlite3", "psycopg"}
 
 
@@ -92,3 +94,73 @@ def test_a_column_default_not_given_is_applied_through_sqlalchemy(engine):
         )
     with engine.connect() as conn:
         assert conn.execute(select(Event.actor, Event.detail).where(Event.id == new_id)).one() == ("", {})
+
+
+# On PostgreSQL the writes that return nothing wait in the connection's queue and share the round trip
+# of the next statement (a pipeline): each promise below is one a reader or the batch logic relies on.
+
+fresh_pg_url = fresh_database.fresh_pg_url  # a fixture: a database of its own
+
+
+@pytest.fixture
+def pg(fresh_pg_url):
+    engine = db.make_engine(fresh_pg_url)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def kinds(conn) -> list[str]:
+    return list(conn.scalars(select(Event.kind).order_by(Event.id)))
+
+
+def test_a_queued_write_is_sent_before_the_next_statement_which_sees_it(pg):
+    sent: list[str] = []
+    event.listen(pg, "before_cursor_execute", lambda _c, _cur, sql, *_a: sent.append(sql.split()[0]))
+    with pg.connect() as conn, conn.begin():
+        direct.write(conn, EVENTS, an_event(kind="first", detail={}, created_at=datetime.now(UTC)))
+        direct.write(conn, EVENTS, an_event(kind="second", detail={}, created_at=datetime.now(UTC)))
+        assert "INSERT" not in sent, "both wait for the next statement"
+        assert kinds(conn) == ["first", "second"]
+        assert sent[-3:] == ["INSERT", "INSERT", "SELECT"]
+
+
+def test_a_write_with_returning_goes_in_the_same_pipeline_after_the_queue(pg):
+    with pg.connect() as conn, conn.begin():
+        direct.write(conn, EVENTS, an_event(kind="queued", detail={}, created_at=datetime.now(UTC)))
+        new_id = direct.write(conn, NUMBERED, an_event(kind="numbered", detail={}, created_at=datetime.now(UTC)))
+        assert conn.scalar(select(Event.kind).where(Event.id == new_id)) == "numbered"
+        assert kinds(conn) == ["queued", "numbered"]
+
+
+def test_a_commit_sends_the_queue_and_a_rollback_drops_it(pg):
+    with pg.connect() as conn:
+        with conn.begin():
+            direct.write(conn, EVENTS, an_event(kind="kept", detail={}, created_at=datetime.now(UTC)))
+        transaction = conn.begin()
+        direct.write(conn, EVENTS, an_event(kind="dropped", detail={}, created_at=datetime.now(UTC)))
+        transaction.rollback()
+        with conn.begin():
+            direct.write(conn, EVENTS, an_event(kind="after", detail={}, created_at=datetime.now(UTC)))
+    with pg.connect() as conn:
+        assert kinds(conn) == ["kept", "after"]
+
+
+def test_a_savepoint_rolled_back_drops_what_was_queued_inside_it_and_a_released_one_keeps_it(pg):
+    with pg.connect() as conn:
+        with conn.begin():
+            direct.write(conn, EVENTS, an_event(kind="before", detail={}, created_at=datetime.now(UTC)))
+            savepoint = conn.begin_nested()
+            direct.write(conn, EVENTS, an_event(kind="inside", detail={}, created_at=datetime.now(UTC)))
+            savepoint.rollback()
+            with conn.begin_nested():
+                direct.write(conn, EVENTS, an_event(kind="released", detail={}, created_at=datetime.now(UTC)))
+        assert kinds(conn) == ["before", "released"]
+
+
+def test_an_error_in_a_queued_write_is_raised_by_the_flush_as_sqlalchemys(pg):
+    with pg.connect() as conn, conn.begin():
+        direct.write(conn, insert(table(Counter)), {"name": "ticket", "value": 7})  # the row exists: a conflict
+        with pytest.raises(exc.IntegrityError) as raised:
+            direct.flush(conn)
+        assert type(raised.value.orig).__module__.startswith("psycopg")

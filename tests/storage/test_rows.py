@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import event, select
 
-from mailgate.storage import audit
+from mailgate.storage import audit, direct
 from mailgate.storage.models import Customer, Event, Message, MessageRef, Ticket
 from mailgate.storage.rows import insert_now
 from mailgate.storage.threads import indexed, remember_message_id
@@ -102,6 +102,7 @@ def test_events_recorded_together_are_one_statement_in_their_order(harness):
                     audit.Pending("message.received", ticket),
                 ],
             )
+            direct.flush(session)  # on PostgreSQL it waits for the next statement
         finally:
             event.remove(engine, "before_cursor_execute", listener)
 
