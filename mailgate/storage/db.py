@@ -9,8 +9,8 @@ batch transaction: the group commit).
 Writers of one SQLite file queue at a gate (:class:`WriteGate`), an ``flock``
 beside the database, before SQLite's own lock: SQLite's busy handler polls
 with sleeps of up to 100 ms, so a worker process waiting for another's batch
-would sleep on past its commit; the kernel wakes a process waiting for the
-gate as soon as it is free.
+would sleep on past its commit; a writer at the gate looks every half
+millisecond.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +53,7 @@ def make_engine(url: str, busy_timeout: float = 30.0, **kwargs: Any) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"timeout": busy_timeout, "check_same_thread": False}
         if path is not None:
-            connect_args["factory"] = _gated(Path(f"{path}-writers"))
+            connect_args["factory"] = _gated(Path(f"{path}-writers"), busy_timeout)
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         _tune_sqlite(engine, busy_timeout)
         return engine
@@ -91,20 +92,25 @@ def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
             raise
 
 
+GATE_POLL = 0.0005  # seconds between two looks at a busy gate (SQLite's busy handler sleeps up to 0.1 s)
+
+
 class WriteGate:
     """One connection's place in the queue of a SQLite file's writers: an ``flock`` on ``<database>-writers``.
 
-    Entered before ``BEGIN IMMEDIATE``, left after the COMMIT or ROLLBACK, so a writer that waits sleeps
-    in the kernel and wakes the moment the one before it is done. A process killed while it holds the
-    gate lets go of it with its files. A thread that already holds the gate through another connection
+    Entered before ``BEGIN IMMEDIATE``, left after the COMMIT or ROLLBACK. A writer that waits looks
+    again every :data:`GATE_POLL` seconds, so it goes on within a millisecond of the one before it,
+    and for ``busy_timeout`` at most: then it goes on to SQLite's own lock, whose busy timeout makes a
+    writer that holds on too long an outage (/healthz), as without a gate. A process killed while it
+    holds the gate lets go of it with its files. A thread that already holds the gate through another connection
     does not queue again (it would wait for itself): it meets SQLite's busy timeout, as without a gate.
     A gate that cannot be opened (a read-only folder) is no gate: SQLite's own lock still holds.
     """
 
     _held = threading.local()  # the gates this thread is inside of, by path
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path, self.timeout, self.clock = path, timeout, clock
         self.fd: int | None = None
         self.inside = False
 
@@ -117,7 +123,15 @@ class WriteGate:
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:
                 return
-        fcntl.flock(self.fd, fcntl.LOCK_EX)  # waits without the GIL
+        deadline = self.clock() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if self.clock() >= deadline:
+                    return  # on to SQLite's lock and its busy timeout
+                time.sleep(GATE_POLL)
         self.inside = True
         held.add(self.path)
 
@@ -135,13 +149,13 @@ class WriteGate:
             self.fd = None
 
 
-def _gated(gate_path: Path) -> type[sqlite3.Connection]:
+def _gated(gate_path: Path, timeout: float) -> type[sqlite3.Connection]:
     """A pysqlite connection class that leaves its :class:`WriteGate` when its transaction ends."""
 
     class GatedConnection(sqlite3.Connection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.gate = WriteGate(gate_path)
+            self.gate = WriteGate(gate_path, timeout)
 
         def commit(self) -> None:
             try:

@@ -60,8 +60,10 @@ def test_a_reading_connection_takes_no_gate(database):
         assert gate_is_free(gate)
 
 
-def test_a_writer_waits_at_the_gate_and_goes_on_when_it_is_free(database):
-    engine, _gate = database
+def test_a_writer_waits_at_the_gate_and_goes_on_when_it_is_free(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'mailgate.sqlite3'}", busy_timeout=60)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
     first = engine.connect()
     transaction = first.begin()
     first.execute(text("INSERT INTO t VALUES (1)"))
@@ -70,19 +72,51 @@ def test_a_writer_waits_at_the_gate_and_goes_on_when_it_is_free(database):
 
     def second_writer() -> None:
         began.set()
-        with engine.begin() as conn:  # waits at the gate, not in SQLite's busy handler (0.2 s here)
+        with engine.begin() as conn:  # waits at the gate
             conn.execute(text("INSERT INTO t VALUES (2)"))
             done.append(conn.execute(text("SELECT count(*) FROM t")).scalar_one())
 
     thread = threading.Thread(target=second_writer)
     thread.start()
     began.wait()
-    thread.join(timeout=1.0)  # long past the busy timeout: without the gate it would have failed by now
+    thread.join(timeout=0.3)
     assert thread.is_alive() and not done, "the second writer waits as long as the first holds the gate"
     transaction.commit()
     thread.join(timeout=60)
     assert done == [2]
     first.close()
+    engine.dispose()
+
+
+def test_a_writer_that_waited_its_busy_timeout_at_the_gate_meets_sqlites_lock_and_its_outage(database):
+    """A writer that holds on for too long is an outage (/healthz), as without a gate, not a hang."""
+    engine, _gate = database  # busy_timeout 0.2 s
+    first = engine.connect()
+    transaction = first.begin()
+    first.execute(text("INSERT INTO t VALUES (1)"))
+    with pytest.raises(exc.OperationalError, match="locked"), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+    transaction.rollback()
+    first.close()
+
+
+def test_the_gate_gives_up_at_its_deadline_by_its_clock(tmp_path):
+    path = tmp_path / "gate"
+    holder = db.WriteGate(path, timeout=5.0)
+    readings = iter([0.0, 2.0, 9.0, 20.0])
+    waiter = db.WriteGate(path, timeout=5.0, clock=lambda: next(readings))
+    holder.enter()
+
+    def wait_in_another_thread() -> None:  # a thread of its own: one already inside does not queue
+        waiter.enter()  # busy at 2.0, gives up at 9.0 (its deadline is 5.0)
+
+    thread = threading.Thread(target=wait_in_another_thread)
+    thread.start()
+    thread.join(timeout=60)
+    assert holder.inside and not waiter.inside
+    assert next(readings) == 20.0, "it read the clock three times: no more looks after its deadline"
+    holder.close()
+    waiter.close()
 
 
 def test_a_thread_holding_the_gate_does_not_wait_for_itself(database):
