@@ -92,19 +92,24 @@ def _tune_sqlite(engine: Engine, busy_timeout: float) -> None:
             raise
 
 
-GATE_POLL = 0.0005  # seconds between two looks at a busy gate (SQLite's busy handler sleeps up to 0.1 s)
+GATE_POLL = 0.0005  # seconds between two looks at a gate another process holds (SQLite's busy handler: up to 0.1 s)
+GATE_SLICE = 0.05  # seconds a thread sleeps on its process's lock before it looks at its clock again
 
 
 class WriteGate:
     """One connection's place in the queue of a SQLite file's writers: an ``flock`` on ``<database>-writers``.
 
-    Entered before ``BEGIN IMMEDIATE``, left after the COMMIT or ROLLBACK. A writer that waits looks
-    again every :data:`GATE_POLL` seconds, so it goes on within a millisecond of the one before it,
-    and for ``busy_timeout`` at most: then it goes on to SQLite's own lock, whose busy timeout makes a
-    writer that holds on too long an outage (/healthz), as without a gate. A process killed while it
-    holds the gate lets go of it with its files. A thread that already holds the gate through another connection
-    does not queue again (it would wait for itself): it meets SQLite's busy timeout, as without a gate.
-    A gate that cannot be opened (a read-only folder) is no gate: SQLite's own lock still holds.
+    Entered before ``BEGIN IMMEDIATE``, left after the COMMIT or ROLLBACK. The writers of one process
+    queue first at a lock of that process (:func:`_process_lock`): a thread waiting there sleeps until it
+    is released, where two threads each looking at the ``flock`` every half millisecond (the daemon's
+    sender behind its pipeline's batch) cost a wake-up and a turn at the GIL each time. The one writer
+    of a process that waits for another process looks again every :data:`GATE_POLL` seconds, so it goes
+    on within a millisecond of the one before it. Either wait lasts ``busy_timeout`` at most: then it
+    goes on to SQLite's own lock, whose busy timeout makes a writer that holds on too long an outage
+    (/healthz), as without a gate. A process killed while it holds the gate lets go of it with its
+    files. A thread that already holds the gate through another connection does not queue again (it
+    would wait for itself): it meets SQLite's busy timeout, as without a gate. A gate that cannot be
+    opened (a read-only folder) is no gate: SQLite's own lock still holds.
     """
 
     _held = threading.local()  # the gates this thread is inside of, by path
@@ -124,12 +129,17 @@ class WriteGate:
             except OSError:
                 return
         deadline = self.clock() + self.timeout
+        local = _process_lock(self.path)
+        while not local.acquire(timeout=min(GATE_SLICE, max(self.timeout, 0.0))):
+            if self.clock() >= deadline:
+                return  # on to SQLite's lock and its busy timeout
         while True:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if self.clock() >= deadline:
+                    local.release()
                     return  # on to SQLite's lock and its busy timeout
                 time.sleep(GATE_POLL)
         self.inside = True
@@ -140,13 +150,36 @@ class WriteGate:
             return
         self.inside = False
         self._held.__dict__.setdefault("paths", set()).discard(self.path)
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            with contextlib.suppress(RuntimeError):  # in a forked child the lock is a new one, not held
+                _process_lock(self.path).release()
 
     def close(self) -> None:
         self.leave()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+_PROCESS_LOCKS: dict[Path, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(path: Path) -> threading.Lock:
+    """The lock the writers of this process take before the gate of ``path``."""
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(path, threading.Lock())
+
+
+def _forget_process_locks() -> None:  # a forked child starts with no writer inside: none of its parent's locks
+    global _PROCESS_LOCKS_GUARD
+    _PROCESS_LOCKS_GUARD = threading.Lock()
+    _PROCESS_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_process_locks)
 
 
 def _gated(gate_path: Path, timeout: float) -> type[sqlite3.Connection]:

@@ -155,3 +155,54 @@ def test_a_process_killed_inside_its_transaction_leaves_the_gate_free(database, 
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_writers_of_one_process_wait_at_its_lock_without_looking_at_the_flock(tmp_path, monkeypatch):
+    """Two threads polling the flock each cost a wake-up and a turn at the GIL every half millisecond."""
+    path = tmp_path / "gate"
+    looks: list[int] = []
+    flock = db.fcntl.flock
+
+    def counted(fd: int, operation: int) -> None:
+        if operation & fcntl.LOCK_EX:
+            looks.append(fd)
+        flock(fd, operation)
+
+    monkeypatch.setattr(db.fcntl, "flock", counted)
+    holder, waiter = db.WriteGate(path, timeout=60), db.WriteGate(path, timeout=60)
+    holder.enter()
+    thread = threading.Thread(target=waiter.enter)
+    thread.start()
+    thread.join(timeout=0.3)
+    assert thread.is_alive() and looks == [holder.fd], "the waiter sleeps on the process's lock"
+    holder.leave()
+    thread.join(timeout=60)
+    assert waiter.inside and looks == [holder.fd, waiter.fd], "it takes the flock once, when the holder left"
+    waiter.close()
+    holder.close()
+
+
+def test_a_writer_waiting_for_another_process_gives_up_at_its_deadline(tmp_path):
+    path = tmp_path / "gate"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('inside', flush=True); time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"inside\n"
+        readings = iter([0.0, 2.0, 9.0, 20.0])
+        waiter = db.WriteGate(path, timeout=5.0, clock=lambda: next(readings))
+        waiter.enter()  # busy at 2.0, gives up at 9.0
+        assert not waiter.inside and next(readings) == 20.0
+        assert not db._process_lock(path).locked(), "it let go of its process's lock when it gave up"
+        waiter.close()
+    finally:
+        holder.kill()
+        holder.wait()
