@@ -26,14 +26,14 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailgate.config import Config
 from mailgate.context import Services, installed
 from mailgate.errors import PermanentDeliveryError, TemporaryDeliveryError
 from mailgate.outbound.transports import Sender, delivery_key
-from mailgate.storage import audit, claims
+from mailgate.storage import audit
 from mailgate.storage.models import Outbox, Ticket
 
 if TYPE_CHECKING:
@@ -88,18 +88,18 @@ def deliver_due(
     for outbox_id in ids:
         lease = now + timedelta(seconds=lease_seconds(services.config))
         with sessions() as session, session.begin():
-            claimed = claims.won(
-                session, update(Outbox).where(Outbox.id == outbox_id, *due).values(claimed_until=lease)
-            )
-            row = session.get(Outbox, outbox_id) if claimed else None
+            # one statement: the row comes back only to the sweep whose conditional UPDATE changed it
             job = (
-                (row.mail_from, list(row.rcpt_tos), row.raw, row.created_at, row.message_id)
-                if row is not None
-                else None
+                session.connection()
+                .execute(
+                    update(Outbox).where(Outbox.id == outbox_id, *due).values(claimed_until=lease).returning(*_JOB)
+                )
+                .first()
             )
         if job is None:
             continue  # another sweep took it
         mail_from, rcpt_tos, raw, created_at, message_id = job
+        rcpt_tos = list(rcpt_tos)
         recorded: list[dict[str, str]] = []
 
         def record(
@@ -174,6 +174,27 @@ def _retry(
         )
 
 
+_JOB = (Outbox.mail_from, Outbox.rcpt_tos, Outbox.raw, Outbox.created_at, Outbox.message_id)
+
+_SENT = (
+    update(Outbox)
+    .where(Outbox.id == bindparam("outbox_id"), Outbox.status == "pending")
+    .values(
+        status="sent",
+        sent_at=bindparam("now"),
+        last_error="",
+        attempts=Outbox.attempts + 1,
+        claimed_until=None,
+    )
+    .returning(
+        Outbox.id,
+        Outbox.kind,
+        Outbox.rcpt_tos,
+        select(Ticket.number).where(Ticket.id == Outbox.ticket_id).scalar_subquery().label("number"),
+    )
+)
+
+
 def _finish(
     sessions: sessionmaker[Session],
     services: Services,
@@ -184,6 +205,20 @@ def _finish(
     refused: dict[str, str] | None = None,
 ) -> None:
     now = services.clock.now()
+    if not failed and not refused:  # the usual end: one statement, which also reads what the log line names
+        with sessions() as session, session.begin():
+            sent = session.connection().execute(_SENT, {"outbox_id": outbox_id, "now": now}).first()
+        if sent is not None:
+            log.info(
+                "mail sent",
+                extra={
+                    "outbox": sent.id,
+                    "kind": sent.kind,
+                    "to": ",".join(sent.rcpt_tos),
+                    "ticket": sent.number or "",
+                },
+            )
+        return
     with sessions() as session, session.begin():
         row = session.get(Outbox, outbox_id)
         if row is None or row.status != "pending":

@@ -9,7 +9,7 @@ import threading
 from datetime import timedelta
 
 from aiosmtpd.smtp import AuthResult
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from mailgate.outbound import sender, transports
 from mailgate.storage.models import Event, Ticket
@@ -186,3 +186,25 @@ def test_recipients_refused_while_others_were_accepted_are_recorded(make_config,
 
 def test_backoff_doubles_up_to_its_ceiling():
     assert [sender.backoff(n, 60, 600) for n in range(1, 7)] == [60, 120, 240, 480, 600, 600]
+
+
+def test_a_delivered_mail_costs_the_sweep_two_statements_after_its_lookup(make_config, harness_factory):
+    """Its claim, which reads the mail back, and its end, which reads what the log line names."""
+    h = harness_factory(make_config())
+    h.deliver(make_mail())
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")):
+            statements.append(statement)
+
+    event.listen(h.runtime.engine, "before_cursor_execute", seen)
+    try:
+        assert sender.deliver_due(h.runtime.sessions, h.runtime.services, Recorder()) == 1
+    finally:
+        event.remove(h.runtime.engine, "before_cursor_execute", seen)
+    lookup, claim, end = statements
+    assert lookup.lstrip().upper().startswith("SELECT") and "UPDATE" in claim.upper() and "UPDATE" in end.upper()
+    [row] = outbox_rows(h)
+    assert (row.status, row.attempts, row.claimed_until, row.last_error) == ("sent", 1, None, "")
+    assert row.sent_at == h.runtime.services.clock.now()
