@@ -14,7 +14,9 @@ DATA is the delivery: what QUIT answers, or a connection that drops after the
 after its delivery, before QUIT is said (``on_delivered``). Only a crash between that 250 and that commit sends the
 mail again (at least once is SMTP's limit); its Message-ID does not change, so
 the receiver can drop the duplicate. The maildir sender names each file after
-its row and never writes a row twice, so it is exactly once even across a crash.
+its row and never writes a row twice, so it is exactly once even across a crash;
+a sender that says so (``once_per_key``) has a sweep's rows claimed in one
+statement and recorded in one commit after the last (:func:`_deliver_round`).
 
 :class:`Sender` is the seam: tests put a recorder in
 ``services.sender`` instead of patching smtplib.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -84,6 +86,8 @@ def deliver_due(
                 .limit(limit or settings.batch_size)
             )
         )
+    if getattr(sender, "once_per_key", False):
+        return _deliver_round(sessions, services, sender, ids, due)
     delivered = 0
     for outbox_id in ids:
         lease = now + timedelta(seconds=lease_seconds(services.config))
@@ -116,27 +120,69 @@ def deliver_due(
             if recorded:  # raised after the delivery (a failed QUIT, a bug): delivered all the same, never retried
                 log.exception("error after the delivery; the mail counts as delivered", extra={"outbox": outbox_id})
                 delivered += 1
-            elif isinstance(exc, PermanentDeliveryError):
-                _finish(sessions, services, outbox_id, failed=str(exc), code=exc.code)
-            else:  # TemporaryDeliveryError, or a bug in a sender: keep the mail and retry
-                if not isinstance(exc, TemporaryDeliveryError):
-                    log.exception("sender failed unexpectedly; will retry", extra={"outbox": outbox_id})
-                _retry(
-                    sessions,
-                    services,
-                    outbox_id,
-                    created_at,
-                    str(exc) or type(exc).__name__,
-                    getattr(exc, "code", None),
-                    settings.max_age,
-                    settings.retry_base,
-                    settings.retry_max,
-                )
+            else:
+                _not_delivered(sessions, services, outbox_id, created_at, exc)
             continue
         if not recorded:  # a sender with nothing to do after the delivery records it here
             _finish(sessions, services, outbox_id, refused=refused)
         delivered += 1
     return delivered
+
+
+def _deliver_round(
+    sessions: sessionmaker[Session], services: Services, sender: Sender, ids: list[int], due: tuple[Any, ...]
+) -> int:
+    """A sender that never delivers one key twice (the maildir): the round is claimed in one statement and
+    the deliveries are recorded in one more, after the last. A crash before that commit leaves the rows
+    claimed until their lease ends; the next round finds their files and counts them delivered."""
+    if not ids:
+        return 0
+    lease = services.clock.now() + timedelta(seconds=lease_seconds(services.config))
+    claim = update(Outbox).where(Outbox.id.in_(ids), *due).values(claimed_until=lease).returning(Outbox.id, *_JOB)
+    with sessions() as session, session.begin():
+        jobs = sorted(session.connection().execute(claim).all())  # in the order of the ids: by id
+    delivered: list[int] = []
+    succeeded = 0
+    for outbox_id, mail_from, rcpt_tos, raw, created_at, message_id in jobs:
+        try:
+            refused = sender.send(mail_from, list(rcpt_tos), raw, key=delivery_key(outbox_id, message_id))
+        except Exception as exc:
+            _not_delivered(sessions, services, outbox_id, created_at, exc)
+            continue
+        succeeded += 1
+        if refused:
+            _finish(sessions, services, outbox_id, refused=refused)
+        else:
+            delivered.append(outbox_id)
+    if delivered:
+        with sessions() as session, session.begin():
+            sent = session.connection().execute(_SENT_ALL, {"ids": delivered, "now": services.clock.now()}).all()
+        for row in sent:
+            _log_sent(row)
+    return succeeded
+
+
+def _not_delivered(
+    sessions: sessionmaker[Session], services: Services, outbox_id: int, created_at: datetime, exc: Exception
+) -> None:
+    """A 5xx fails the row for good; anything else keeps it for a retry after its backoff."""
+    settings = installed(services.outbound, "mailgate.outbound.plugin").settings.outbound
+    if isinstance(exc, PermanentDeliveryError):
+        _finish(sessions, services, outbox_id, failed=str(exc), code=exc.code)
+        return
+    if not isinstance(exc, TemporaryDeliveryError):  # a bug in a sender: keep the mail and retry
+        log.exception("sender failed unexpectedly; will retry", extra={"outbox": outbox_id})
+    _retry(
+        sessions,
+        services,
+        outbox_id,
+        created_at,
+        str(exc) or type(exc).__name__,
+        getattr(exc, "code", None),
+        settings.max_age,
+        settings.retry_base,
+        settings.retry_max,
+    )
 
 
 def _retry(
@@ -176,23 +222,47 @@ def _retry(
 
 _JOB = (Outbox.mail_from, Outbox.rcpt_tos, Outbox.raw, Outbox.created_at, Outbox.message_id)
 
+# A delivery's end: its row marked sent, and back what the log line names.
+_SENT_VALUES = {
+    "status": "sent",
+    "sent_at": bindparam("now"),
+    "last_error": "",
+    "attempts": Outbox.attempts + 1,
+    "claimed_until": None,
+}
+_SENT_COLUMNS = (
+    Outbox.id,
+    Outbox.kind,
+    Outbox.rcpt_tos,
+    select(Ticket.number).where(Ticket.id == Outbox.ticket_id).scalar_subquery().label("number"),
+)
 _SENT = (
     update(Outbox)
     .where(Outbox.id == bindparam("outbox_id"), Outbox.status == "pending")
-    .values(
-        status="sent",
-        sent_at=bindparam("now"),
-        last_error="",
-        attempts=Outbox.attempts + 1,
-        claimed_until=None,
-    )
-    .returning(
-        Outbox.id,
-        Outbox.kind,
-        Outbox.rcpt_tos,
-        select(Ticket.number).where(Ticket.id == Outbox.ticket_id).scalar_subquery().label("number"),
-    )
+    .values(_SENT_VALUES)
+    .returning(*_SENT_COLUMNS)
 )
+_SENT_ALL = (
+    update(Outbox)
+    .where(Outbox.id.in_(bindparam("ids", expanding=True)), Outbox.status == "pending")
+    .values(_SENT_VALUES)
+    .returning(*_SENT_COLUMNS)
+)
+
+
+def _mark_sent(sessions: sessionmaker[Session], services: Services, outbox_id: int) -> None:
+    """The usual end: one statement, which also reads what the log line names."""
+    with sessions() as session, session.begin():
+        sent = session.connection().execute(_SENT, {"outbox_id": outbox_id, "now": services.clock.now()}).first()
+    if sent is not None:
+        _log_sent(sent)
+
+
+def _log_sent(row: Any) -> None:
+    log.info(
+        "mail sent",
+        extra={"outbox": row.id, "kind": row.kind, "to": ",".join(row.rcpt_tos), "ticket": row.number or ""},
+    )
 
 
 def _finish(
@@ -204,21 +274,10 @@ def _finish(
     code: int | None = None,
     refused: dict[str, str] | None = None,
 ) -> None:
-    now = services.clock.now()
-    if not failed and not refused:  # the usual end: one statement, which also reads what the log line names
-        with sessions() as session, session.begin():
-            sent = session.connection().execute(_SENT, {"outbox_id": outbox_id, "now": now}).first()
-        if sent is not None:
-            log.info(
-                "mail sent",
-                extra={
-                    "outbox": sent.id,
-                    "kind": sent.kind,
-                    "to": ",".join(sent.rcpt_tos),
-                    "ticket": sent.number or "",
-                },
-            )
+    if not failed and not refused:
+        _mark_sent(sessions, services, outbox_id)
         return
+    now = services.clock.now()
     with sessions() as session, session.begin():
         row = session.get(Outbox, outbox_id)
         if row is None or row.status != "pending":

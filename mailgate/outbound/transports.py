@@ -34,6 +34,9 @@ Delivered = Callable[[dict[str, str]], None]
 
 
 class Sender(Protocol):
+    """A transport. One that can never deliver a key twice may say so with ``once_per_key = True``: the
+    sweep then claims its rows a round at a time and records them in one commit (outbound.sender)."""
+
     def send(
         self, mail_from: str, rcpt_tos: Sequence[str], raw: bytes, key: str = "", on_delivered: Delivered | None = None
     ) -> dict[str, str]:
@@ -137,6 +140,8 @@ class MaildirSender:
     second copy: when the row comes round again its file is already there (in ``new/``, or in ``cur/``
     once a mail client has read it) and the row counts as delivered.
     """
+
+    once_per_key = True  # the sweep may claim a round at once and record it in one commit (outbound.sender)
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

@@ -215,3 +215,34 @@ def test_a_row_whose_file_a_mail_client_has_read_is_not_written_again(make_confi
     assert sender.deliver_due(runtime.sessions, runtime.services) == 1
     assert maildir_files(h) == [f"{name}:2,S"]
     assert os.listdir(sent / "tmp") == []
+
+
+def crashing_at_record(sessions):
+    """The session factory of a process that dies as it opens the round's record (its third transaction)."""
+    opened = []
+
+    def factory():
+        opened.append(1)
+        if len(opened) == 3:  # the lookup, the claim, then the record of what was written
+            raise Crash
+        return sessions()
+
+    return factory
+
+
+def test_a_crash_before_a_maildir_rounds_record_makes_no_second_copy(make_config, harness_factory, clock):
+    h = harness_factory(make_config())
+    deliver_new_tickets(h, 3)
+    runtime = h.runtime
+    assert runtime.services.sender.once_per_key, "the maildir claims and records a round at once"
+    with pytest.raises(Crash):
+        sender.deliver_due(crashing_at_record(runtime.sessions), runtime.services)
+    assert len(maildir_files(h)) == 3, "every file of the round was written"
+    assert {(r.status, r.claimed_until is not None) for r in outbox_rows(h)} == {("pending", True)}
+
+    assert sender.deliver_due(runtime.sessions, runtime.services) == 0, "claimed by the dead process: not yet"
+    clock.advance(sender.lease_seconds(runtime.config) + 1)
+    assert sender.deliver_due(runtime.sessions, runtime.services) == 3
+    assert {(r.status, r.attempts) for r in outbox_rows(h)} == {("sent", 1)}
+    ids = [m["Message-ID"] for m in sent_mails(runtime.config.data_dir)]
+    assert len(ids) == 3 and len(set(ids)) == 3

@@ -208,3 +208,46 @@ def test_a_delivered_mail_costs_the_sweep_two_statements_after_its_lookup(make_c
     [row] = outbox_rows(h)
     assert (row.status, row.attempts, row.claimed_until, row.last_error) == ("sent", 1, None, "")
     assert row.sent_at == h.runtime.services.clock.now()
+
+
+class FullDiskFor(transports.MaildirSender):
+    """The maildir, with no room left for the mails to one address."""
+
+    def __init__(self, directory, address: str) -> None:
+        super().__init__(directory)
+        self.address = address
+
+    def send(self, mail_from, rcpt_tos, raw, key="", on_delivered=None):
+        if self.address in rcpt_tos:
+            raise transports.TemporaryDeliveryError("cannot write: No space left on device")
+        return super().send(mail_from, rcpt_tos, raw, key=key, on_delivered=on_delivered)
+
+
+def test_a_maildir_round_is_claimed_in_one_statement_and_recorded_in_one_more(make_config, harness_factory, clock):
+    h = harness_factory(make_config())
+    for i in range(3):
+        h.deliver(make_mail(subject=f"Question {i}", sender=f"C{i} <c{i}@customer.example>"), mail_from=f"c{i}@x")
+    maildir = FullDiskFor(h.runtime.config.sent_dir, "c1@customer.example")
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")):
+            statements.append(statement.lstrip().split()[0].upper())
+
+    event.listen(h.runtime.engine, "before_cursor_execute", seen)
+    try:
+        assert sender.deliver_due(h.runtime.sessions, h.runtime.services, maildir) == 2
+    finally:
+        event.remove(h.runtime.engine, "before_cursor_execute", seen)
+    assert statements[:2] == ["SELECT", "UPDATE"] and statements[-1] == "UPDATE"
+    assert len(statements) == 3 + 2, "lookup, claim, the retry of the one that failed (read, update), record"
+    rows = outbox_rows(h)
+    assert [(r.status, r.attempts, r.claimed_until) for r in rows] == [
+        ("sent", 1, None),
+        ("pending", 1, None),
+        ("sent", 1, None),
+    ]
+    assert "No space left" in rows[1].last_error and rows[1].next_attempt_at > clock.now()
+    clock.advance(timedelta(hours=1))
+    assert sender.deliver_due(h.runtime.sessions, h.runtime.services) == 1, "the room came back"
+    assert {r.status for r in outbox_rows(h)} == {"sent"}
