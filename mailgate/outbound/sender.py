@@ -140,7 +140,9 @@ def _deliver_round(
     lease = services.clock.now() + timedelta(seconds=lease_seconds(services.config))
     claim = update(Outbox).where(Outbox.id.in_(ids), *due).values(claimed_until=lease).returning(Outbox.id, *_JOB)
     with sessions() as session, session.begin():
-        jobs = sorted(session.connection().execute(claim).all())  # in the order of the ids: by id
+        claimed = session.connection().execute(claim).all()
+    place = {outbox_id: i for i, outbox_id in enumerate(ids)}
+    jobs = sorted(claimed, key=lambda job: place[job[0]])  # in the lookup's order: the longest due first
     delivered: list[int] = []
     succeeded = 0
     for outbox_id, mail_from, rcpt_tos, raw, created_at, message_id in jobs:

@@ -12,7 +12,7 @@ from aiosmtpd.smtp import AuthResult
 from sqlalchemy import event, select
 
 from mailgate.outbound import sender, transports
-from mailgate.storage.models import Event, Ticket
+from mailgate.storage.models import Event, Outbox, Ticket
 from tests.helpers import mailgate, make_mail
 from tests.outbound_helpers import Sink, events, flush, free_port, outbox_rows
 
@@ -251,3 +251,23 @@ def test_a_maildir_round_is_claimed_in_one_statement_and_recorded_in_one_more(ma
     clock.advance(timedelta(hours=1))
     assert sender.deliver_due(h.runtime.sessions, h.runtime.services) == 1, "the room came back"
     assert {r.status for r in outbox_rows(h)} == {"sent"}
+
+
+class OncePerKeyRecorder(Recorder):
+    once_per_key = True
+
+
+def test_a_round_delivers_the_longest_due_first(make_config, harness_factory, clock):
+    h = harness_factory(make_config())
+    for i in range(3):
+        h.deliver(make_mail(subject=f"Question {i}", sender=f"C{i} <c{i}@customer.example>"), mail_from=f"c{i}@x")
+    with h.session() as session, session.begin():  # the last row has waited longest (a retry come due)
+        last = session.scalars(select(Outbox).order_by(Outbox.id.desc())).first()
+        last.next_attempt_at = clock.now() - timedelta(hours=1)
+    recorder = OncePerKeyRecorder()
+    assert sender.deliver_due(h.runtime.sessions, h.runtime.services, recorder) == 3
+    assert [rcpt for _, [rcpt], _ in recorder.sent] == [
+        "c2@customer.example",
+        "c0@customer.example",
+        "c1@customer.example",
+    ]
