@@ -65,6 +65,9 @@ def lease_seconds(config: Config) -> float:
     return max(60.0, 3 * config.outbound.timeout)
 
 
+_JOB = (Outbox.mail_from, Outbox.rcpt_tos, Outbox.raw, Outbox.created_at, Outbox.message_id)  # what a claim reads
+
+
 def deliver_due(
     sessions: sessionmaker[Session], services: Services, sender: Sender | None = None, limit: int | None = None
 ) -> int:
@@ -157,10 +160,7 @@ def _deliver_round(
         else:
             delivered.append(outbox_id)
     if delivered:
-        with sessions() as session, session.begin():
-            sent = session.connection().execute(_SENT_ALL, {"ids": delivered, "now": services.clock.now()}).all()
-        for row in sent:
-            _log_sent(row)
+        _mark_sent(sessions, services, delivered)
     return succeeded
 
 
@@ -222,49 +222,29 @@ def _retry(
         )
 
 
-_JOB = (Outbox.mail_from, Outbox.rcpt_tos, Outbox.raw, Outbox.created_at, Outbox.message_id)
-
-# A delivery's end: its row marked sent, and back what the log line names.
-_SENT_VALUES = {
-    "status": "sent",
-    "sent_at": bindparam("now"),
-    "last_error": "",
-    "attempts": Outbox.attempts + 1,
-    "claimed_until": None,
-}
-_SENT_COLUMNS = (
-    Outbox.id,
-    Outbox.kind,
-    Outbox.rcpt_tos,
-    select(Ticket.number).where(Ticket.id == Outbox.ticket_id).scalar_subquery().label("number"),
-)
+# A delivery's end: its rows marked sent, and back what the log line names.
 _SENT = (
     update(Outbox)
-    .where(Outbox.id == bindparam("outbox_id"), Outbox.status == "pending")
-    .values(_SENT_VALUES)
-    .returning(*_SENT_COLUMNS)
-)
-_SENT_ALL = (
-    update(Outbox)
     .where(Outbox.id.in_(bindparam("ids", expanding=True)), Outbox.status == "pending")
-    .values(_SENT_VALUES)
-    .returning(*_SENT_COLUMNS)
+    .values(status="sent", sent_at=bindparam("now"), last_error="", attempts=Outbox.attempts + 1, claimed_until=None)
+    .returning(
+        Outbox.id,
+        Outbox.kind,
+        Outbox.rcpt_tos,
+        select(Ticket.number).where(Ticket.id == Outbox.ticket_id).scalar_subquery().label("number"),
+    )
 )
 
 
-def _mark_sent(sessions: sessionmaker[Session], services: Services, outbox_id: int) -> None:
-    """The usual end: one statement, which also reads what the log line names."""
+def _mark_sent(sessions: sessionmaker[Session], services: Services, outbox_ids: list[int]) -> None:
+    """The usual end, for one row or a round: one statement, which also reads what the log lines name."""
     with sessions() as session, session.begin():
-        sent = session.connection().execute(_SENT, {"outbox_id": outbox_id, "now": services.clock.now()}).first()
-    if sent is not None:
-        _log_sent(sent)
-
-
-def _log_sent(row: Any) -> None:
-    log.info(
-        "mail sent",
-        extra={"outbox": row.id, "kind": row.kind, "to": ",".join(row.rcpt_tos), "ticket": row.number or ""},
-    )
+        sent = session.connection().execute(_SENT, {"ids": outbox_ids, "now": services.clock.now()}).all()
+    for row in sent:
+        log.info(
+            "mail sent",
+            extra={"outbox": row.id, "kind": row.kind, "to": ",".join(row.rcpt_tos), "ticket": row.number or ""},
+        )
 
 
 def _finish(
@@ -277,7 +257,7 @@ def _finish(
     refused: dict[str, str] | None = None,
 ) -> None:
     if not failed and not refused:
-        _mark_sent(sessions, services, outbox_id)
+        _mark_sent(sessions, services, [outbox_id])
         return
     now = services.clock.now()
     with sessions() as session, session.begin():

@@ -6,6 +6,7 @@ batch slept on past its commit; a process waiting for an flock wakes when it is 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -39,6 +40,21 @@ def gate_is_free(gate: Path) -> bool:
     finally:
         os.close(fd)  # closing lets go of a lock taken here
     return True
+
+
+@contextlib.contextmanager
+def process_inside(code: str):
+    """Another process that runs ``code`` (which takes the gate), says so, and waits to be killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code + "print('inside', flush=True); time.sleep(600)\n"], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"inside\n"
+        yield holder
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
 
 
 @pytest.mark.parametrize("end", ["commit", "rollback"])
@@ -130,31 +146,20 @@ def test_a_thread_holding_the_gate_does_not_wait_for_itself(database):
 
 def test_a_process_killed_inside_its_transaction_leaves_the_gate_free(database, tmp_path):
     engine, gate = database
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time\n"
-            "from sqlalchemy import text\n"
-            "from mailgate.storage import db\n"
-            f"engine = db.make_engine({str(engine.url)!r})\n"
-            "conn = engine.connect(); conn.begin(); conn.execute(text('INSERT INTO t VALUES (9)'))\n"
-            "print('inside', flush=True); time.sleep(600)\n",
-        ],
-        stdout=subprocess.PIPE,
+    code = (
+        "import sys, time\n"
+        "from sqlalchemy import text\n"
+        "from mailgate.storage import db\n"
+        f"engine = db.make_engine({str(engine.url)!r})\n"
+        "conn = engine.connect(); conn.begin(); conn.execute(text('INSERT INTO t VALUES (9)'))\n"
     )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == b"inside\n"
+    with process_inside(code) as holder:
         assert not gate_is_free(gate)
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=60)
         assert gate_is_free(gate)
         with engine.begin() as conn:
             assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 0, "its write was never committed"
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
 
 
 def test_writers_of_one_process_wait_at_its_lock_without_looking_at_the_flock(tmp_path, monkeypatch):
@@ -184,25 +189,13 @@ def test_writers_of_one_process_wait_at_its_lock_without_looking_at_the_flock(tm
 
 def test_a_writer_waiting_for_another_process_gives_up_at_its_deadline(tmp_path):
     path = tmp_path / "gate"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys, time\n"
-            f"fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "print('inside', flush=True); time.sleep(600)\n",
-        ],
-        stdout=subprocess.PIPE,
+    code = (
+        f"import fcntl, os, time\nfd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
     )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == b"inside\n"
+    with process_inside(code):
         readings = iter([0.0, 2.0, 9.0, 20.0])
         waiter = db.WriteGate(path, timeout=5.0, clock=lambda: next(readings))
         waiter.enter()  # busy at 2.0, gives up at 9.0
         assert not waiter.inside and next(readings) == 20.0
         assert not db._process_lock(path).locked(), "it let go of its process's lock when it gave up"
         waiter.close()
-    finally:
-        holder.kill()
-        holder.wait()
