@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -314,6 +314,13 @@ def _store(session: Session, services: Services, ticket: Ticket, made: making.Ma
     return message
 
 
+def _remember_trip(session: Session, at: datetime) -> None:
+    """Remember a trip for the rest of this transaction; not inside a savepoint, whose rollback would take
+    the event with it and leave the memory of it behind (a new transaction, or a rollback, forgets it)."""
+    if not session.in_nested_transaction():
+        session.info[_BREAKER_SEEN] = (session.get_transaction(), at)
+
+
 def _held_event(
     session: Session,
     now: datetime,
@@ -336,14 +343,26 @@ def _held_event(
     )
 
 
+_BREAKER_SEEN = "outbox.breaker_seen"  # Session.info: (its transaction, when the breaker last tripped)
+_LAST_TRIPPED = select(func.max(Event.created_at)).where(
+    Event.kind == "loop.breaker_tripped", Event.created_at > bindparam("since")
+)
+
+
 def trip_breaker(session: Session, services: Services, now: datetime, count: int) -> None:
-    """The system-wide window is full: record it and alert the admin, once per window."""
+    """The system-wide window is full: record it and alert the admin, once per window.
+
+    While it stays full every automatic mail is held and comes here; the trip this transaction has
+    seen is remembered, so a batch of held mail looks it up once, not once a mail.
+    """
     limits = state(services).settings.loop
     since = now - timedelta(seconds=limits.system_window)
-    already = session.scalar(
-        select(Event.id).where(Event.kind == "loop.breaker_tripped", Event.created_at > since).limit(1)
-    )
+    seen = session.info.get(_BREAKER_SEEN)
+    if seen is not None and seen[0] is session.get_transaction() and seen[1] > since:
+        return
+    already = session.scalar(_LAST_TRIPPED, {"since": since})
     if already is not None:
+        _remember_trip(session, already)
         return
     audit.record(
         session,
@@ -359,6 +378,7 @@ def trip_breaker(session: Session, services: Services, now: datetime, count: int
         "circuit breaker tripped: automatic mail is held back until the window clears",
         extra={"count": count, "limit": limits.system_limit, "admin": admin or "(none)"},
     )
+    _remember_trip(session, now)
     if admin:
         window = loopguard.span(limits.system_window)
         enqueue(
