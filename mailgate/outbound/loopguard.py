@@ -40,6 +40,7 @@ from sqlalchemy import bindparam, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from mailgate.context import MessageContext, sender_address
+from mailgate.storage import direct
 from mailgate.storage.models import Outbox, Suppression
 
 BREAKER = "circuit breaker"  # the reason prefix of mail held by the system-wide window
@@ -276,7 +277,7 @@ def gather_counts(
         values["last_id"] = last_id
     else:
         values["system_since"] = now - timedelta(seconds=limits.system_window)
-    row = session.connection().execute(statement, values).one()  # Core: only counts, no objects to load
+    [row] = direct.read(session, statement, values)  # only counts: no objects to load
     system_in_window = base + int(row[2] or 0)
     if not fresh:
         session.info[SYSTEM_CACHE] = (system_in_window, int(row[4] or 0), now)

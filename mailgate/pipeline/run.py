@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from sqlalchemy import CompoundSelect, bindparam, literal, null, select, union_all
 from sqlalchemy.orm import Session
@@ -72,11 +73,13 @@ def dedupe(ctx: MessageContext) -> None:
     legacy_key = dedupe_key(message_id, "")
     # Core, one statement: the stored mails under either key and the index entry of the Message-ID
     # (the first statement of the mail: nothing of it waits for a flush yet)
-    found = ctx.session.connection().execute(
-        _STORED_OR_INDEXED, {"key": ctx.dedupe_key, "legacy": legacy_key, "msgid": followup.msgid_key(message_id)}
+    found = direct.read(
+        ctx.session,
+        _STORED_OR_INDEXED,
+        {"key": ctx.dedupe_key, "legacy": legacy_key, "msgid": followup.msgid_key(message_id)},
     )
     stored, first = {}, None
-    for row in found:
+    for row in map(_Found._make, found):
         if row.indexed:
             first = (row.ticket_id, row.message_pk)
         else:
@@ -92,6 +95,17 @@ def dedupe(ctx: MessageContext) -> None:
     if first is not None:
         ctx.notes.message_id_collision = {"ticket_id": first[0], "message_pk": first[1]}
     ctx.notes.message_id_indexed = first is not None
+
+
+class _Found(NamedTuple):
+    """A row of _STORED_OR_INDEXED: a stored mail under one of the keys, or the Message-ID's index entry."""
+
+    indexed: bool
+    dedupe_key: str | None
+    ticket_id: int
+    content_sha256: str | None
+    from_addr: str | None
+    message_pk: int | None
 
 
 # Built once (see mailgate.storage.threads): the lookups every mail makes.

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from mailgate.config import Config, Table
 from mailgate.context import Services
 from mailgate.mail.parse import ParsedMail
-from mailgate.storage import audit
+from mailgate.storage import audit, direct
 from mailgate.storage.models import Event, SenderList, Ticket
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -151,7 +151,7 @@ def list_verdict(session: Session | None, address: str, settings: SpamSettings) 
     entries = [address, "@" + address.rpartition("@")[2]]
     stored: dict[str, str] = {}
     if session is not None:  # Core: set_sender flushes its row, so nothing listed waits for a flush
-        found = session.connection().execute(_LISTED, {"address": entries[0], "domain": entries[1]})
+        found = direct.read(session, _LISTED, {"address": entries[0], "domain": entries[1]})
         stored = {entry: verdict for entry, verdict in found}
     for entry in entries:
         if entry in stored:

@@ -44,9 +44,11 @@ _HEADS = {
     name: dialect.insert(_BLOBS)
     .values(sha256=bindparam("sha256"), size=bindparam("size"), chunks=bindparam("chunks"))
     .on_conflict_do_nothing(index_elements=["sha256"])
-    .returning(_BLOBS.c.sha256)  # a row back: ours (rowcount may say -1)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
+# PostgreSQL: a row back says the head is ours (rowcount may say -1). SQLite: the new rowid does, without
+# RETURNING, which would write out FTS5's pending terms (mailgate.storage.fulltext).
+_HEADS["postgresql"] = _HEADS["postgresql"].returning(_BLOBS.c.sha256)
 _CHUNK = insert(_CHUNKS)
 _SIZE = update(_BLOBS).where(_BLOBS.c.sha256 == bindparam("key")).values(size=bindparam("size"), chunks=bindparam("n"))
 _EXISTS = select(_BLOBS.c.sha256).where(_BLOBS.c.sha256 == bindparam("key"))
@@ -99,7 +101,8 @@ class DatabaseBlobStore:
     ) -> bool:
         """Write the head row, then the chunks; ``known`` (size, chunk count) saves the UPDATE after."""
         size, count = known or (0, 0)
-        if direct.write(conn, self._head, {"sha256": sha256, "size": size, "chunks": count}) is None:
+        values = {"sha256": sha256, "size": size, "chunks": count}
+        if direct.write(conn, self._head, values, new_rowid=conn.dialect.name == "sqlite") is None:
             return False  # one round trip tells "new" from "stored already" (here or on another daemon)
         digest, size, seq = hashlib.sha256(), 0, 0
         for chunk in chunks:

@@ -23,32 +23,34 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Update, event, exc
+from sqlalchemy import CompoundSelect, Insert, Select, Update, event, exc
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import Session
 
 Statement = Insert | Update
+Query = Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
 class _Compiled:
-    statement: Statement  # kept, so a cache hit is this very statement (not one that reused its id)
+    statement: Statement | Query  # kept, so a cache hit is this very statement (not one that reused its id)
     sql: str
     names: tuple[str, ...]  # the parameters in the order the SQL takes them
     fixed: tuple[Any, ...]  # for each, the value bound in the statement itself (when not given)
     processors: tuple[Callable[[Any], Any] | None, ...]
     positional: bool
-    returns: bool = False  # it has RETURNING: it is never queued
+    returns: bool = False  # it has RETURNING, or it is a SELECT: it is never queued
+    results: tuple[Callable[[Any], Any] | None, ...] = ()  # each result column's processor, as SQLAlchemy's
     usable: bool = True  # False: the statement runs through SQLAlchemy's execution (see the module's doc)
 
 
 _CACHE: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}
 
 
-def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
-    returns = bool(statement.returning_column_descriptions)
+def _compile(statement: Statement | Query, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+    returns = isinstance(statement, Select | CompoundSelect) or bool(statement.returning_column_descriptions)
     if isinstance(statement, Insert) and not returns:
-        statement_sent: Statement = statement.inline()  # no RETURNING of the new id that nobody reads
+        statement_sent: Statement | Query = statement.inline()  # no RETURNING of the new id that nobody reads
     else:
         statement_sent = statement
     compiled: Any = statement_sent.compile(dialect=dialect, column_keys=list(keys))
@@ -66,10 +68,11 @@ def _compile(statement: Statement, dialect: Dialect, keys: tuple[str, ...]) -> _
         processors=tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds),
         positional=bool(compiled.positional),
         returns=returns,
+        results=tuple(column.type._cached_result_processor(dialect, None) for column in compiled._result_columns),
     )
 
 
-def _plan(statement: Statement, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled | None:
+def _plan(statement: Statement | Query, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled | None:
     cache_key = (id(statement), dialect.name, keys)
     plan = _CACHE.get(cache_key)
     if plan is None or plan.statement is not statement:
@@ -85,23 +88,55 @@ def _bound(plan: _Compiled, values: Mapping[str, Any]) -> Any:
     return tuple(row) if plan.positional else dict(zip(plan.names, row, strict=True))
 
 
-def write(session: Session | Connection, statement: Statement, values: Mapping[str, Any], *, defer: bool = True) -> Any:
+def write(
+    session: Session | Connection,
+    statement: Statement,
+    values: Mapping[str, Any],
+    *,
+    defer: bool = True,
+    new_rowid: bool = False,
+) -> Any:
     """Execute one INSERT or UPDATE; the first column of its first row (an id from RETURNING), else None.
 
     Only for values the returned column needs no result processing for (integer ids). On PostgreSQL a
     statement that returns nothing waits in the connection's queue (see :func:`defer_on`), unless
     ``defer`` is False: a big value (a blob's chunk) is sent at once, so the queue never holds a file.
+
+    ``new_rowid`` (SQLite, an INSERT of one row without RETURNING): the new row's rowid, or None when
+    it wrote nothing (ON CONFLICT DO NOTHING). RETURNING makes SQLite run the statement in a statement
+    savepoint, and FTS5 writes its pending terms out at every savepoint (:mod:`mailgate.storage.fulltext`).
     """
     conn = session.connection() if isinstance(session, Session) else session
     plan = _plan(statement, conn.dialect, tuple(sorted(values)))
     if plan is None:
-        row = conn.execute(statement, dict(values)).first()
+        result = conn.execute(statement, dict(values))
+        if new_rowid:
+            return result.lastrowid if result.rowcount == 1 else None
+        row = result.first()
         return row[0] if row is not None else None
     item = (plan, _bound(plan, values), False)
-    if defer and not plan.returns and _deferring(conn):
+    if defer and not new_rowid and not plan.returns and _deferring(conn):
         _queue(conn).append(item)
         return None
-    return _run(conn, [*_taken(conn), item])
+    return _run(conn, [*_taken(conn), item], new_rowid=new_rowid)
+
+
+def read(session: Session | Connection, statement: Query, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Execute one SELECT and return its rows as tuples, each value processed as SQLAlchemy's result would.
+
+    For the few reads every mail makes (dedupe, the sender lists, the loop guard's counts): compiling
+    the statement's cache key each time costs as much as the read itself. Nothing is flushed first:
+    the caller reads rows that are written at once (Core or ``insert_now``), not pending ORM objects.
+    """
+    conn = session.connection() if isinstance(session, Session) else session
+    plan = _plan(statement, conn.dialect, tuple(sorted(values)))
+    if plan is None:
+        return [tuple(row) for row in conn.execute(statement, dict(values))]
+    rows: list[tuple[Any, ...]] = _run(conn, [*_taken(conn), (plan, _bound(plan, values), False)], fetch_all=True)
+    if any(plan.results):
+        pairs = tuple(enumerate(plan.results))
+        rows = [tuple(p(row[i]) if p is not None else row[i] for i, p in pairs) for row in rows]
+    return rows
 
 
 def write_many(session: Session | Connection, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -176,8 +211,11 @@ def _taken(conn: Connection) -> list[tuple[_Compiled, Any, bool]]:
     return taken
 
 
-def _run(conn: Connection, items: Sequence[tuple[_Compiled, Any, bool]]) -> Any:
-    """Execute ``items`` in order (in one pipeline when there are several); the last one's first value."""
+def _run(
+    conn: Connection, items: Sequence[tuple[_Compiled, Any, bool]], *, new_rowid: bool = False, fetch_all: bool = False
+) -> Any:
+    """Execute ``items`` in order (in one pipeline when there are several); the last one's first value
+    (``new_rowid``: the rowid it inserted, None when it inserted nothing; ``fetch_all``: all its rows)."""
     dbapi_connection: Any = conn.connection.dbapi_connection
     cursors = [dbapi_connection.cursor() for _ in items]
     try:
@@ -192,7 +230,11 @@ def _run(conn: Connection, items: Sequence[tuple[_Compiled, Any, bool]]) -> Any:
                     else:
                         cursor.execute(plan.sql, parameters)
                 last, (plan, _parameters, many) = cursors[-1], items[-1]
-                first = last.fetchone() if plan.returns and not many else None
+                first = last.fetchone() if plan.returns and not many and not fetch_all else None
+                if new_rowid:
+                    first = (last.lastrowid,) if last.rowcount == 1 else None
+                if fetch_all:
+                    fetched = [tuple(row) for row in last.fetchall()]
         except conn.dialect.loaded_dbapi.Error as error:
             failed = items[-1]
             raise exc.DBAPIError.instance(
@@ -204,4 +246,6 @@ def _run(conn: Connection, items: Sequence[tuple[_Compiled, Any, bool]]) -> Any:
     finally:
         for cursor in cursors:
             cursor.close()
+    if fetch_all:
+        return fetched
     return first[0] if first is not None else None

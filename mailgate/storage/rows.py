@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from sqlalchemy import Insert, Table, insert, inspect
+from sqlalchemy import Insert, Integer, Table, insert, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -48,6 +48,7 @@ class _Plan:
     statement: Insert
     columns: tuple[tuple[str, str, Any], ...]  # (column key, attribute key, default: value or callable)
     primary_key: str  # the attribute that receives the new id
+    rowid: bool  # SQLite: the id is the new rowid, not RETURNING's (see mailgate.storage.direct.write)
 
 
 _PLANS: dict[tuple[type[Base], str, str], _Plan] = {}
@@ -69,7 +70,11 @@ def _plan(model: type[Base], unique: str = "", dialect: str = "") -> _Plan:
         if unique:
             dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             statement = dialect_insert(target).on_conflict_do_nothing(index_elements=[unique])
-        plan = _PLANS[(model, unique, dialect)] = _Plan(statement.returning(primary_key), columns, key)
+        # SQLite: an INTEGER primary key is the rowid, read from the cursor (RETURNING would flush FTS5)
+        rowid = dialect == "sqlite" and type(primary_key.type) is Integer
+        if not rowid:
+            statement = statement.returning(primary_key)
+        plan = _PLANS[(model, unique, dialect)] = _Plan(statement, columns, key, rowid)
     return plan
 
 
@@ -87,14 +92,13 @@ def insert_now(session: Session, obj: Base, *, unique: str = "") -> bool:
     caller reads the other's row. PostgreSQL answers only once that transaction has ended.
     """
     state = inspect(obj)
-    dialect = session.connection().dialect.name if unique else ""
-    plan, loaded = _plan(type(obj), unique, dialect), state.dict
+    plan, loaded = _plan(type(obj), unique, session.connection().dialect.name), state.dict
     values = {}
     for column, key, default in plan.columns:
         if key not in loaded:
             setattr(obj, key, default(None) if callable(default) else default)
         values[column] = loaded[key]
-    new_id = direct.write(session, plan.statement, values)
+    new_id = direct.write(session, plan.statement, values, new_rowid=plan.rowid)
     if new_id is None:
         return False
     setattr(obj, plan.primary_key, new_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, exc, insert, select, update
+from sqlalchemy import bindparam, event, exc, func, insert, literal, select, update
 
 from mailgate.storage import db, direct
 from mailgate.storage.models import Counter, Event
@@ -94,6 +94,46 @@ def test_a_column_default_not_given_is_applied_through_sqlalchemy(engine):
         )
     with engine.connect() as conn:
         assert conn.execute(select(Event.actor, Event.detail).where(Event.id == new_id)).one() == ("", {})
+
+
+READ = select(Event.id, Event.created_at, Event.detail, literal(True).label("flag")).where(
+    Event.kind == bindparam("kind")
+)
+
+
+def test_a_read_gives_the_rows_sqlalchemys_execution_gives(engine):
+    """Aware times, JSON and booleans come back processed, as the callers' columns would from a Result."""
+    when = datetime(2026, 12, 2, 23, 30, 5, 123456, tzinfo=UTC)
+    with engine.begin() as conn:
+        for n in range(3):
+            direct.write(conn, EVENTS, an_event(kind="read", detail={"n": n}, created_at=when))
+        expected = [tuple(row) for row in conn.execute(READ, {"kind": "read"})]
+        assert direct.read(conn, READ, {"kind": "read"}) == expected
+        assert direct.read(conn, READ, {"kind": "none"}) == []
+    assert [row[2] for row in expected] == [{"n": 0}, {"n": 1}, {"n": 2}] and expected[0][1] == when
+    assert expected[0][3] is True
+
+
+def test_a_read_with_a_list_to_expand_runs_through_sqlalchemy(engine):
+    listed = select(Event.kind).where(Event.kind.in_(bindparam("kinds", expanding=True))).order_by(Event.id)
+    with engine.begin() as conn:
+        direct.write(conn, EVENTS, an_event(kind="a", detail={}, created_at=datetime.now(UTC)))
+        direct.write(conn, EVENTS, an_event(kind="b", detail={}, created_at=datetime.now(UTC)))
+        assert direct.read(conn, listed, {"kinds": ["a", "b", "c"]}) == [("a",), ("b",)]
+
+
+def test_an_insert_of_sqlite_gives_the_new_rowid_or_none_when_it_wrote_nothing(engine):
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's rowid")
+    from sqlalchemy.dialects import sqlite
+
+    heads = sqlite.insert(table(Counter)).on_conflict_do_nothing(index_elements=["name"])
+    with engine.begin() as conn:
+        first = direct.write(conn, EVENTS, an_event(detail={}, created_at=datetime.now(UTC)), new_rowid=True)
+        second = direct.write(conn, EVENTS, an_event(detail={}, created_at=datetime.now(UTC)), new_rowid=True)
+        assert second == first + 1
+        assert conn.scalar(select(func.max(Event.id))) == second
+        assert direct.write(conn, heads, {"name": "ticket", "value": 5}, new_rowid=True) is None  # the row exists
 
 
 # On PostgreSQL the writes that return nothing wait in the connection's queue and share the round trip

@@ -18,7 +18,7 @@ from mailgate.context import MessageContext, sender_address
 from mailgate.mail import language as locale_detect
 from mailgate.outbound import templating
 from mailgate.pipeline.steps import watchers
-from mailgate.storage import audit
+from mailgate.storage import audit, direct, fulltext
 from mailgate.storage.models import Attachment, Counter, Customer, Message, Ticket
 from mailgate.storage.rows import insert_now
 from mailgate.storage.threads import remember_message_id
@@ -28,7 +28,8 @@ log = logging.getLogger("mailgate.store")
 UNPROVEN_FLAG = "unproven sender"  # on Message.parse_defects: the mail was stored but could not act (docs/security.md)
 
 
-_NEXT_NUMBER = update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1).returning(Counter.value)
+_NEXT_NUMBER = update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
+_NUMBER = select(Counter.value).where(Counter.name == "ticket")  # read after the UPDATE (see next_ticket_number)
 _NEXT_NUMBER_PG = text("SELECT nextval('ticket_numbers')")  # migration 0008: no lock held to the commit
 _CUSTOMER = select(Customer).where(Customer.address == bindparam("address"))
 
@@ -39,12 +40,16 @@ def next_ticket_number(session: Session) -> int:
     On PostgreSQL from the ``ticket_numbers`` sequence: the counter row's lock would last until the batch
     commits, so the batches of two workers that each open a ticket would take turns. A number taken in a
     transaction that rolls back is not given again. On SQLite, whose one writer holds the whole file
-    anyway, the ``counters`` row. A Core statement: through the session, an UPDATE of a mapped class also
+    anyway, the ``counters`` row, raised and read back in two statements: an UPDATE … RETURNING would
+    run in a statement savepoint, at which FTS5 writes out the batch's pending terms
+    (mailgate.storage.fulltext). Core statements: through the session, an UPDATE of a mapped class also
     looks for the objects it changes among the loaded ones, which costs more than the statement here.
     """
     connection = session.connection()
-    statement = _NEXT_NUMBER_PG if connection.dialect.name == "postgresql" else _NEXT_NUMBER
-    return int(connection.execute(statement).scalar_one())
+    if connection.dialect.name == "postgresql":
+        return int(connection.execute(_NEXT_NUMBER_PG).scalar_one())
+    direct.write(connection, _NEXT_NUMBER, {})
+    return int(connection.execute(_NUMBER).scalar_one())
 
 
 def get_or_create_customer(session: Session, address: str, name: str, now: datetime) -> Customer:
@@ -150,6 +155,7 @@ def _message(ctx: MessageContext, ticket: Ticket, address: str, now: datetime) -
         created_at=now,
     )
     insert_now(session, message)
+    fulltext.add(session, message)
     files = []
     for item in mail.attachments:
         attachment = Attachment(
