@@ -1,7 +1,8 @@
 """Full-text search over the subjects and text of every message, with filters.
 
-SQLite: the FTS5 table ``messages_fts`` (migration 0002), kept in sync by
-triggers; its ``unicode61`` tokenizer folds case in every script, so
+SQLite: the FTS5 table ``messages_fts`` (migration 0002), written beside each
+new message (:mod:`mailgate.storage.fulltext`) and kept in step on deletes and
+updates by triggers; its ``unicode61`` tokenizer folds case in every script, so
 ``принтер`` finds ``ПРИНТЕР``. Diacritics count (``café`` is not ``cafe``) on
 both databases, so a query finds the same tickets on either.
 PostgreSQL: ``to_tsvector('simple', …)`` over the same text, backed by a GIN
