@@ -46,7 +46,7 @@ from mailgate.outbound.bounces import verp_address
 from mailgate.outbound.making import Recipient
 from mailgate.outbound.settings import Settings
 from mailgate.outbound.templating import DEFAULT_LOCALE, Templates
-from mailgate.storage import audit, direct, fulltext
+from mailgate.storage import audit, direct
 from mailgate.storage.models import Event, Message, Outbox, Ticket
 from mailgate.storage.rows import insert_now, table
 from mailgate.storage.threads import remember_message_id
@@ -311,7 +311,6 @@ def _store(session: Session, services: Services, ticket: Ticket, made: making.Ma
         created_at=mail.date,
     )
     insert_now(session, message)
-    fulltext.add(session, message)
     return message
 
 

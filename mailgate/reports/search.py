@@ -1,7 +1,7 @@
 """Full-text search over the subjects and text of every message, with filters.
 
 SQLite: the FTS5 table ``messages_fts`` (migration 0002), written beside each
-new message (:mod:`mailgate.storage.fulltext`) and kept in step on deletes and
+new message by its own INSERT (migration 0009) and kept in step on deletes and
 updates by triggers; its ``unicode61`` tokenizer folds case in every script, so
 ``принтер`` finds ``ПРИНТЕР``. Diacritics count (``café`` is not ``cafe``) on
 both databases, so a query finds the same tickets on either.

@@ -47,7 +47,7 @@ _HEADS = {
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 # PostgreSQL: a row back says the head is ours (rowcount may say -1). SQLite: the new rowid does, without
-# RETURNING, which would write out FTS5's pending terms (mailgate.storage.fulltext).
+# RETURNING, which would write out FTS5's pending terms (migration 0009).
 _HEADS["postgresql"] = _HEADS["postgresql"].returning(_BLOBS.c.sha256)
 _CHUNK = insert(_CHUNKS)
 _SIZE = update(_BLOBS).where(_BLOBS.c.sha256 == bindparam("key")).values(size=bindparam("size"), chunks=bindparam("n"))

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, func, select, text, update
 
-from mailgate.storage import db, fulltext
+from mailgate.storage import db
 from mailgate.storage.blobstore import Blobs
 from mailgate.storage.migrate import Report, copy_blobs, progress, referenced, verify
 from mailgate.storage.models import Base
@@ -150,8 +150,6 @@ def copy_installation(source: Engine, target: Engine, source_blobs: Blobs, targe
             conn.execute(table.delete())
     for table in tables():
         report.rows[table.name] = copy_table(source, target, table)
-    with target.begin() as conn:  # rows copied in bulk: SQLite's full-text index is built from them at once
-        fulltext.rebuild(conn)
     if target.dialect.name == "postgresql":
         set_sequences(target)
     if source_blobs is not target_blobs:

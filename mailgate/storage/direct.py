@@ -104,7 +104,7 @@ def write(
 
     ``new_rowid`` (SQLite, an INSERT of one row without RETURNING): the new row's rowid, or None when
     it wrote nothing (ON CONFLICT DO NOTHING). RETURNING makes SQLite run the statement in a statement
-    savepoint, and FTS5 writes its pending terms out at every savepoint (:mod:`mailgate.storage.fulltext`).
+    savepoint, and FTS5 writes its pending terms out at every savepoint (migration 0009).
     """
     conn = session.connection() if isinstance(session, Session) else session
     plan = _plan(statement, conn.dialect, tuple(sorted(values)))
@@ -230,11 +230,13 @@ def _run(
                     else:
                         cursor.execute(plan.sql, parameters)
                 last, (plan, _parameters, many) = cursors[-1], items[-1]
-                first = last.fetchone() if plan.returns and not many and not fetch_all else None
-                if new_rowid:
-                    first = (last.lastrowid,) if last.rowcount == 1 else None
                 if fetch_all:
-                    fetched = [tuple(row) for row in last.fetchall()]
+                    result: Any = [tuple(row) for row in last.fetchall()]
+                elif new_rowid:
+                    result = last.lastrowid if last.rowcount == 1 else None
+                else:
+                    first = last.fetchone() if plan.returns and not many else None
+                    result = first[0] if first is not None else None
         except conn.dialect.loaded_dbapi.Error as error:
             failed = items[-1]
             raise exc.DBAPIError.instance(
@@ -246,6 +248,4 @@ def _run(
     finally:
         for cursor in cursors:
             cursor.close()
-    if fetch_all:
-        return fetched
-    return first[0] if first is not None else None
+    return result

@@ -102,6 +102,7 @@ def insert_now(session: Session, obj: Base, *, unique: str = "") -> bool:
     if new_id is None:
         return False
     setattr(obj, plan.primary_key, new_id)
+    state.mapper.dispatch.after_insert(state.mapper, session.connection(), state)  # as a flush would
     make_transient_to_detached(obj)
     stale = session.identity_map.get(state.key) if state.key is not None else None
     if stale is not None and stale is not obj:

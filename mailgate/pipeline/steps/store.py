@@ -18,7 +18,7 @@ from mailgate.context import MessageContext, sender_address
 from mailgate.mail import language as locale_detect
 from mailgate.outbound import templating
 from mailgate.pipeline.steps import watchers
-from mailgate.storage import audit, direct, fulltext
+from mailgate.storage import audit, direct
 from mailgate.storage.models import Attachment, Counter, Customer, Message, Ticket
 from mailgate.storage.rows import insert_now
 from mailgate.storage.threads import remember_message_id
@@ -42,14 +42,15 @@ def next_ticket_number(session: Session) -> int:
     transaction that rolls back is not given again. On SQLite, whose one writer holds the whole file
     anyway, the ``counters`` row, raised and read back in two statements: an UPDATE … RETURNING would
     run in a statement savepoint, at which FTS5 writes out the batch's pending terms
-    (mailgate.storage.fulltext). Core statements: through the session, an UPDATE of a mapped class also
+    (migration 0009). Core statements: through the session, an UPDATE of a mapped class also
     looks for the objects it changes among the loaded ones, which costs more than the statement here.
     """
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         return int(connection.execute(_NEXT_NUMBER_PG).scalar_one())
     direct.write(connection, _NEXT_NUMBER, {})
-    return int(connection.execute(_NUMBER).scalar_one())
+    [(number,)] = direct.read(connection, _NUMBER, {})
+    return int(number)
 
 
 def get_or_create_customer(session: Session, address: str, name: str, now: datetime) -> Customer:
@@ -155,7 +156,6 @@ def _message(ctx: MessageContext, ticket: Ticket, address: str, now: datetime) -
         created_at=now,
     )
     insert_now(session, message)
-    fulltext.add(session, message)
     files = []
     for item in mail.attachments:
         attachment = Attachment(
