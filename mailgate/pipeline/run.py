@@ -37,7 +37,7 @@ from mailgate.pipeline.steps.held import hold_unthreaded
 from mailgate.pipeline.steps.react import react
 from mailgate.pipeline.steps.route import route
 from mailgate.pipeline.steps.store import store
-from mailgate.storage import direct
+from mailgate.storage import direct, rows
 from mailgate.storage import threads as followup
 from mailgate.storage.models import Message, MessageRef, Ticket
 
@@ -233,6 +233,7 @@ def run(
         spent = (services.clock.now() - started).total_seconds()
         if budget and spent > budget:
             raise MailBudgetExceeded(f"work budget of {budget:g}s spent: {spent:.1f}s after step {name}")
+    rows.write_changes(session)  # a ticket's changed columns, without the unit of work
     session.flush()
     direct.flush(session)  # the writes still queued (PostgreSQL): an error among them is this mail's
     return ctx

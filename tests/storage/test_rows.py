@@ -13,7 +13,7 @@ from sqlalchemy import event, select
 
 from mailgate.storage import audit, direct
 from mailgate.storage.models import Customer, Event, Message, MessageRef, Ticket
-from mailgate.storage.rows import insert_now
+from mailgate.storage.rows import insert_now, write_changes
 from mailgate.storage.threads import indexed, remember_message_id
 from tests.helpers import make_mail
 
@@ -197,7 +197,7 @@ def test_a_reply_that_cannot_prove_its_sender_is_flagged_in_the_same_one_flush(h
             select(Message.parse_defects).where(Message.message_id == "<fire2@customer.example>")
         ).one()
     assert defects == ["unproven sender"]
-    assert flushes == [[]], "the message is inserted with its flag; only the ticket's updated_at is flushed"
+    assert flushes == [], "the message is inserted with its flag, the ticket's updated_at is one UPDATE"
 
 
 def test_a_row_inserted_at_once_is_a_loaded_object_of_the_session(harness):
@@ -245,3 +245,76 @@ def test_a_mail_that_fails_after_store_does_not_hold_up_the_next_new_ticket_in_i
     with harness.runtime.sessions() as session:
         assert session.scalars(select(Ticket.subject)).all() == ["fine"]
         assert session.scalars(select(Customer.address)).all() == ["new@customer.example"]
+
+
+def test_a_follow_up_writes_its_tickets_changes_without_the_unit_of_work(harness, clock):
+    harness.deliver(make_mail(subject="Printer on fire", msgid="<fire@customer.example>"))
+    flushes: list[int] = []
+    real = harness.runtime.sessions
+
+    def tracked(*args, **kwargs):
+        session = real(*args, **kwargs)
+        event.listen(session, "after_flush", lambda *a: flushes.append(1))
+        return session
+
+    harness.worker.sessions = tracked  # type: ignore[method-assign]
+    clock.advance(3600)
+    harness.deliver(make_mail(subject="Re: [#1] Printer on fire", msgid="<fire2@customer.example>"))
+
+    with real() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.updated_at == clock.now()
+    assert flushes == []
+
+
+def test_changed_columns_are_one_update_and_the_object_is_clean_after(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        session.add(_ticket(session, 1))
+    with harness.runtime.sessions() as session, session.begin():
+        ticket = session.scalars(select(Ticket)).one()
+        ticket.status, ticket.tags, ticket.resolved_at = "resolved", ["vip", "printer"], NOW
+        assert write_changes(session) == 1
+        assert not session.dirty
+        flushes = _flushes(session)
+        session.flush()
+        assert flushes == []
+    with harness.runtime.sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert (ticket.status, ticket.tags, ticket.resolved_at) == ("resolved", ["vip", "printer"], NOW)
+
+
+def test_a_relationship_change_is_left_to_the_flush(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        session.add(_ticket(session, 1))
+        session.add(Customer(address="other@customer.example", name="", created_at=NOW))
+    with harness.runtime.sessions() as session, session.begin():
+        ticket = session.scalars(select(Ticket)).one()
+        other = session.scalars(select(Customer).where(Customer.address == "other@customer.example")).one()
+        ticket.customer = other
+        assert write_changes(session) == 0
+    with harness.runtime.sessions() as session:
+        assert session.scalars(select(Ticket)).one().customer.address == "other@customer.example"
+
+
+def test_changes_rolled_back_with_their_transaction_are_gone(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        session.add(_ticket(session, 1))
+    with harness.runtime.sessions() as session:
+        with session.begin():
+            ticket = session.scalars(select(Ticket)).one()
+            ticket.status = "resolved"
+            write_changes(session)
+            session.rollback()
+        assert session.scalars(select(Ticket)).one().status == "new"
+
+
+def test_changes_written_in_a_savepoint_rolled_back_are_read_again_from_the_database(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        session.add(_ticket(session, 1))
+    with harness.runtime.sessions() as session, session.begin():
+        ticket = session.scalars(select(Ticket)).one()
+        savepoint = session.begin_nested()
+        ticket.status = "resolved"
+        assert write_changes(session) == 1
+        savepoint.rollback()
+        assert ticket.status == "new", "the object forgets what its rolled-back UPDATE wrote"
