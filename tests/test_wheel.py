@@ -7,11 +7,13 @@ the wheel leaves out makes this test fail, as it would fail an admin.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,12 +22,16 @@ from tests.outbound_helpers import sent_mails
 
 
 def _build_wheel(dist: Path) -> Path:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    """pip builds in the checkout itself (its build/ and egg-info folders): two tests building at once, on two
+    test workers, would trip over each other's files, so the builds take turns."""
+    with open(Path(tempfile.gettempdir()) / "mailgate-test-wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
     [wheel] = dist.glob("mailgate-*.whl")
     return wheel
 
