@@ -29,14 +29,16 @@ from sqlalchemy import CompoundSelect, bindparam, literal, null, select, union_a
 from sqlalchemy.orm import Session
 
 from mailgate.context import Envelope, MessageContext, Services, sender_address
+from mailgate.domain.tokens import find_ticket_number
+from mailgate.mail import language as locale_detect
 from mailgate.mail import parse as parsing
 from mailgate.mail.sameness import content_digest, dedupe_key
-from mailgate.pipeline.steps.agents import authenticate, follow_up
+from mailgate.pipeline.steps.agents import Reading, authenticate, follow_up, read_text
 from mailgate.pipeline.steps.converse import converse
 from mailgate.pipeline.steps.held import hold_unthreaded
 from mailgate.pipeline.steps.react import react
 from mailgate.pipeline.steps.route import route
-from mailgate.pipeline.steps.store import store
+from mailgate.pipeline.steps.store import known_locales, store
 from mailgate.storage import direct, rows
 from mailgate.storage import threads as followup
 from mailgate.storage.models import Message, MessageRef, Ticket
@@ -68,7 +70,7 @@ def dedupe(ctx: MessageContext) -> None:
         _stop_if_stored(ctx, ctx.dedupe_key)
         return
     author = sender_address(ctx)
-    ctx.content_sha256 = content_digest(ctx.raw)
+    ctx.content_sha256 = ctx.content_sha256 or content_digest(ctx.raw)  # prepare may have taken it
     ctx.dedupe_key = dedupe_key(message_id, ctx.raw_sha256, author, ctx.content_sha256)
     legacy_key = dedupe_key(message_id, "")
     # Core, one statement: the stored mails under either key and the index entry of the Message-ID
@@ -193,20 +195,40 @@ class Parsed:
     mail: parsing.ParsedMail
     raw_sha256: str
     seconds: float  # what reading it cost, charged to the mail's work budget
+    content_sha256: str = ""  # of a mail with a Message-ID, for dedupe
+    reading: Reading | None = None  # its text read for the followup step (new text, commands)
 
 
 def prepare(raw: bytes, services: Services) -> Parsed | None:
-    """The parse step, done before the transaction: reading needs no database, and a worker that
-    parses while it holds no lock lets another worker's transaction run meanwhile (SQLite takes its
-    one write lock at the first statement; PostgreSQL holds the row locks of the ticket counter).
-    None when reading fails: the parse step then runs in place and the failure is that mail's alone."""
+    """What the steps compute from the mail alone, done before the transaction: a worker that does it
+    while it holds no lock lets another worker's transaction run meanwhile (SQLite takes its one
+    write lock at the first statement; PostgreSQL holds the row locks of the ticket counter).
+
+    The parse, the content digest, the reading of the reply (quotes, commands) and, for a mail that
+    looks like it opens a ticket, the language of its text (remembered by ``mail.language.detect``).
+    None when reading fails: the steps then run in place and the failure is that mail's alone."""
     started = services.clock.now()
     try:
         mail = parsing.parse(raw)
+        read = read_text(mail.text or "")
+        digest = content_digest(raw) if mail.message_id else ""
+        if _opens_a_ticket(mail, services):
+            locale_detect.detect(read.reply.new_text or mail.text)
     except Exception:
         return None
     seconds = (services.clock.now() - started).total_seconds()
-    return Parsed(mail, hashlib.sha256(raw).hexdigest(), seconds)
+    return Parsed(mail, hashlib.sha256(raw).hexdigest(), seconds, digest, read)
+
+
+def _opens_a_ticket(mail: parsing.ParsedMail, services: Services) -> bool:
+    """Whether the store step will likely detect the mail's language: it names no earlier mail, carries
+    no ticket token and no Content-Language we have templates for. A guess: a wrong one costs a
+    detection here (a reply) or one in the transaction (as without it), never a different answer."""
+    if mail.in_reply_to or mail.references:
+        return False
+    if find_ticket_number(mail.subject, services.config.support.token_prefix) is not None:
+        return False
+    return locale_detect.from_header(mail.header("content-language")) not in known_locales(services)
 
 
 def run(
@@ -223,6 +245,7 @@ def run(
     started = services.clock.now()
     if parsed is not None:
         ctx.mail, ctx.raw_sha256 = parsed.mail, parsed.raw_sha256
+        ctx.content_sha256, ctx.notes.reading = parsed.content_sha256, parsed.reading
         started -= timedelta(seconds=parsed.seconds)
     for name, step in steps:
         if parsed is not None and name == "parse":

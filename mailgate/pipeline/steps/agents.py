@@ -88,13 +88,18 @@ class Reading:
     answer: str
 
 
+def read_text(text: str) -> Reading:
+    """Read a mail's text: a function of the text alone, so a worker may read it before its transaction."""
+    reply = split_reply(text)
+    commands, answer = parse_commands(reply.new_text)
+    return Reading(reply, commands, answer)
+
+
 def reading(ctx: MessageContext) -> Reading:
     found = ctx.notes.reading
     if isinstance(found, Reading):
         return found
-    reply = split_reply(ctx.mail.text or "")
-    commands, answer = parse_commands(reply.new_text)
-    result = ctx.notes.reading = Reading(reply, commands, answer)
+    result = ctx.notes.reading = read_text(ctx.mail.text or "")
     return result
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, inspect, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from mailgate.context import MessageContext, sender_address
+from mailgate.context import MessageContext, Services, sender_address
 from mailgate.mail import language as locale_detect
 from mailgate.outbound import templating
 from mailgate.pipeline.steps import watchers
@@ -73,15 +73,20 @@ def ticket_locale(ctx: MessageContext, queue: str) -> str:
     config = ctx.services.config
     configured = config.queue(queue)
     fallback = (configured.locale if configured else "") or config.support.locale or templating.DEFAULT_LOCALE
-    outbound = ctx.services.outbound
-    directories = tuple(outbound.settings.template_dirs) if outbound is not None else (templating.SHIPPED_DIR,)
     return locale_detect.choose(
         rule=ctx.route.locale,
         content_language=ctx.mail.header("content-language"),
         text=ctx.notes.new_text or ctx.mail.text,
         fallback=fallback,
-        known=locale_detect.available(directories),
+        known=known_locales(ctx.services),
     )
+
+
+def known_locales(services: Services) -> frozenset[str]:
+    """The locales there are templates for (read once per set of template folders)."""
+    outbound = services.outbound
+    directories = tuple(outbound.settings.template_dirs) if outbound is not None else (templating.SHIPPED_DIR,)
+    return locale_detect.available(directories)
 
 
 def store(ctx: MessageContext) -> None:
