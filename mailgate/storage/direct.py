@@ -133,9 +133,28 @@ def read(session: Session | Connection, statement: Query, values: Mapping[str, A
     if plan is None:
         return [tuple(row) for row in conn.execute(statement, dict(values))]
     rows: list[tuple[Any, ...]] = _run(conn, [*_taken(conn), (plan, _bound(plan, values), False)], fetch_all=True)
+    return _processed(plan, rows)
+
+
+def read_many(
+    session: Session | Connection, queries: Sequence[tuple[Query, Mapping[str, Any]]]
+) -> list[list[tuple[Any, ...]]]:
+    """Execute several SELECTs, on PostgreSQL in one round trip (with the queued writes before them): the
+    rows of each, as :func:`read` gives them. For reads that do not depend on each other's answers."""
+    conn = session.connection() if isinstance(session, Session) else session
+    plans = [_plan(statement, conn.dialect, tuple(sorted(values))) for statement, values in queries]
+    usable = [plan for plan in plans if plan is not None]
+    if len(usable) < len(plans):
+        return [read(conn, statement, values) for statement, values in queries]
+    items = [(plan, _bound(plan, values), False) for plan, (_statement, values) in zip(usable, queries, strict=True)]
+    found: list[list[tuple[Any, ...]]] = _run(conn, [*_taken(conn), *items], fetch_last=len(items))
+    return [_processed(plan, rows) for plan, rows in zip(usable, found, strict=True)]
+
+
+def _processed(plan: _Compiled, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     if any(plan.results):
         pairs = tuple(enumerate(plan.results))
-        rows = [tuple(p(row[i]) if p is not None else row[i] for i, p in pairs) for row in rows]
+        return [tuple(p(row[i]) if p is not None else row[i] for i, p in pairs) for row in rows]
     return rows
 
 
@@ -197,6 +216,11 @@ def defer_on(engine: Engine) -> None:
             _taken(conn)
 
 
+def queues_writes(conn: Connection) -> bool:
+    """Whether writes that return nothing wait in the connection's queue (see :func:`defer_on`)."""
+    return _deferring(conn)
+
+
 def _deferring(conn: Connection) -> bool:
     return bool(getattr(conn.dialect, _DEFERS, False))
 
@@ -212,10 +236,16 @@ def _taken(conn: Connection) -> list[tuple[_Compiled, Any, bool]]:
 
 
 def _run(
-    conn: Connection, items: Sequence[tuple[_Compiled, Any, bool]], *, new_rowid: bool = False, fetch_all: bool = False
+    conn: Connection,
+    items: Sequence[tuple[_Compiled, Any, bool]],
+    *,
+    new_rowid: bool = False,
+    fetch_all: bool = False,
+    fetch_last: int = 0,
 ) -> Any:
     """Execute ``items`` in order (in one pipeline when there are several); the last one's first value
-    (``new_rowid``: the rowid it inserted, None when it inserted nothing; ``fetch_all``: all its rows)."""
+    (``new_rowid``: the rowid it inserted, None when it inserted nothing; ``fetch_all``: all its rows;
+    ``fetch_last``: a list of all the rows of each of that many last items)."""
     dbapi_connection: Any = conn.connection.dbapi_connection
     cursors = [dbapi_connection.cursor() for _ in items]
     try:
@@ -223,15 +253,18 @@ def _run(
             for listener in conn.dispatch.before_cursor_execute:
                 listener(conn, cursors[0], plan.sql, parameters, None, many)
         try:
-            with dbapi_connection.pipeline() if len(items) > 1 else contextlib.nullcontext():
+            several = len(items) > 1 and hasattr(dbapi_connection, "pipeline")  # psycopg; SQLite has no round trips
+            with dbapi_connection.pipeline() if several else contextlib.nullcontext():
                 for cursor, (plan, parameters, many) in zip(cursors, items, strict=True):
                     if many:
                         cursor.executemany(plan.sql, parameters)
                     else:
                         cursor.execute(plan.sql, parameters)
                 last, (plan, _parameters, many) = cursors[-1], items[-1]
-                if fetch_all:
-                    result: Any = [tuple(row) for row in last.fetchall()]
+                if fetch_last:
+                    result: Any = [[tuple(row) for row in cursor.fetchall()] for cursor in cursors[-fetch_last:]]
+                elif fetch_all:
+                    result = [tuple(row) for row in last.fetchall()]
                 elif new_rowid:
                     result = last.lastrowid if last.rowcount == 1 else None
                 else:

@@ -11,8 +11,9 @@ status and times, at the end of each mail) with one UPDATE each.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import Insert, Integer, Table, Update, bindparam, insert, inspect, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,6 +21,8 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from mailgate.storage import direct
 from mailgate.storage.models import Base
+
+B = TypeVar("B", bound=Base)
 
 
 def flushed_id(obj: Base | None) -> int | Literal[False] | None:
@@ -111,6 +114,32 @@ def insert_now(session: Session, obj: Base, *, unique: str = "") -> bool:
         session.expunge(stale)  # left expired by a rolled-back savepoint; its row is gone
     session.add(obj)
     return True
+
+
+_KEYS: dict[type[Base], tuple[tuple[str, ...], int]] = {}
+
+
+def loaded(session: Session, model: type[B], row: Sequence[Any]) -> B:
+    """The object of a row of ``model``'s table (its columns in the table's order), as a query would give it.
+
+    The one the session holds already, else a new persistent object of the session: the row read with
+    :func:`mailgate.storage.direct.read`, which can share a round trip with other reads, where the ORM's
+    own query would take one of its own (PostgreSQL). Relationships are not loaded.
+    """
+    keys_and_pk = _KEYS.get(model)
+    if keys_and_pk is None:
+        mapper, target = inspect(model), table(model)
+        [primary_key] = target.primary_key.columns
+        keys = tuple(mapper.get_property_by_column(column).key for column in target.columns)
+        keys_and_pk = _KEYS[model] = (keys, list(target.columns).index(primary_key))
+    keys, pk_index = keys_and_pk
+    held = session.identity_map.get(inspect(model).identity_key_from_primary_key((row[pk_index],)))
+    if held is not None:
+        return cast(B, held)
+    obj = model(**dict(zip(keys, row, strict=True)))
+    make_transient_to_detached(obj)  # every column loaded, no history: as if read by a query
+    session.add(obj)
+    return obj
 
 
 _UPDATES: dict[tuple[type[Base], tuple[str, ...]], Update] = {}

@@ -78,3 +78,29 @@ def test_an_acknowledgment_that_cannot_be_made_leaves_the_mail_stored_and_says_w
     assert [(e.detail["mail_kind"], e.detail["reason"]) for e in held] == [
         ("acknowledgment", "error: RuntimeError: no bytes today")
     ]
+
+
+@contextmanager
+def _round_trips(monkeypatch) -> Iterator[list[list[str]]]:
+    """The statements of each round trip through mailgate.storage.direct (one pipeline on PostgreSQL)."""
+    from mailgate.storage import direct
+
+    trips: list[list[str]] = []
+    real = direct._run
+
+    def run(conn, items, **kw):
+        trips.append([" ".join(plan.sql.split()) for plan, _parameters, _many in items])
+        return real(conn, items, **kw)
+
+    monkeypatch.setattr(direct, "_run", run)
+    yield trips
+
+
+def test_a_new_ticket_reads_its_number_and_its_customer_in_one_round_trip(harness, monkeypatch):
+    with _round_trips(monkeypatch) as trips:
+        harness.deliver(make_mail(subject="Printer on fire", sender="Dora <dora@customer.example>"))
+
+    [shared] = [trip for trip in trips if any("FROM customers" in s for s in trip)]
+    assert any("nextval" in s or "FROM counters" in s for s in shared), shared
+    if harness.runtime.engine.dialect.name == "postgresql":  # and the raw mail's blob rows go with them
+        assert [s.split()[:3] for s in shared[:2]] == [["INSERT", "INTO", "blobs"], ["INSERT", "INTO", "blob_chunks"]]

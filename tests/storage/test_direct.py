@@ -204,3 +204,36 @@ def test_an_error_in_a_queued_write_is_raised_by_the_flush_as_sqlalchemys(pg):
         with pytest.raises(exc.IntegrityError) as raised:
             direct.flush(conn)
         assert type(raised.value.orig).__module__.startswith("psycopg")
+
+
+def test_read_many_gives_each_selects_rows_processed_and_sees_the_writes_queued_before_it(engine):
+    when = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    kinds = select(Event.kind).where(Event.actor == bindparam("actor")).order_by(Event.id)
+    times = select(Event.created_at, Event.detail).where(Event.kind == bindparam("kind"))
+    with engine.begin() as conn:
+        direct.write(conn, EVENTS, an_event(kind="first", detail={"n": 1}, created_at=when))  # queued on PostgreSQL
+        direct.write(conn, EVENTS, an_event(kind="second", detail=None, created_at=when))
+        by_actor, by_kind, nobody = direct.read_many(
+            conn, [(kinds, {"actor": "bob@example.com"}), (times, {"kind": "first"}), (kinds, {"actor": "x"})]
+        )
+    assert by_actor == [("first",), ("second",)]
+    [(created_at, detail)] = by_kind
+    assert created_at == when and created_at.tzinfo is not None and detail == {"n": 1}
+    assert nobody == []
+
+
+def test_read_many_is_one_round_trip_with_the_queued_writes(engine):
+    seen: list[int] = []
+    real = direct._run
+
+    def run(conn, items, **kw):
+        seen.append(len(items))
+        return real(conn, items, **kw)
+
+    kinds = select(Event.kind).where(Event.actor == bindparam("actor"))
+    with engine.begin() as conn, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(direct, "_run", run)
+        direct.write(conn, EVENTS, an_event(kind="queued", detail={}, created_at=datetime.now(UTC)))
+        queued = direct.queues_writes(conn)
+        direct.read_many(conn, [(kinds, {"actor": "a"}), (kinds, {"actor": "b"})])
+    assert seen == ([3] if queued else [1, 2])

@@ -318,3 +318,28 @@ def test_changes_written_in_a_savepoint_rolled_back_are_read_again_from_the_data
         assert write_changes(session) == 1
         savepoint.rollback()
         assert ticket.status == "new", "the object forgets what its rolled-back UPDATE wrote"
+
+
+def test_a_row_read_directly_becomes_the_sessions_object_or_the_one_it_holds(harness):
+    from sqlalchemy import inspect as inspect_state
+
+    from mailgate.storage import direct
+    from mailgate.storage.models import Customer
+    from mailgate.storage.rows import loaded, table
+
+    by_address = select(*table(Customer).columns).where(table(Customer).c.address == "ann@customer.example")
+    with harness.session() as session, session.begin():
+        session.add(Customer(address="ann@customer.example", name="Ann", created_at=datetime.now(UTC)))
+    with harness.session() as session, session.begin():
+        [row] = direct.read(session, by_address, {})
+        ann = loaded(session, Customer, row)
+        state = inspect_state(ann)
+        assert state.persistent and not state.modified and state.unloaded == set()
+        assert (ann.address, ann.name) == ("ann@customer.example", "Ann")
+        assert ann.created_at.tzinfo is not None
+        assert loaded(session, Customer, row) is ann  # the session's one object for that row
+        assert session.get(Customer, ann.id) is ann
+        ann.name = "Ann B."
+        session.flush()
+    with harness.session() as session:
+        assert session.scalar(select(Customer.name)) == "Ann B."

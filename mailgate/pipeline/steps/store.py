@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 
 import magic
-from sqlalchemy import bindparam, inspect, select, text, update
+from sqlalchemy import bindparam, func, inspect, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -20,7 +20,7 @@ from mailgate.outbound import templating
 from mailgate.pipeline.steps import watchers
 from mailgate.storage import audit, direct
 from mailgate.storage.models import Attachment, Counter, Customer, Message, Ticket
-from mailgate.storage.rows import insert_now
+from mailgate.storage.rows import insert_now, loaded, table
 from mailgate.storage.threads import remember_message_id
 
 log = logging.getLogger("mailgate.store")
@@ -30,8 +30,8 @@ UNPROVEN_FLAG = "unproven sender"  # on Message.parse_defects: the mail was stor
 
 _NEXT_NUMBER = update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
 _NUMBER = select(Counter.value).where(Counter.name == "ticket")  # read after the UPDATE (see next_ticket_number)
-_NEXT_NUMBER_PG = text("SELECT nextval('ticket_numbers')")  # migration 0008: no lock held to the commit
-_CUSTOMER = select(Customer).where(Customer.address == bindparam("address"))
+_NEXT_NUMBER_PG = select(func.nextval("ticket_numbers"))  # migration 0008: no lock held to the commit
+_CUSTOMER = select(*table(Customer).columns).where(table(Customer).c.address == bindparam("address"))
 
 
 def next_ticket_number(session: Session) -> int:
@@ -45,24 +45,43 @@ def next_ticket_number(session: Session) -> int:
     (migration 0009). Core statements: through the session, an UPDATE of a mapped class also
     looks for the objects it changes among the loaded ones, which costs more than the statement here.
     """
+    number, _customer = _number_and_customer(session, None)
+    return number
+
+
+def _number_and_customer(session: Session, address: str | None) -> tuple[int, Customer | None]:
+    """The next ticket number and, with ``address``, that customer if known: on PostgreSQL in one round
+    trip (with the writes still queued), the two reads a new ticket makes before its rows."""
     connection = session.connection()
+    lookup = [(_CUSTOMER, {"address": address})] if address is not None else []
     if connection.dialect.name == "postgresql":
-        return int(connection.execute(_NEXT_NUMBER_PG).scalar_one())
-    direct.write(connection, _NEXT_NUMBER, {})
-    [(number,)] = direct.read(connection, _NUMBER, {})
-    return int(number)
+        [[(number,)], *found] = direct.read_many(connection, [(_NEXT_NUMBER_PG, {}), *lookup])
+    else:
+        direct.write(connection, _NEXT_NUMBER, {})
+        [[(number,)], *found] = direct.read_many(connection, [(_NUMBER, {}), *lookup])
+    customers = found[0] if found else []
+    return int(number), loaded(session, Customer, customers[0]) if customers else None
 
 
-def get_or_create_customer(session: Session, address: str, name: str, now: datetime) -> Customer:
-    customer = session.scalar(_CUSTOMER, {"address": address})
+def get_or_create_customer(
+    session: Session, address: str, name: str, now: datetime, *, read: tuple[Customer | None] | None = None
+) -> Customer:
+    """``read``: the address was looked up already, with this answer (see :func:`_number_and_customer`)."""
+    [customer] = read if read is not None else (_customer(session, address),)
     if customer is None:
         customer = Customer(address=address, name=name, created_at=now)
         if not insert_now(session, customer, unique="address"):
             # another worker's batch added this address meanwhile, and has committed it
-            customer = session.scalars(_CUSTOMER, {"address": address}).one()
+            customer = _customer(session, address)
+            assert customer is not None, "an address that conflicted is there"
     if name and not customer.name:
         customer.name = name
     return customer
+
+
+def _customer(session: Session, address: str) -> Customer | None:
+    found = direct.read(session, _CUSTOMER, {"address": address})
+    return loaded(session, Customer, found[0]) if found else None
 
 
 def ticket_locale(ctx: MessageContext, queue: str) -> str:
@@ -98,8 +117,8 @@ def store(ctx: MessageContext) -> None:
 
     ticket = ctx.ticket
     if ticket is None:
-        number = next_ticket_number(session)
-        customer = get_or_create_customer(session, address, mail.from_name, now)
+        number, known = _number_and_customer(session, address)
+        customer = get_or_create_customer(session, address, mail.from_name, now, read=(known,))
         route = ctx.route
         queue = route.queue or ctx.services.config.support.default_queue
         ticket = Ticket(
