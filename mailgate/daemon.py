@@ -34,6 +34,7 @@ import importlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,12 @@ class _CountingHandler(IntakeHandler):
             self.in_flight -= 1
 
 
+# How long a thread may hold the interpreter while another waits for it (CPython's default is 5 ms). The
+# door's event loop shares the interpreter with the pipeline's thread, the sender and the spool writes: at
+# 5 ms, a pipeline busy parsing held each SMTP command's answer that long, and on PostgreSQL each of a
+# mail's round trips waited as long again to get the interpreter back. Measured with 16 clients: SMTP p99
+# 1.4x the reference's instead of 2.2x on PostgreSQL, +5 % mails stored a second; on SQLite about even.
+SWITCH_INTERVAL = 0.0005
 PROBE_FIRST = 0.5  # seconds before the first probe of a database that went away
 PROBE_MAX = 30.0  # the longest wait between two probes
 
@@ -132,8 +139,14 @@ async def _worker_loop(worker: Worker, wake: asyncio.Event, stop: asyncio.Event)
             await asyncio.wait_for(wake.wait(), timeout=1.0)
 
 
+def share_the_interpreter() -> None:
+    """Let the door answer soon while the daemon's other threads work (see :data:`SWITCH_INTERVAL`)."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
+
+
 async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None) -> None:
     config = runtime.config
+    share_the_interpreter()
     settings = parse_settings(config)
     for name in settings.plugins:
         module = importlib.import_module(name)
