@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import Insert, Integer, Table, Update, bindparam, insert, inspect, update
+from sqlalchemy import Insert, Integer, Select, Table, Update, bindparam, func, insert, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -54,6 +54,8 @@ class _Plan:
     columns: tuple[tuple[str, str, Any], ...]  # (column key, attribute key, default: value or callable)
     primary_key: str  # the attribute that receives the new id
     rowid: bool  # SQLite: the id is the new rowid, not RETURNING's (see mailgate.storage.direct.write)
+    id_column: str  # the primary key's column, for a row whose id was taken before (``insert_now(new_id=)``)
+    with_id: Insert  # that row's statement: it returns nothing, so it may wait in the queue of writes
 
 
 _PLANS: dict[tuple[type[Base], str, str], _Plan] = {}
@@ -79,11 +81,11 @@ def _plan(model: type[Base], unique: str = "", dialect: str = "") -> _Plan:
         rowid = dialect == "sqlite" and type(primary_key.type) is Integer
         if not rowid:
             statement = statement.returning(primary_key)
-        plan = _PLANS[(model, unique, dialect)] = _Plan(statement, columns, key, rowid)
+        plan = _PLANS[(model, unique, dialect)] = _Plan(statement, columns, key, rowid, primary_key.key, insert(target))
     return plan
 
 
-def insert_now(session: Session, obj: Base, *, unique: str = "") -> bool:
+def insert_now(session: Session, obj: Base, *, unique: str = "", new_id: int | None = None) -> bool:
     """Write a new object with one Core INSERT and make it a persistent object of the session.
 
     For the rows every mail adds (customer, ticket, message, attachments), whose ids the next rows need
@@ -95,6 +97,10 @@ def insert_now(session: Session, obj: Base, *, unique: str = "") -> bool:
     ``unique``: a column another transaction may be adding the same value to at once (a customer's
     address, with two worker processes): on a conflict nothing is written and False returned, and the
     caller reads the other's row. PostgreSQL answers only once that transaction has ended.
+
+    ``new_id``: the id taken from the table's sequence beforehand (:func:`next_ids`): the row needs no
+    RETURNING, so on PostgreSQL it waits in the queue and goes out with the next statement, and an
+    error of it comes out there (the pipeline sends the queue at the end of each mail).
     """
     state = inspect(obj)
     plan, loaded = _plan(type(obj), unique, session.connection().dialect.name), state.dict
@@ -103,7 +109,10 @@ def insert_now(session: Session, obj: Base, *, unique: str = "") -> bool:
         if key not in loaded:
             setattr(obj, key, default(None) if callable(default) else default)
         values[column] = loaded[key]
-    new_id = direct.write(session, plan.statement, values, new_rowid=plan.rowid)
+    if new_id is not None and not unique:
+        direct.write(session, plan.with_id, {**values, plan.id_column: new_id})
+    else:
+        new_id = direct.write(session, plan.statement, values, new_rowid=plan.rowid)
     if new_id is None:
         return False
     setattr(obj, plan.primary_key, new_id)
@@ -116,6 +125,18 @@ def insert_now(session: Session, obj: Base, *, unique: str = "") -> bool:
     return True
 
 
+def next_ids(*models: type[Base]) -> Select[Any]:
+    """PostgreSQL: one SELECT taking the next id of each model's table from its sequence (SERIAL's own),
+    to read in a round trip the mail makes anyway, so the rows can go without RETURNING (``new_id``)."""
+    found = _NEXT_IDS.get(models)
+    if found is None:
+        found = _NEXT_IDS[models] = select(
+            *(func.nextval(f"{table(model).name}_id_seq").label(table(model).name) for model in models)
+        )
+    return found
+
+
+_NEXT_IDS: dict[tuple[type[Base], ...], Select[Any]] = {}
 _KEYS: dict[type[Base], tuple[tuple[str, ...], int]] = {}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event, select
 
 from mailgate.mail import compose
@@ -104,3 +105,26 @@ def test_a_new_ticket_reads_its_number_and_its_customer_in_one_round_trip(harnes
     assert any("nextval" in s or "FROM counters" in s for s in shared), shared
     if harness.runtime.engine.dialect.name == "postgresql":  # and the raw mail's blob rows go with them
         assert [s.split()[:3] for s in shared[:2]] == [["INSERT", "INTO", "blobs"], ["INSERT", "INTO", "blob_chunks"]]
+
+
+def test_on_postgresql_a_new_tickets_rows_wait_for_the_next_round_trip_with_their_ids_taken_before(
+    harness, monkeypatch
+):
+    if harness.runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no round trips: its ids are the new rowids")
+    with _round_trips(monkeypatch) as trips:
+        harness.deliver(make_mail(subject="Printer on fire", sender="Dora <dora@customer.example>"))
+
+    [taken] = [trip for trip in trips if any("FROM customers" in s for s in trip)]
+    assert "tickets_id_seq" not in taken[-1] and "nextval" in taken[-1]  # the ids: bound, read with the number
+    inserts = {s.split()[2]: (i, s) for i, trip in enumerate(trips) for s in trip if s.startswith("INSERT INTO")}
+    for table in ("tickets", "messages"):
+        index, statement = inserts[table]
+        assert "RETURNING" not in statement and "(id," in statement.split("VALUES")[0], statement
+        assert len(trips[index]) > 1, "queued, it went out with the statement after it"
+    with harness.session() as session:
+        from mailgate.storage.models import Ticket
+
+        ticket = session.scalars(select(Ticket)).one()
+        assert [m.subject for m in ticket.messages] == ["Printer on fire"]
+        assert ticket.customer.address == "dora@customer.example"

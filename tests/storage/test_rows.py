@@ -343,3 +343,21 @@ def test_a_row_read_directly_becomes_the_sessions_object_or_the_one_it_holds(har
         session.flush()
     with harness.session() as session:
         assert session.scalar(select(Customer.name)) == "Ann B."
+
+
+def test_a_row_with_an_id_taken_before_is_written_with_it_and_is_the_sessions_object(harness):
+    from mailgate.storage import direct
+    from mailgate.storage.rows import next_ids
+
+    with harness.session() as session, session.begin():
+        if session.connection().dialect.name == "postgresql":
+            [(first, second)] = direct.read(session, next_ids(Customer, Customer), {})
+            assert second > first  # each call of nextval its own number
+            new_id = second
+        else:
+            new_id = 77  # any free id is written as given
+        customer = Customer(address="eve@customer.example", name="Eve", created_at=datetime.now(UTC))
+        assert insert_now(session, customer, new_id=new_id)
+        assert customer.id == new_id and session.get(Customer, new_id) is customer
+    with harness.session() as session:
+        assert session.scalar(select(Customer.id).where(Customer.address == "eve@customer.example")) == new_id

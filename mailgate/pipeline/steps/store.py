@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import NamedTuple
 
 import magic
 from sqlalchemy import bindparam, func, inspect, select, update
@@ -20,7 +21,7 @@ from mailgate.outbound import templating
 from mailgate.pipeline.steps import watchers
 from mailgate.storage import audit, direct
 from mailgate.storage.models import Attachment, Counter, Customer, Message, Ticket
-from mailgate.storage.rows import insert_now, loaded, table
+from mailgate.storage.rows import insert_now, loaded, next_ids, table
 from mailgate.storage.threads import remember_message_id
 
 log = logging.getLogger("mailgate.store")
@@ -45,22 +46,37 @@ def next_ticket_number(session: Session) -> int:
     (migration 0009). Core statements: through the session, an UPDATE of a mapped class also
     looks for the objects it changes among the loaded ones, which costs more than the statement here.
     """
-    number, _customer = _number_and_customer(session, None)
-    return number
+    return _new_ticket_reads(session, None).number
 
 
-def _number_and_customer(session: Session, address: str | None) -> tuple[int, Customer | None]:
-    """The next ticket number and, with ``address``, that customer if known: on PostgreSQL in one round
-    trip (with the writes still queued), the two reads a new ticket makes before its rows."""
+class _NewTicket(NamedTuple):
+    number: int
+    customer: Customer | None  # None: not known (or not looked up)
+    ticket_id: int | None = None  # PostgreSQL: the ids of the ticket's and its first mail's rows
+    message_id: int | None = None
+
+
+_NEW_IDS = next_ids(Ticket, Message)
+
+
+def _new_ticket_reads(session: Session, address: str | None) -> _NewTicket:
+    """What a new ticket reads before its rows: the next number and, with ``address``, that customer if
+    known. On PostgreSQL in one round trip with the writes still queued, which also takes the ids of the
+    ticket's and the mail's rows, so those two go out without RETURNING, with the next statement."""
     connection = session.connection()
     lookup = [(_CUSTOMER, {"address": address})] if address is not None else []
+    ids: tuple[int, int] | tuple[None, None] = (None, None)
     if connection.dialect.name == "postgresql":
-        [[(number,)], *found] = direct.read_many(connection, [(_NEXT_NUMBER_PG, {}), *lookup])
+        reads = [(_NEXT_NUMBER_PG, {}), *lookup, *([(_NEW_IDS, {})] if address is not None else [])]
+        [[(number,)], *found] = direct.read_many(connection, reads)
+        if address is not None:
+            *found, [ids] = found
     else:
         direct.write(connection, _NEXT_NUMBER, {})
         [[(number,)], *found] = direct.read_many(connection, [(_NUMBER, {}), *lookup])
     customers = found[0] if found else []
-    return int(number), loaded(session, Customer, customers[0]) if customers else None
+    customer = loaded(session, Customer, customers[0]) if customers else None
+    return _NewTicket(int(number), customer, *ids)
 
 
 def get_or_create_customer(
@@ -117,8 +133,9 @@ def store(ctx: MessageContext) -> None:
 
     ticket = ctx.ticket
     if ticket is None:
-        number, known = _number_and_customer(session, address)
-        customer = get_or_create_customer(session, address, mail.from_name, now, read=(known,))
+        new = _new_ticket_reads(session, address)
+        number, message_id = new.number, new.message_id
+        customer = get_or_create_customer(session, address, mail.from_name, now, read=(new.customer,))
         route = ctx.route
         queue = route.queue or ctx.services.config.support.default_queue
         ticket = Ticket(
@@ -135,22 +152,24 @@ def store(ctx: MessageContext) -> None:
             created_at=now,
             updated_at=now,
         )
-        insert_now(session, ticket)
+        insert_now(session, ticket, new_id=new.ticket_id)
         set_committed_value(ticket, "customer", customer)
         set_committed_value(ticket, "messages", [])
         ctx.ticket, ctx.new_ticket = ticket, True
     else:
         ticket.updated_at = now
+        message_id = None
 
-    message = _message(ctx, ticket, address, now)
+    message = _message(ctx, ticket, address, now, message_id)
     ctx.message = message
     _record(ctx, session, ticket, message, address, now)
     if ctx.new_ticket:
         _add_first_watchers(ctx, ticket)
 
 
-def _message(ctx: MessageContext, ticket: Ticket, address: str, now: datetime) -> Message:
-    """The mail's row and its attachments' rows, written at once (mailgate.storage.rows.insert_now).
+def _message(ctx: MessageContext, ticket: Ticket, address: str, now: datetime, new_id: int | None) -> Message:
+    """The mail's row and its attachments' rows, written at once (mailgate.storage.rows.insert_now;
+    ``new_id``: its id, taken beforehand).
 
     Linked to the ticket as loaded values, so later steps read the list of files without a query.
     """
@@ -179,7 +198,7 @@ def _message(ctx: MessageContext, ticket: Ticket, address: str, now: datetime) -
         parse_defects=mail.defects[:50] + ([UNPROVEN_FLAG] if ctx.notes.unproven_sender else []),
         created_at=now,
     )
-    insert_now(session, message)
+    insert_now(session, message, new_id=new_id)
     files = []
     for item in mail.attachments:
         attachment = Attachment(
