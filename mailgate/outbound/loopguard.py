@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from mailgate.context import MessageContext, sender_address
 from mailgate.storage import direct
 from mailgate.storage.models import Outbox, Suppression
+from mailgate.storage.rows import next_ids
 
 BREAKER = "circuit breaker"  # the reason prefix of mail held by the system-wide window
 
@@ -106,6 +107,7 @@ class Counts:
     ticket_in_window: int = 0
     system_in_window: int = 0
     suppressed: tuple[str, ...] = ()  # recipients that hard-bounced recently
+    row_id: int | None = None  # PostgreSQL, with ``take_row_id``: the id the mail's outbox row will have
 
 
 def automatic_reason(incoming: Incoming) -> str | None:
@@ -247,11 +249,14 @@ def gather_counts(
     sender: str | None,
     ticket_id: int | None,
     limits: Limits,
+    take_row_id: bool = False,
 ) -> Counts:
     """Read the counts the rules need from the outbox and the suppressions, in one round trip.
 
     The system-wide count (the breaker's) reads up to ``system_limit`` rows: it is read once per
     session (one worker batch) and then only the rows added since, by primary key.
+    ``take_row_id`` (PostgreSQL): the same round trip takes the id of the outbox row about to be
+    written, whose return path is made of it, so the row goes out whole without RETURNING.
     """
     cached = session.info.get(SYSTEM_CACHE)
     fresh = cached is not None and 0 <= (now - cached[2]).total_seconds() <= SYSTEM_CACHE_SECONDS
@@ -277,7 +282,11 @@ def gather_counts(
         values["last_id"] = last_id
     else:
         values["system_since"] = now - timedelta(seconds=limits.system_window)
-    [row] = direct.read(session, statement, values)  # only counts: no objects to load
+    row_id = None
+    if take_row_id and session.connection().dialect.name == "postgresql":
+        [[row], [(row_id,)]] = direct.read_many(session, [(statement, values), (_NEXT_OUTBOX_ID, {})])
+    else:
+        [row] = direct.read(session, statement, values)  # only counts: no objects to load
     system_in_window = base + int(row[2] or 0)
     if not fresh:
         session.info[SYSTEM_CACHE] = (system_in_window, int(row[4] or 0), now)
@@ -286,7 +295,11 @@ def gather_counts(
         ticket_in_window=int(row[1] or 0),
         system_in_window=system_in_window,
         suppressed=(row[3],) if row[3] else (),
+        row_id=row_id,
     )
+
+
+_NEXT_OUTBOX_ID = next_ids(Outbox)
 
 
 def span(seconds: float) -> str:

@@ -108,6 +108,7 @@ class Prepared:
     message_pk: int | None
     reason: str  # why the loop guard holds it back; "" to send
     breaker_count: int | None  # the system count, when the breaker tripped on this mail
+    row_id: int | None = None  # its outbox row's id, taken with the loop guard's counts (PostgreSQL)
 
 
 def prepare(
@@ -167,14 +168,21 @@ def prepare(
     except making.Unmade as exc:
         _held_event(session, now, ticket, kind, targets, str(exc), None)
         return None
-    reason, breaker_count = "", None
+    reason, breaker_count, row_id = "", None, None
     addresses = [addr for _, addr in targets + copies]
     if automatic:
         answering = incoming.sender if incoming is not None and incoming.sender in addresses else None
         limits = st.settings.loop
         counts = loopguard.gather_counts(
-            session, now, recipients=addresses, sender=answering, ticket_id=ticket.id if ticket else None, limits=limits
+            session,
+            now,
+            recipients=addresses,
+            sender=answering,
+            ticket_id=ticket.id if ticket else None,
+            limits=limits,
+            take_row_id=True,
         )
+        row_id = counts.row_id
         allowed, reason = loopguard.may_auto_reply(
             recipients=addresses,
             incoming=incoming,
@@ -186,7 +194,7 @@ def prepare(
             breaker_count = counts.system_in_window
     store = not reason and ticket is not None and (store_message if store_message is not None else not automatic)
     return Prepared(
-        ticket, kind, now, targets, addresses, made, automatic, store, author, message_pk, reason, breaker_count
+        ticket, kind, now, targets, addresses, made, automatic, store, author, message_pk, reason, breaker_count, row_id
     )
 
 
@@ -224,6 +232,7 @@ def write(session: Session, services: Services, mail: Prepared) -> Outbox | None
             automatic=mail.automatic,
             recipient=mail.addresses[0],
         ),
+        mail.row_id,
     )
     if mail.reason:
         log.info(
@@ -262,12 +271,16 @@ enqueue = _then_write(prepare)
 _SET_MAIL_FROM = update(table(Outbox)).where(Outbox.id == bindparam("row")).values(mail_from=bindparam("verp"))
 
 
-def _write_row(session: Session, key: bytes, support_address: str, row: Outbox) -> Outbox:
+def _write_row(session: Session, key: bytes, support_address: str, row: Outbox, row_id: int | None) -> Outbox:
     """Write the outbox row at once (mailgate.storage.rows.insert_now) and return it, a loaded object.
 
-    Its return path is a VERP address of its own id, so the id is taken first, then the path set by
-    one UPDATE (not left to a flush).
+    Its return path is a VERP address of its own id: with ``row_id`` taken before, the row is written
+    whole; else the id comes back from the INSERT, then the path is set by one UPDATE (not left to a flush).
     """
+    if row_id is not None:
+        row.mail_from = verp_address(key, support_address, row_id)
+        insert_now(session, row, new_id=row_id)
+        return row
     insert_now(session, row)
     verp = verp_address(key, support_address, row.id)
     direct.write(session, _SET_MAIL_FROM, {"row": row.id, "verp": verp})

@@ -128,3 +128,24 @@ def test_on_postgresql_a_new_tickets_rows_wait_for_the_next_round_trip_with_thei
         ticket = session.scalars(select(Ticket)).one()
         assert [m.subject for m in ticket.messages] == ["Printer on fire"]
         assert ticket.customer.address == "dora@customer.example"
+
+
+def test_on_postgresql_an_acknowledgment_row_is_written_whole_with_the_return_path_of_its_id(harness, monkeypatch):
+    if harness.runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: the id is the new rowid, then the return path is set")
+    from mailgate.outbound.bounces import verp_address
+    from mailgate.outbound.plugin import state
+
+    with _round_trips(monkeypatch) as trips:
+        harness.deliver(make_mail(subject="Printer on fire", sender="Dora <dora@customer.example>"))
+
+    statements = [s for trip in trips for s in trip]
+    assert not [s for s in statements if s.startswith("UPDATE outbox")]
+    [insert] = [s for s in statements if s.startswith("INSERT INTO outbox")]
+    assert "RETURNING" not in insert
+    [counts_trip] = [trip for trip in trips if any("count(*)" in s for s in trip)]
+    assert "AS outbox" in counts_trip[-1], "the row's id is taken with the loop guard's counts"
+    with harness.session() as session:
+        row = session.scalars(select(Outbox)).one()
+        key, support = state(harness.runtime.services).key, harness.runtime.config.support.address
+        assert row.kind == "acknowledgment" and row.mail_from == verp_address(key, support, row.id)
