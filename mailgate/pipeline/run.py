@@ -39,6 +39,8 @@ from mailgate.pipeline.steps.held import hold_unthreaded
 from mailgate.pipeline.steps.react import react
 from mailgate.pipeline.steps.route import route
 from mailgate.pipeline.steps.store import known_locales, store
+from mailgate.routing import spam
+from mailgate.routing.facts import MailFacts
 from mailgate.storage import direct, rows
 from mailgate.storage import threads as followup
 from mailgate.storage.models import Message, MessageRef, Ticket
@@ -75,11 +77,14 @@ def dedupe(ctx: MessageContext) -> None:
     legacy_key = dedupe_key(message_id, "")
     # Core, one statement: the stored mails under either key and the index entry of the Message-ID
     # (the first statement of the mail: nothing of it waits for a flush yet)
-    found = direct.read(
-        ctx.session,
-        _STORED_OR_INDEXED,
-        {"key": ctx.dedupe_key, "legacy": legacy_key, "msgid": followup.msgid_key(message_id)},
-    )
+    keys = {"key": ctx.dedupe_key, "legacy": legacy_key, "msgid": followup.msgid_key(message_id)}
+    # PostgreSQL: the sender lists the route step reads for a new ticket, in this round trip
+    postgresql = ctx.session.connection().dialect.name == "postgresql"
+    sender = MailFacts(ctx.mail, ctx.envelope).text("from") if postgresql else ()
+    listing = spam.listing_read(sender[0]) if sender else None
+    found, *listed = direct.read_many(ctx.session, [(_STORED_OR_INDEXED, keys), *([listing] if listing else [])])
+    if listing is not None:
+        ctx.notes.sender_lists = (sender[0], {entry: verdict for entry, verdict in listed[0]})
     stored, first = {}, None
     for row in map(_Found._make, found):
         if row.indexed:

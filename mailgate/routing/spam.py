@@ -19,6 +19,7 @@ its own header further down.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, desc, select
@@ -143,21 +144,34 @@ _LISTED = select(SenderList.entry, SenderList.verdict).where(
 )
 
 
-def list_verdict(session: Session | None, address: str, settings: SpamSettings) -> tuple[str, str] | None:
-    """("block"|"allow", why) for the sender, by address first, then by @domain; None if unlisted."""
+def listing_read(address: str) -> tuple[direct.Query, dict[str, str]] | None:
+    """The read of the sender lists for ``address`` (and its @domain), for a caller that sends it with
+    other reads in one round trip; its rows, as a dict, are ``list_verdict``'s ``listed``. None: no address."""
     address = address.strip().lower()
     if "@" not in address:
         return None
-    entries = [address, "@" + address.rpartition("@")[2]]
-    stored: dict[str, str] = {}
-    if session is not None:  # Core: set_sender flushes its row, so nothing listed waits for a flush
-        found = direct.read(session, _LISTED, {"address": entries[0], "domain": entries[1]})
-        stored = {entry: verdict for entry, verdict in found}
+    return _LISTED, {"address": address, "domain": "@" + address.rpartition("@")[2]}
+
+
+def list_verdict(
+    session: Session | None, address: str, settings: SpamSettings, *, listed: Mapping[str, str] | None = None
+) -> tuple[str, str] | None:
+    """("block"|"allow", why) for the sender, by address first, then by @domain; None if unlisted.
+
+    ``listed``: the stored entries read already by :func:`listing_read` for this address (no read here)."""
+    read = listing_read(address)
+    if read is None:
+        return None
+    values = read[1]
+    entries = [values["address"], values["domain"]]
+    stored: dict[str, str] = dict(listed) if listed is not None else {}
+    if session is not None and listed is None:  # Core: set_sender flushes its row, so nothing waits for a flush
+        stored = {entry: verdict for entry, verdict in direct.read(session, _LISTED, values)}
     for entry in entries:
         if entry in stored:
             return stored[entry], f"{entry} is on the {stored[entry]} list"
-        for verdict, listed in (("block", settings.block), ("allow", settings.allow)):
-            if entry in listed:
+        for verdict, configured in (("block", settings.block), ("allow", settings.allow)):
+            if entry in configured:
                 return verdict, f"{entry} is in [spam] {verdict}"
     return None
 

@@ -210,3 +210,40 @@ def test_mark_not_spam_after_mark_spam_restores_the_queue_and_an_allow_replaces_
         assert (ticket(s, 1).queue, ticket(s, 1).spam) == ("support", False)
         row = s.get(SenderList, "pest@nuisance.example")
         assert (row.verdict, row.actor) == ("allow", "carol@example.com")
+
+
+def test_entries_read_already_decide_without_a_read_and_the_address_comes_before_its_domain():
+    settings = SpamSettings(block=["@spam.example"])
+    listed = {"ann@spam.example": "allow", "@spam.example": "block"}
+    assert spam.list_verdict(None, "Ann@Spam.example", settings, listed=listed) == (
+        "allow",
+        "ann@spam.example is on the allow list",
+    )
+    assert spam.list_verdict(None, "bob@spam.example", settings, listed={}) == (
+        "block",
+        "@spam.example is in [spam] block",
+    )
+    assert spam.listing_read("not an address") is None
+
+
+def test_on_postgresql_the_sender_lists_are_read_with_the_dedupe_lookup(spam_harness, monkeypatch):
+    from mailgate.storage import direct
+
+    h = spam_harness()
+    if h.runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no round trips: the route step reads the lists itself, for a new ticket only")
+    with h.session() as session, session.begin():
+        spam.set_sender(session, "mallory@spam.example", "block", "bob@example.com", h.runtime.services)
+    trips: list[list[str]] = []
+    real = direct._run
+
+    def run(conn, items, **kw):
+        trips.append([plan.sql for plan, _parameters, _many in items])
+        return real(conn, items, **kw)
+
+    monkeypatch.setattr(direct, "_run", run)
+    h.deliver(make_mail(sender="mallory@spam.example"))
+
+    [reading_lists] = [trip for trip in trips if any("FROM sender_lists" in s for s in trip)]
+    assert any("messages.dedupe_key" in s for s in reading_lists), "one round trip with the dedupe lookup"
+    assert (last_ticket(h)["queue"], last_ticket(h)["spam"]) == ("spam", True)

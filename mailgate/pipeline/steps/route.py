@@ -108,10 +108,13 @@ def decide_for(
     default_queue: str,
     *,
     explain: bool = False,
+    read_lists: tuple[str, dict[str, str]] | None = None,
 ) -> Routing:
-    """``decide`` with the sender lists read from the database (``session`` may be None)."""
+    """``decide`` with the sender lists read from the database (``session`` may be None; ``read_lists``:
+    the sender's entries read already, by dedupe: see ``Notes.sender_lists``)."""
     sender = facts.text("from")
-    listed = list_verdict(session, sender[0], settings) if sender else None
+    known = read_lists[1] if read_lists is not None and sender and read_lists[0] == sender[0] else None
+    listed = list_verdict(session, sender[0], settings, listed=known) if sender else None
     return decide(ruleset, facts, settings, default_queue, listed, explain=explain)
 
 
@@ -128,7 +131,12 @@ def route(ctx: MessageContext) -> None:
             ctx.route.spam, ctx.route.auto_reply = True, False
         return
     routing = decide_for(
-        ctx.session, facts, ruleset, settings_of(ctx.services), ctx.services.config.support.default_queue
+        ctx.session,
+        facts,
+        ruleset,
+        settings_of(ctx.services),
+        ctx.services.config.support.default_queue,
+        read_lists=ctx.notes.sender_lists,
     )
     ctx.route = routing.decision
     ctx.notes.routed_queue = routing.routed_queue
