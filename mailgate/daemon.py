@@ -8,7 +8,9 @@ be answered, let the worker finish its batch, then exit 0, all within
 mid-pipeline when the grace is spent is left where it is: the process flushes
 its logs and leaves with ``os._exit``; the entry is in spool/work/ and goes
 back to incoming/ at the next start (its claim counted: see worker.py).
-Blocking work (fsync, database) runs in threads, never in the event loop.
+Blocking work (fsync, database) runs in threads, never in the event loop,
+and the interpreter lets a waiting thread in every half millisecond
+(:data:`SWITCH_INTERVAL`), so the door answers while the pipeline works.
 
 When the database is away the worker holds the spool and probes it with
 capped exponential backoff, logging once when it goes and once when it is back.
