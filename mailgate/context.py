@@ -111,6 +111,7 @@ class Notes:
     message_id_collision: dict[str, int | None] | None = None  # {ticket_id, message_pk} of another mail with the id
     message_id_indexed: bool | None = None  # whether the threading index held the id (None: not looked up)
     sender_lists: tuple[str, dict[str, str]] | None = None  # PostgreSQL: (sender, its block/allow entries) read
+    message_row_id: int | None = None  # PostgreSQL: the id the mail's row will have, taken with the lookup
     # thread
     bounce: BounceNote | None = None  # outbound.bounces: a proven bounce, settled after the store
     signed: tuple[str, str] | None = None  # (role, owner) of the signed reply address the mail came to

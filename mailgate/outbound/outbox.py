@@ -173,14 +173,9 @@ def prepare(
     if automatic:
         answering = incoming.sender if incoming is not None and incoming.sender in addresses else None
         limits = st.settings.loop
+        ticket_id = ticket.id if ticket else None
         counts = loopguard.gather_counts(
-            session,
-            now,
-            recipients=addresses,
-            sender=answering,
-            ticket_id=ticket.id if ticket else None,
-            limits=limits,
-            take_row_id=True,
+            session, now, recipients=addresses, sender=answering, ticket_id=ticket_id, limits=limits, take_row_id=True
         )
         row_id = counts.row_id
         allowed, reason = loopguard.may_auto_reply(
@@ -377,15 +372,8 @@ def trip_breaker(session: Session, services: Services, now: datetime, count: int
     if already is not None:
         _remember_trip(session, already)
         return
-    audit.record(
-        session,
-        now,
-        "loop.breaker_tripped",
-        actor="mailgate",
-        count=count,
-        limit=limits.system_limit,
-        window=limits.system_window,
-    )
+    detail: dict[str, Any] = {"count": count, "limit": limits.system_limit, "window": limits.system_window}
+    audit.record(session, now, "loop.breaker_tripped", actor="mailgate", **detail)
     admin = state(services).settings.outbound.admin_address
     log.error(
         "circuit breaker tripped: automatic mail is held back until the window clears",

@@ -82,9 +82,12 @@ def dedupe(ctx: MessageContext) -> None:
     postgresql = ctx.session.connection().dialect.name == "postgresql"
     sender = MailFacts(ctx.mail, ctx.envelope).text("from") if postgresql else ()
     listing = spam.listing_read(sender[0]) if sender else None
-    found, *listed = direct.read_many(ctx.session, [(_STORED_OR_INDEXED, keys), *([listing] if listing else [])])
+    reads = [(_STORED_OR_INDEXED, keys), *([listing] if listing else []), *([(_MESSAGE_ID, {})] if postgresql else [])]
+    found, *also = direct.read_many(ctx.session, reads)
+    if postgresql:  # and the id of the mail's row, so it goes without RETURNING (a duplicate leaves a gap)
+        *also, [(ctx.notes.message_row_id,)] = also
     if listing is not None:
-        ctx.notes.sender_lists = (sender[0], {entry: verdict for entry, verdict in listed[0]})
+        ctx.notes.sender_lists = (sender[0], {entry: verdict for entry, verdict in also[0]})
     stored, first = {}, None
     for row in map(_Found._make, found):
         if row.indexed:
@@ -135,6 +138,7 @@ _STORED_OR_INDEXED: CompoundSelect = union_all(
     ).where(MessageRef.msgid_sha256 == bindparam("msgid")),
 )
 _TICKET_OF_KEY = select(Message.ticket_id).where(Message.dedupe_key == bindparam("key"))
+_MESSAGE_ID = rows.next_ids(Message)
 
 
 def _stop_if_stored(ctx: MessageContext, key: str) -> bool:

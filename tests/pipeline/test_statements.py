@@ -149,3 +149,24 @@ def test_on_postgresql_an_acknowledgment_row_is_written_whole_with_the_return_pa
         row = session.scalars(select(Outbox)).one()
         key, support = state(harness.runtime.services).key, harness.runtime.config.support.address
         assert row.kind == "acknowledgment" and row.mail_from == verp_address(key, support, row.id)
+
+
+def test_on_postgresql_a_follow_ups_row_takes_its_id_with_the_dedupe_lookup(harness, monkeypatch):
+    if harness.runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: the id is the new rowid")
+    harness.deliver(make_mail(subject="Printer on fire", msgid="<first@customer.example>"))
+    with _round_trips(monkeypatch) as trips:
+        harness.deliver(
+            make_mail(
+                subject="Re: Printer on fire", msgid="<second@customer.example>", in_reply_to="<first@customer.example>"
+            )
+        )
+
+    assert "AS messages" in trips[0][-1], "the first round trip takes the row's id"
+    [insert] = [s for trip in trips for s in trip if s.startswith("INSERT INTO messages")]
+    assert "RETURNING" not in insert and "(id," in insert
+    with harness.session() as session:
+        from mailgate.storage.models import Ticket
+
+        ticket = session.scalars(select(Ticket)).one()
+        assert [m.message_id for m in ticket.messages] == ["<first@customer.example>", "<second@customer.example>"]

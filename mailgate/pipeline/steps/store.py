@@ -56,21 +56,25 @@ class _NewTicket(NamedTuple):
     message_id: int | None = None
 
 
-_NEW_IDS = next_ids(Ticket, Message)
+_NEW_IDS = {True: next_ids(Ticket, Message), False: next_ids(Ticket)}
 
 
-def _new_ticket_reads(session: Session, address: str | None) -> _NewTicket:
+def _new_ticket_reads(session: Session, address: str | None, message_id: int | None = None) -> _NewTicket:
     """What a new ticket reads before its rows: the next number and, with ``address``, that customer if
     known. On PostgreSQL in one round trip with the writes still queued, which also takes the ids of the
-    ticket's and the mail's rows, so those two go out without RETURNING, with the next statement."""
+    ticket's row and (unless dedupe took it: ``message_id``) the mail's, so those go out without RETURNING,
+    with the next statement."""
     connection = session.connection()
     lookup = [(_CUSTOMER, {"address": address})] if address is not None else []
-    ids: tuple[int, int] | tuple[None, None] = (None, None)
+    ids: tuple[int | None, int | None] = (None, None)
     if connection.dialect.name == "postgresql":
-        reads = [(_NEXT_NUMBER_PG, {}), *lookup, *([(_NEW_IDS, {})] if address is not None else [])]
-        [[(number,)], *found] = direct.read_many(connection, reads)
+        take: list[tuple[direct.Query, dict[str, str]]] = []
         if address is not None:
-            *found, [ids] = found
+            take.append((_NEW_IDS[message_id is None], {}))
+        [[(number,)], *found] = direct.read_many(connection, [(_NEXT_NUMBER_PG, {}), *lookup, *take])
+        if take:
+            *found, [taken] = found
+            ids = (taken[0], taken[1] if message_id is None else message_id)
     else:
         direct.write(connection, _NEXT_NUMBER, {})
         [[(number,)], *found] = direct.read_many(connection, [(_NUMBER, {}), *lookup])
@@ -133,7 +137,7 @@ def store(ctx: MessageContext) -> None:
 
     ticket = ctx.ticket
     if ticket is None:
-        new = _new_ticket_reads(session, address)
+        new = _new_ticket_reads(session, address, ctx.notes.message_row_id)
         number, message_id = new.number, new.message_id
         customer = get_or_create_customer(session, address, mail.from_name, now, read=(new.customer,))
         route = ctx.route
@@ -158,7 +162,7 @@ def store(ctx: MessageContext) -> None:
         ctx.ticket, ctx.new_ticket = ticket, True
     else:
         ticket.updated_at = now
-        message_id = None
+        message_id = ctx.notes.message_row_id
 
     message = _message(ctx, ticket, address, now, message_id)
     ctx.message = message
