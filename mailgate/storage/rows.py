@@ -100,7 +100,8 @@ def insert_now(session: Session, obj: Base, *, unique: str = "", new_id: int | N
 
     ``new_id``: the id taken from the table's sequence beforehand (:func:`next_ids`): the row needs no
     RETURNING, so on PostgreSQL it waits in the queue and goes out with the next statement, and an
-    error of it comes out there (the pipeline sends the queue at the end of each mail).
+    error of it comes out there (the pipeline sends the queue at the end of each mail). Not with
+    ``unique``: a row that may conflict must say whether it was written, so it is sent at once.
     """
     state = inspect(obj)
     plan, loaded = _plan(type(obj), unique, session.connection().dialect.name), state.dict

@@ -86,7 +86,7 @@ def _new_ticket_reads(session: Session, address: str | None, message_id: int | N
 def get_or_create_customer(
     session: Session, address: str, name: str, now: datetime, *, read: tuple[Customer | None] | None = None
 ) -> Customer:
-    """``read``: the address was looked up already, with this answer (see :func:`_number_and_customer`)."""
+    """``read``: the address was looked up already, with this answer (see :func:`_new_ticket_reads`)."""
     [customer] = read if read is not None else (_customer(session, address),)
     if customer is None:
         customer = Customer(address=address, name=name, created_at=now)
