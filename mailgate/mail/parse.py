@@ -117,7 +117,7 @@ class _Walk:
 
 
 def _read(raw: bytes) -> ParsedMail:
-    message = tree.read(raw)
+    message = tree.read(raw, elide=True)
     hint = _body_charset(message) if not raw[: raw.find(b"\n\n") if b"\n\n" in raw else 65536].isascii() else None
     mail = ParsedMail()
     _read_headers(mail, message, hint)
@@ -274,6 +274,7 @@ def _attached_message(part: StdMessage, walk: _Walk) -> None:
     if walk.inside:  # a message inside an attached message: the outer copy holds it; list its files only
         _walk(inner, walk)
         return
+    tree.restore(inner)  # it is written out again: with its runs, not their tokens
     try:
         data = inner.as_bytes()
     except Exception:  # an inner header the generator cannot write back: its text, bytes kept as read
