@@ -27,11 +27,11 @@ import binascii
 import re
 import secrets
 from dataclasses import dataclass
-from functools import cached_property
 from email import policy as email_policy
 from email._encoded_words import decode_b
 from email.feedparser import BytesFeedParser
 from email.message import Message
+from functools import cached_property
 
 FEED_CHUNK = 8192  # what email.parser.Parser reads at a time: the parser sees the pieces message_from_bytes gives it
 ELIDE_FROM = 65536  # a smaller mail is fed whole: the search would cost more than it saves
@@ -152,9 +152,9 @@ def payload(part: Message) -> bytes:
     elided: Elided | None = getattr(part, _MARK, None)
     encoded = str(part.get("content-transfer-encoding", "")).lower() == "base64"
     if elided is not None and isinstance(text, str):
-        data = elided.direct(text) if encoded else None
-        if data is not None:
-            return data
+        direct = elided.direct(text) if encoded else None
+        if direct is not None:
+            return direct
         restore(part)
         text = part.get_payload()
     if isinstance(text, str) and text.isascii() and encoded:
