@@ -1,7 +1,7 @@
 """Turn raw bytes into a ParsedMail, as well as the bytes can be read.
 
 The stdlib's ``email`` package (compat32) splits the MIME tree (fed a slice at a
-time, ``mail.tree``); the modules in
+time, long runs of base64 lines as one token each: ``mail.tree``); the modules in
 :mod:`mailgate.mail` read what real clients put in it: charsets through the
 WHATWG supersets and a detector (``mail.charsets``), encoded words anywhere
 and broken header blocks (``mail.headers``), malformed address lists

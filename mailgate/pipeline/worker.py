@@ -31,7 +31,7 @@ with it.
 A batch is bounded by count (``[spool] batch_size``) and by bytes
 (:data:`BATCH_BYTES`): fifty small mails share a commit, but ten 20 MB mails
 arriving at once are parsed one after the other, never all held in memory.
-Parsing a 20 MB mail briefly takes about 60 MB (:mod:`mailgate.mail.tree`); glibc then raises its mmap
+Parsing a 20 MB mail takes about its attachment's size beside it (:mod:`mailgate.mail.tree`); glibc raises its mmap
 threshold and keeps the next big buffers in a heap it never gives back, so a
 burst of big mails would ratchet the process up by that much each time:
 :func:`keep_big_buffers_out_of_the_heap` pins the threshold.
