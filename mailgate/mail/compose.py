@@ -16,13 +16,13 @@ module adds is what keeps a helpdesk mail safe and threaded:
 
 from __future__ import annotations
 
+import binascii
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import encoders, policy
-from email.charset import QP, Charset
 from email.header import Header
 from email.message import EmailMessage, Message
 from email.mime.base import MIMEBase
@@ -51,8 +51,6 @@ class _Wire(policy.Compat32):
 
 
 _WIRE = _Wire(linesep="\r\n", mangle_from_=False)
-_UTF8_QP = Charset("utf-8")
-_UTF8_QP.body_encoding = QP
 _SAFE_MSGID = re.compile(r"^<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>$")  # printable ASCII, no < or > inside
 
 
@@ -142,6 +140,17 @@ def compose(mail: Outgoing) -> bytes:
     reply_to = checked(mail.reply_to_name, mail.reply_to) if mail.reply_to else None
     if needs_smtputf8(sender[1], *(addr for _, addr in to + cc), reply_to[1] if reply_to else ""):
         return _compose_smtputf8(mail, sender, to, reply_to, cc)
+    return flat(tree(mail, sender, to, cc, reply_to))
+
+
+def tree(
+    mail: Outgoing,
+    sender: tuple[str, str],
+    to: list[tuple[str, str]],
+    cc: list[tuple[str, str]],
+    reply_to: tuple[str, str] | None,
+) -> Message:
+    """The classic MIME tree of an ASCII-addressed mail, its headers in the order they are written."""
     body = _body(mail)
     content = list(body.items())
     for name in {n for n, _ in content}:
@@ -156,7 +165,51 @@ def compose(mail: Outgoing) -> bytes:
         body[name] = value
     for name, value in content:
         body[name] = value
-    return body.as_bytes(policy=_WIRE)
+    return body
+
+
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+def flat(message: Message) -> bytes:
+    """``message.as_bytes(policy=_WIRE)`` for the trees :func:`compose` builds, byte for byte.
+
+    The generator is a third of making an acknowledgment: a buffer and a clone of itself for each part,
+    a call for each line. Our trees hold only headers, text payloads (already 7-bit: base64, QP or plain
+    ASCII) and multiparts with a boundary: they are written here the way it writes them. Any other part
+    goes to the generator.
+    """
+    out: list[str] = []
+    if not _flat_into(message, out):
+        return message.as_bytes(policy=_WIRE)
+    return "".join(out).encode("ascii")
+
+
+def _flat_into(part: Message, out: list[str]) -> bool:
+    maintype = part.get_content_maintype()
+    if part.preamble is not None or part.epilogue is not None or maintype == "message":
+        return False
+    if part.get_content_type() == "multipart/signed":  # the generator writes its parts unfolded
+        return False
+    for name, value in part.raw_items():
+        out.append(_WIRE.fold_binary(name, value).decode("ascii"))
+    out.append("\r\n")
+    payload = part._payload  # type: ignore[attr-defined]
+    if isinstance(payload, list):
+        boundary = part.get_boundary()
+        if not boundary or not payload or not all(isinstance(child, Message) for child in payload):
+            return False
+        for index, child in enumerate(payload):
+            out.append(("" if index == 0 else "\r\n") + f"--{boundary}\r\n")
+            if not _flat_into(child, out):
+                return False
+        out.append(f"\r\n--{boundary}--\r\n")
+        return True
+    if not isinstance(payload, str) or not payload.isascii():
+        return False
+    lines = _NEWLINES.split(payload)
+    out.append("\r\n".join(lines))
+    return True
 
 
 def _plain_headers(mail: Outgoing, reply_to: tuple[str, str] | None) -> list[tuple[str, str]]:
@@ -229,11 +282,16 @@ def _file_part(item: OutAttachment) -> MIMEBase:
 
 def _text_part(text: str, subtype: str) -> MIMENonMultipart:
     """7bit when it is plain ASCII in short lines, else UTF-8 in quoted-printable: 7-bit clean either way."""
-    part = MIMENonMultipart("text", subtype)
     if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+        part = MIMENonMultipart("text", subtype)
         part.set_payload(text, "us-ascii")
-    else:
-        part.set_payload(text, _UTF8_QP)
+        return part
+    # binascii's encoder, not the email package's, which is Python a character at a time (same rules:
+    # soft breaks at 76, "=", 8-bit bytes and trailing blanks escaped; a lone "." line too)
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    lines = "\n".join(_NEWLINES.split(text))  # any line end is one, as the email package reads them
+    part.set_payload(binascii.b2a_qp(lines.encode("utf-8"), istext=True).decode("ascii"))
     return part
 
 

@@ -181,3 +181,80 @@ def test_a_multipart_boundary_never_occurs_in_a_part_that_is_sent_as_it_is(monke
 def test_a_header_is_written_exactly_as_the_classic_folder_writes_it(value):
     classic = email.policy.compat32.clone(linesep="\r\n", mangle_from_=False)
     assert compose._WIRE.fold_binary("Subject", value) == classic.fold_binary("Subject", value)
+
+
+PNG = compose.OutAttachment("logo.png", "image/png", bytes(range(256)) * 20, content_id="logo@x", inline=True)
+SHAPES = {
+    "plain ascii": {},
+    "no line end at the end": {"text": "Hi, no newline"},
+    "empty text": {"text": ""},
+    "every kind of line end": {"text": "one\r\ntwo\rthree\n\nfour\n"},
+    "international": {"text": "Été\nПривет\n" * 40, "subject": "Принтер горит", "to": [("Иван", "i@c.example")]},
+    "long lines": {"text": "x" * 1500 + "\n" + "word " * 400 + "\n"},
+    "html": {"html": "<p>Hi.</p>\n<p>É</p>"},
+    "html with an inline image": {"html": '<p><img src="cid:logo@x"></p>', "attachments": [PNG]},
+    "attachments": {
+        "attachments": [
+            compose.OutAttachment("report.pdf", "application/pdf", b"%PDF" * 3000),
+            compose.OutAttachment("données.txt", "text/plain", "é".encode() * 100),
+            compose.OutAttachment("", "", b""),
+        ]
+    },
+    "everything": {
+        "html": "<p>a</p>",
+        "attachments": [PNG, compose.OutAttachment("a.bin", "application/octet-stream", b"\x00" * 99)],
+        "cc": [("Bob, the boss", "bob@c.example")],
+        "reply_to": "reply+1@example.com",
+        "reply_to_name": "Example Support",
+        "in_reply_to": "<a@c.example>",
+        "references": ["<a@c.example>", "<b@c.example>"],
+        "auto_submitted": "auto-replied",
+        "loop_marker": "support@example.com",
+        "subject": "Re: [Support #12] " + "a long subject " * 10,
+    },
+}
+
+
+@pytest.mark.parametrize("changes", SHAPES.values(), ids=SHAPES.keys())
+def test_a_mail_is_written_byte_for_byte_as_the_stdlib_generator_writes_its_tree(changes):
+    mail = outgoing(**changes)
+    sender = compose.checked(mail.from_name, mail.from_addr)
+    to = [compose.checked(n, a) for n, a in mail.to]
+    cc = [compose.checked(n, a) for n, a in mail.cc]
+    reply_to = compose.checked(mail.reply_to_name, mail.reply_to) if mail.reply_to else None
+    tree = compose.tree(mail, sender, to, cc, reply_to)
+    assert compose.flat(tree) == tree.as_bytes(policy=compose._WIRE)
+
+
+def test_a_part_it_does_not_write_itself_goes_to_the_generator():
+    inner = email.message_from_bytes(make_mail())
+    wrapper = email.message.Message()
+    wrapper["Content-Type"] = "message/rfc822"
+    wrapper.set_payload([inner])
+    with_preamble = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\npre\r\n--b\r\n\r\nx\r\n--b--\r\n'
+    odd = email.message_from_bytes(with_preamble)
+    for message in (wrapper, odd):
+        assert compose.flat(message) == message.as_bytes(policy=compose._WIRE)
+
+
+TEXTS = [
+    "Été\n",
+    "trailing blanks \nand tabs\t\n",
+    "a = b, =41 is not A\n",
+    ".\nA lone dot above\n",
+    "From the start\n",
+    "é" * 300 + "\n" + "x" * 2000 + "\n",
+    "no line end, non-ASCII: Привет",
+    "CRLF\r\nand CR\ronly\n",
+    "\u00a0non-breaking\u2009thin space\n",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_a_quoted_printable_body_reads_back_as_its_text_in_short_7bit_lines(text):
+    raw = compose.compose(outgoing(text=text, html=f"<p>{text}</p>"))
+    assert raw.isascii() and max(len(line) for line in raw.split(b"\r\n")) <= 76
+    mail = parse(raw)
+    expected = text.replace("\r\n", "\n").replace("\r", "\n")
+    assert mail.get_body(("plain",)).get_content().replace("\r\n", "\n") == expected
+    assert mail.get_body(("html",)).get_content().replace("\r\n", "\n") == f"<p>{expected}</p>"
