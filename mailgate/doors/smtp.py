@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
@@ -103,8 +104,31 @@ class IntakeHandler:
         return f"250 2.0.0 Ok: queued as {meta.id}"
 
 
+# A path as nearly every server sends it: <dot-atom@dot-atom>, nothing quoted, no comment, no route
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
+
+
 class IntakeSMTP(SMTP):
     """aiosmtpd's SMTP, with a DATA command that streams into the spool (see the module docstring)."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """The address and the rest of a MAIL FROM or RCPT TO argument, as aiosmtpd reads them.
+
+        aiosmtpd defines a typing Protocol class inside this method, so every call builds a class (~50
+        µs), and then runs the email package's header parser: a tenth of the door's CPU a mail. A plain
+        ``<local@domain>`` needs neither: its address is its text, and the rest is what the parser
+        leaves (the blanks after the ``>`` skipped). Anything else goes to aiosmtpd's own."""
+        found = _PLAIN_PATH.match(arg)
+        if found is not None:
+            rest = arg[found.end() :].lstrip()
+            if not rest.startswith("("):  # a comment: the parser's to read
+                local = found.group(1)
+                if self.local_part_limit and len(local) > self.local_part_limit:
+                    return None, None
+                return f"{local}@{found.group(2)}", rest
+        address: tuple[str | None, str | None] = super()._getaddr(arg)
+        return address
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
