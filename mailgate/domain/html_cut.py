@@ -41,15 +41,13 @@ _NOT_TEXT = frozenset({"style", "script", "title", "head"})  # their content is 
 def raw_html(raw: bytes) -> str:
     """The first text/html body part of a mail (not an attachment), decoded; "" when there is none."""
     try:
-        message = tree.read(raw)  # a slice at a time: an answer may carry a big attachment
+        message = tree.read(raw, elide=True)  # an answer may carry a big attachment: it is not walked
         for part in message.walk():
             if part.get_content_type() != "text/html":
                 continue
             if str(part.get("content-disposition", "")).lower().startswith("attachment"):
                 continue
-            payload = part.get_payload(decode=True)
-            if not isinstance(payload, bytes):
-                return ""
+            payload = tree.payload(part)
             charset = part.get_content_charset() or "utf-8"
             try:
                 return payload.decode(charset, "replace")
