@@ -12,14 +12,12 @@ import email.feedparser
 import itertools
 import re
 from email import policy
-from pathlib import Path
 
 import pytest
 
 from mailgate.mail import tree
-from tests.hostile import hostile_messages
+from tests.mail.trees import sample_mails, shape
 
-DATA = Path(__file__).resolve().parent.parent / "data"
 TAIL = r")(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$"
 BOUNDARIES = [
     "simple",
@@ -75,28 +73,13 @@ def test_any_other_expression_is_compiled_as_asked():
     assert isinstance(tree.compile_pattern(lookalike), re.Pattern)
 
 
-def _shape(message):
-    return [
-        (
-            part.get_content_type(),
-            list(part.raw_items()),
-            part.get_payload() if not part.is_multipart() else len(part.get_payload()),
-            part.preamble,
-            part.epilogue,
-            [type(d).__name__ for d in part.defects],
-        )
-        for part in message.walk()
-    ]
-
-
 def _corpus():
-    files = sorted([*(DATA / "reading").glob("*.eml"), *(DATA / "clients").glob("*.eml")])
     nested = (
         b'Content-Type: multipart/mixed; boundary="out.er"\r\n\r\npreamble\r\n--out.er\r\n'
         b'Content-Type: multipart/alternative; boundary="in(ner)"\r\n\r\n--in(ner)  \r\n\r\nplain\r\n'
         b"--in(ner)\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n--in(ner)--\r\n--out.er\r\n\r\nlast\r\n--out.er--"
     )
-    return [(p.name, p.read_bytes()) for p in files] + hostile_messages() + [("nested", nested)]
+    return [*sample_mails(), ("nested", nested)]
 
 
 CORPUS = _corpus()
@@ -104,9 +87,9 @@ CORPUS = _corpus()
 
 @pytest.mark.parametrize(("name", "raw"), CORPUS, ids=[name for name, _ in CORPUS])
 def test_the_tree_is_the_one_the_stdlib_builds_with_its_own_expressions(name, raw, monkeypatch):
-    ours = _shape(email.message_from_bytes(raw, policy=policy.compat32))
+    ours = shape(email.message_from_bytes(raw, policy=policy.compat32))
     monkeypatch.setattr(email.feedparser, "re", re)
-    assert ours == _shape(email.message_from_bytes(raw, policy=policy.compat32))
+    assert ours == shape(email.message_from_bytes(raw, policy=policy.compat32))
 
 
 def test_parsing_a_multipart_compiles_nothing_for_its_boundaries(monkeypatch):
