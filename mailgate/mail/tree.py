@@ -102,7 +102,7 @@ class Elided:
 
     @cached_property
     def token(self) -> re.Pattern[str]:
-        return re.compile(self.nonce + r"(\d{6})")
+        return re.compile(self.nonce + r"(\d+)_")
 
     def restore(self, text: str) -> str:
         """The text as the parser had made it of the whole mail.
@@ -112,8 +112,7 @@ class Elided:
 
         def run(found: re.Match[str]) -> str:
             start, end = self.runs[int(found.group(1))]
-            end -= 2 if self.raw[end - 2 : end] == b"\r\n" else 1
-            return self.raw[start:end].decode("ascii")
+            return self.raw[start : end - len(_line_end(self.raw, end))].decode("ascii")
 
         return self.token.sub(run, text)
 
@@ -173,11 +172,15 @@ def _fed(elided: Elided) -> bytes:
     """The mail with each run replaced by its token and the line end of the run's last line."""
     raw, pieces, at = elided.raw, [], 0
     for index, (start, end) in enumerate(elided.runs):
-        eol = b"\r\n" if raw[end - 2 : end] == b"\r\n" else b"\n"
-        pieces += [raw[at:start], f"{elided.nonce}{index:06d}".encode("ascii"), eol]
+        pieces += [raw[at:start], f"{elided.nonce}{index}_".encode("ascii"), _line_end(raw, end)]
         at = end
     pieces.append(raw[at:])
     return b"".join(pieces)
+
+
+def _line_end(raw: bytes, end: int) -> bytes:
+    """The line end of the run that ends at ``end`` (the pattern ends each run with one)."""
+    return b"\r\n" if raw[end - 2 : end] == b"\r\n" else b"\n"
 
 
 def restore(message: Message) -> None:
