@@ -7,6 +7,11 @@ salvaged: an address in angle brackets wins, else the first bare address;
 what stands before it is the display name. A trailing dot is dropped, and
 encoded words are decoded in the name afterwards (so an encoded comma or
 ``<`` in a name cannot split or fake an address).
+
+Most values are one of a few plain shapes (``addr``, ``Name <addr>``,
+``"Name" <addr>``, lists of them): those are read by one expression
+(:func:`_plain`), to the very pairs the stdlib's parser gives, at a tenth of
+its cost; anything else goes the long way.
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ MAX_ADDRESSES = 1000
 _ADDR = re.compile(r"^[^@\s<>()\[\],;:\"]{1,64}@[^@\s<>()\[\],;:\"]{1,255}$")
 _ANGLE = re.compile(r"<\s*(?:mailto:)?([^<>\s@]{1,64}@[^<>\s@]{1,255}?)\.?\s*(?:>|$)", re.IGNORECASE)
 _BARE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})*", re.UNICODE)
+# The plain shapes (RFC 5322 dot-atoms, ASCII only): an address alone, or after a name of atoms or a
+# quoted name without escapes or angle brackets. A name's atoms may hold dots, as the stdlib's phrases do.
+_DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_PLAIN_ADDRESS = re.compile(rf"{_DOT_ATOM}@{_DOT_ATOM}")
+_PLAIN_NAMED = re.compile(
+    rf"""(?:"([^"\\<>\x00-\x1f\x7f]*)" *|((?:[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.-]+ +)+))<({_DOT_ATOM}@{_DOT_ATOM})>"""
+)
 
 
 def read(values: Iterable[str], hint: str | None = None) -> list[tuple[str, str]]:
@@ -28,7 +40,9 @@ def read(values: Iterable[str], hint: str | None = None) -> list[tuple[str, str]
     found: list[tuple[str, str]] = []
     for value in values:
         value = str(value or "")
-        pairs = _strict(value) if not _unbalanced(value) else []
+        pairs = _plain(value)
+        if pairs is None:
+            pairs = _strict(value) if not _unbalanced(value) else []
         if not pairs:
             pairs = _salvage(value)
         for name, addr in pairs:
@@ -39,6 +53,33 @@ def read(values: Iterable[str], hint: str | None = None) -> list[tuple[str, str]
             if len(found) >= MAX_ADDRESSES:
                 return found
     return found
+
+
+def address_of(value: str) -> str:
+    """``email.utils.parseaddr(value)[1]``, without its parser for a plain address (most of them)."""
+    if _PLAIN_ADDRESS.fullmatch(value):
+        return value
+    return email.utils.parseaddr(value)[1]
+
+
+def _plain(value: str) -> list[tuple[str, str]] | None:
+    """The pairs of a list of plain shapes, as :func:`_strict` reads them; None for any other value."""
+    pairs = []
+    for piece in value.split(","):
+        piece = piece.strip(" ")
+        if _PLAIN_ADDRESS.fullmatch(piece):
+            name, addr = "", piece
+        else:
+            named = _PLAIN_NAMED.fullmatch(piece)
+            if named is None:
+                return None
+            quoted, atoms, addr = named.groups()
+            name = quoted if quoted is not None else " ".join(atoms.split())
+        address = _address(addr)
+        if not address:
+            return None
+        pairs.append((name, address))
+    return pairs
 
 
 def _strict(value: str) -> list[tuple[str, str]]:

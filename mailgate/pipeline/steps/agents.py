@@ -39,6 +39,7 @@ from mailgate.domain.lifecycle import LifecycleSettings
 from mailgate.domain.quote_patterns import LANGUAGES
 from mailgate.domain.quotes import Reply, split_reply
 from mailgate.domain.tokens import clean_subject
+from mailgate.mail import addresses
 from mailgate.mail import parse as parsing
 from mailgate.outbound.loopguard import automatic_reason, incoming_from
 from mailgate.storage.keys import load_key
@@ -114,7 +115,7 @@ def _recipients(ctx: MessageContext) -> list[str]:
         *ctx.mail.headers.get("delivered-to", []),
         *ctx.mail.headers.get("x-original-to", []),
     ]
-    return list(dict.fromkeys(parseaddr(a)[1].lower() for a in found if a))[:50]
+    return list(dict.fromkeys(addresses.address_of(a).lower() for a in found if a))[:50]
 
 
 def find_by_signed_address(ctx: MessageContext) -> Ticket | None:
