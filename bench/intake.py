@@ -79,18 +79,17 @@ def measure_mailgate(
     per_connection: int,
     max_seconds: float,
     batch_size: int | None = None,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> dict[str, Any]:
-    """``db_url`` None: SQLite in a fresh data directory."""
-    from servers import sqlite_url
+    """``db_url`` None: SQLite in a fresh data directory; ``workers`` None: the default."""
+    from servers import sqlite_url, worker_processes
 
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-mg-"))
     url = db_url or sqlite_url(workdir)
     server = mailgate_serve(mailgate_config(workdir, url, batch_size, workers)).start()
     progress = Progress(url)
     try:
-        if workers > 1:
-            _wait_for_workers(server, workers)
+        _wait_for_workers(server, worker_processes(workers))
         cpu0 = server.cpu_seconds()
         result = _load(server, messages, clients, per_connection, max_seconds)
         done_at, acks, complete = progress.wait(result.accepted, timeout=max_seconds + 60)
@@ -98,6 +97,7 @@ def measure_mailgate(
         figures = _figures(result, seconds, server.cpu_seconds() - cpu0, server.peak_rss_mb())
         tickets = progress.counts()[1]
         figures.update(
+            workers=worker_processes(workers),
             smtp_only_msgs_per_s=round(result.rate, 1),
             committed=complete,
             tickets=tickets,
@@ -177,10 +177,12 @@ def big_mail(index: int, size: int) -> bytes:
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
-def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: float, workers: int = 1) -> dict[str, Any]:
+def big_mail_memory(
+    db_url: str | None, count: int, size: int, max_seconds: float, workers: int | None = None
+) -> dict[str, Any]:
     """Peak RSS while ``count`` mails of ``size`` bytes arrive at once: the SMTP door alone (intake only),
     then ``mailgate serve`` at the end of the arrival and once every mail is stored."""
-    from servers import sqlite_url
+    from servers import sqlite_url, worker_processes
 
     messages = [
         Outgoing.from_raw(f"big{i}@customer.example.com", ["support@example.com"], big_mail(i, size))
@@ -198,9 +200,10 @@ def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: floa
     server = mailgate_serve(mailgate_config(workdir, url, workers=workers)).start()
     progress = Progress(url)
     try:
-        if workers > 1:
-            _wait_for_workers(server, workers)
-        out["workers"] = workers
+        _wait_for_workers(server, worker_processes(workers))
+        out["workers"] = worker_processes(workers)
+        if workers is None:
+            out["default_workers"] = out["workers"]
         out["rss_at_start_mb"] = round(server.peak_rss_mb(), 1)
         result = _load(server, messages, clients=count, per_connection=1, max_seconds=max_seconds)
         out["peak_rss_arrival_mb"] = round(server.peak_rss_mb(), 1)
@@ -219,14 +222,14 @@ def big_mail_memory(db_url: str | None, count: int, size: int, max_seconds: floa
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def ingest_mbox(count: int, seed: int, db_url: str | None = None, workers: int = 1) -> dict[str, Any]:
+def ingest_mbox(count: int, seed: int, db_url: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """``mailgate ingest --mbox`` of ``count`` mails into a fresh database, in ``workers`` processes:
     wall clock of the command."""
     import subprocess
     import sys
 
     import corpus
-    from servers import ROOT, sqlite_url
+    from servers import ROOT, sqlite_url, worker_processes
 
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-ingest-"))
     try:
@@ -255,7 +258,7 @@ def ingest_mbox(count: int, seed: int, db_url: str | None = None, workers: int =
         summary = done.stdout.decode(errors="replace").strip().splitlines()
         return {
             "messages": count,
-            "workers": workers,
+            "workers": max(1, worker_processes(workers)),
             "seconds": round(seconds, 2),
             "msgs_per_s": round(count / seconds, 1),
             "exit": done.returncode,

@@ -10,6 +10,12 @@ from typing import Any
 NA = "n/a"
 
 
+def _default_workers(figures: dict[str, Any]) -> str:
+    """Which default a row measured: ``[spool] workers = "auto"`` and the processes it started here."""
+    count = figures.get("default_workers")
+    return "" if count is None else f' (`[spool] workers = "auto"`: {count})'
+
+
 def _num(value: Any, digits: int = 0, unit: str = "") -> str:
     if value is None or value != value:
         return NA
@@ -37,7 +43,7 @@ def _intake_rows(name: str, label: str, target: float, r: dict[str, Any]) -> lis
     p99 = [r.get("sqlite_p99_ratio")] + ([r.get("postgresql_p99_ratio")] if pg else [])
     rows = [
         [
-            f"{label}: msgs/s end to end (ratio to reference)",
+            f"{label}: msgs/s end to end (ratio to reference){_default_workers(r)}",
             _num(ref.get("msgs_per_s")),
             cell(lite, "msgs_per_s", "sqlite_ratio"),
             cell(pg, "msgs_per_s", "postgresql_ratio"),
@@ -94,7 +100,7 @@ def _intake_rows(name: str, label: str, target: float, r: dict[str, Any]) -> lis
             )
             rows.append(
                 [
-                    f"{label}: with workers: CPU ms per message, peak RSS MB (all processes)",
+                    f"{label}: with `[spool] workers = {r.get('workers')}`: CPU ms per message, peak RSS MB",
                     "",
                     f"{cell(lw, 'cpu_ms_per_msg', None, 2)}, {cell(lw, 'peak_rss_mb')}",
                     f"{cell(pw, 'cpu_ms_per_msg', None, 2)}, {cell(pw, 'peak_rss_mb')}" if pw else NA,
@@ -117,7 +123,7 @@ def _intake_rows(name: str, label: str, target: float, r: dict[str, Any]) -> lis
         )
     rows += [
         [
-            f"{label}: CPU ms per message (server process)",
+            f"{label}: CPU ms per message (server process and its workers)",
             _num(ref.get("cpu_ms_per_msg"), 2),
             cell(lite, "cpu_ms_per_msg", None, 2),
             cell(pg, "cpu_ms_per_msg", None, 2),
@@ -125,7 +131,7 @@ def _intake_rows(name: str, label: str, target: float, r: dict[str, Any]) -> lis
             "",
         ],
         [
-            f"{label}: peak RSS MB (server process)",
+            f"{label}: peak RSS MB (server process and its workers)",
             _num(ref.get("peak_rss_mb")),
             cell(lite, "peak_rss_mb"),
             cell(pg, "peak_rss_mb"),
@@ -220,8 +226,8 @@ def markdown(doc: dict[str, Any]) -> str:
     )
     rows.append(
         [
-            f"peak RSS MB, {sizes['big_count']} mails of {mb} MB at once: `mailgate serve` "
-            "(end of arrival / until all stored)",
+            f"peak RSS MB, {sizes['big_count']} mails of {mb} MB at once: `mailgate serve`{_default_workers(big)} "
+            "(all processes: end of arrival / until all stored)",
             "",
             f"{_num(big.get('peak_rss_arrival_mb'))} / {_num(big.get('peak_rss_mb'))}",
             "",

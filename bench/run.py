@@ -74,7 +74,10 @@ QUICK = {
 }
 
 
-WORKERS = os.cpu_count() or 1  # [spool] workers of the "…_workers" measurements: one per core
+# The "…_workers" variants: the pipeline in the daemon's own process (``[spool] workers = 0``) against the
+# default ("auto": one worker process per core but the door's); an import in one process per core.
+WORKERS = 0
+INGEST_PROCESSES = os.cpu_count() or 1
 
 
 def machine() -> dict[str, Any]:
@@ -114,7 +117,7 @@ def intake(corpus_name: str, size: dict[str, Any], pg_url: str | None) -> dict[s
 
     from intake import measure_door, measure_mailgate, measure_reference
     from load import prepare
-    from servers import pg_schema
+    from servers import pg_schema, worker_processes
 
     count = size["small_count"] if corpus_name == "small" else size["mixed_count"]
     messages = prepare(count, seed=1, small=corpus_name == "small")
@@ -137,7 +140,13 @@ def intake(corpus_name: str, size: dict[str, Any], pg_url: str | None) -> dict[s
                     messages, stack.enter_context(pg_schema(pg_url)), *load, workers=WORKERS
                 )
         rounds.append(one)
-    out: dict[str, Any] = {"corpus": corpus_name, "messages": count, "rounds": rounds, "workers": WORKERS}
+    out: dict[str, Any] = {
+        "corpus": corpus_name,
+        "messages": count,
+        "rounds": rounds,
+        "workers": WORKERS,
+        "default_workers": worker_processes(None),
+    }
     backends = ("door", "sqlite", "sqlite_workers", "postgresql", "postgresql_workers")
     for backend in (b for b in backends if b in rounds[0]):
         out[f"{backend}_ratio"] = round(
@@ -183,7 +192,7 @@ def collect(size: dict[str, Any], pg_url: str | None, only: set[str]) -> tuple[d
         "intake_small": lambda: intake("small", size, pg_url),
         "intake_mixed": lambda: intake("mixed", size, pg_url),
         "ingest_mbox": lambda: intake_mod.ingest_mbox(size["ingest_count"], seed=2),
-        "ingest_mbox_workers": lambda: intake_mod.ingest_mbox(size["ingest_count"], seed=2, workers=WORKERS),
+        "ingest_mbox_workers": lambda: intake_mod.ingest_mbox(size["ingest_count"], seed=2, workers=INGEST_PROCESSES),
         "pipe_door": lambda: intake_mod.pipe_door(size["pipe_runs"]),
         "routing": lambda: routing(size["rules"]),
         "lookups": lambda: lookups.measure(

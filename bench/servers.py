@@ -127,10 +127,13 @@ def door(config: Path) -> Server:
     )
 
 
-def mailgate_config(workdir: Path, db_url: str, batch_size: int | None = None, workers: int = 1) -> Path:
-    """A config for a benchmark daemon: its own data directory, port 0, no smarthost."""
+def mailgate_config(workdir: Path, db_url: str, batch_size: int | None = None, workers: int | None = None) -> Path:
+    """A config for a benchmark daemon: its own data directory, port 0, no smarthost; ``workers`` None:
+    ``[spool] workers`` left to its default (``"auto"``)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    spool = (f"batch_size = {batch_size}\n" if batch_size else "") + f"workers = {workers}\n"
+    spool = (f"batch_size = {batch_size}\n" if batch_size else "") + (
+        f"workers = {workers}\n" if workers is not None else ""
+    )
     text = f"""\
 [mailgate]
 hostname = "support.bench.example"
@@ -155,6 +158,13 @@ smarthost = ""
     path = workdir / "config.toml"
     path.write_text(text)
     return path
+
+
+def worker_processes(workers: int | None) -> int:
+    """The worker processes ``mailgate serve`` starts for ``[spool] workers`` (None: the default)."""
+    from mailgate.config import auto_workers
+
+    return auto_workers() if workers is None else workers
 
 
 def mailgate_serve(config: Path) -> Server:

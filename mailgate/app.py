@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -57,3 +58,11 @@ def build(
         module.install(runtime)
         runtime.plugins.append(module)
     return runtime
+
+
+def install_plugins(runtime: Runtime, names: tuple[str, ...] | list[str]) -> None:
+    """``[daemon] plugins``: in the daemon, and in each worker process, where the pipeline they extend runs."""
+    for name in names:
+        module = importlib.import_module(name)
+        module.install(runtime)
+        runtime.plugins.append(module)

@@ -93,6 +93,7 @@ class Services:
     count_smtp: Callable[[str], None] | None = None  # the SMTP door's verdicts (ops.metrics)
     wake_sender: Callable[[], object] | None = None  # set by the delivery task in the daemon
     wake_worker: Callable[[], None] | None = None  # set by the daemon: new spool entries
+    reload_workers: Callable[[], None] | None = None  # set by the daemon: its worker processes reload (SIGHUP)
 
 
 def installed(value: T | None, plugin: str) -> T:

@@ -21,8 +21,10 @@ capped exponential backoff, logging once when it goes and once when it is back.
     stop_grace = "20s"   # SIGTERM to exit, whatever is in hand (below systemd's TimeoutStopSec=30)
     plugins = []         # extra modules installed like the built-in ones: install(runtime), start(runtime, stop)
 
-With ``[spool] workers`` > 1 the pipeline runs in that many worker processes
-instead of this one (:mod:`mailgate.workers`): the daemon starts them after
+The pipeline runs in ``[spool] workers`` worker processes beside this one
+(:mod:`mailgate.workers`; default ``"auto"``: one per core but the door's), or
+in this one with ``workers = 0`` (one interpreter: the least memory, and the
+door and the pipeline share one core's worth of it): the daemon starts them after
 the spool recovery, forwards SIGTERM and SIGHUP to them, restarts one that
 dies (its claimed entries back in the spool first) and kills those still busy
 when the grace is spent.
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
+import functools
 import logging
 import os
 import signal
@@ -41,12 +43,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from mailgate.app import Runtime
+from mailgate.app import Runtime, install_plugins
 from mailgate.config import Config, Table
 from mailgate.doors.smtp import IntakeHandler, smtp_factory
 from mailgate.ops import sdnotify
+from mailgate.ops.health import database_status
+from mailgate.pipeline.outcome import Committed
 from mailgate.pipeline.worker import DatabaseUnavailable, Worker
-from mailgate.workers import Supervisor
+from mailgate.supervisor import Supervisor
 
 log = logging.getLogger("mailgate.daemon")
 
@@ -150,10 +154,7 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
     config = runtime.config
     share_the_interpreter()
     settings = parse_settings(config)
-    for name in settings.plugins:
-        module = importlib.import_module(name)
-        module.install(runtime)
-        runtime.plugins.append(module)
+    install_plugins(runtime, settings.plugins)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     wake = asyncio.Event()
@@ -170,8 +171,17 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
                 log.exception("reload failed; the previous version stays in force")
 
     supervisor: Supervisor | None = None
-    if config.spool.workers > 1:
-        supervisor = Supervisor(config, runtime.spool, config.spool.workers, lambda: _wake_sender(runtime))
+    if config.spool.workers >= 1:
+        supervisor = Supervisor(
+            config,
+            runtime.spool,
+            config.spool.workers,
+            lambda mails: _committed_by_a_worker(runtime, mails),
+            status=database_status(runtime.services),
+            plugins=settings.plugins,
+        )
+        # a rule file the daemon's watcher reloaded is for the workers' pipelines: they reload too
+        runtime.services.reload_workers = functools.partial(supervisor.signal_all, signal.SIGHUP)
 
     def _reload_everywhere() -> None:
         _reload()
@@ -253,11 +263,14 @@ async def serve(runtime: Runtime, *, ready: Callable[[str], None] | None = None)
     log.info("stopped")
 
 
-def _wake_sender(runtime: Runtime) -> None:
-    """A worker process committed: its outbox rows are for this process's sender."""
+def _committed_by_a_worker(runtime: Runtime, mails: list[Committed]) -> None:
+    """A worker process committed: its outbox rows are for this process's sender, its mails for our metrics."""
     waker = runtime.services.wake_sender
     if waker is not None:
         waker()
+    metrics = runtime.services.metrics
+    if metrics is not None:
+        metrics.count_committed(mails)
 
 
 def _in_transaction(protocol: Any) -> bool:

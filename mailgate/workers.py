@@ -1,9 +1,11 @@
-"""The pipeline in several worker processes beside the door (``[spool] workers`` > 1).
+"""The pipeline in worker processes beside the door (``[spool] workers``, default ``"auto"``).
 
-One worker in the door's interpreter is bound by one core; with ``workers = N``
-the daemon starts N processes (``python -m mailgate.workers``), each with its
-own engine, session and batch transaction, all taking entries from the one
-spool. ``workers = 1`` keeps the pipeline in the daemon's own process.
+A pipeline in the door's interpreter shares one core's worth of it with the
+door; with ``workers = N`` the daemon starts N processes (``python -m
+mailgate.workers``), each with its own engine, session and batch transaction,
+all taking entries from the one spool. ``"auto"`` is one per core but the
+door's (at least one); ``workers = 0`` keeps the pipeline in the daemon's own
+process, the smallest footprint.
 
 Exactly once and in order, across processes:
 
@@ -26,15 +28,21 @@ Exactly once and in order, across processes:
   worker whose daemon is gone (its stdin closes) stops too.
 
 The daemon wakes the workers by writing a byte to their stdin when a mail is
-spooled; a worker writes a line to its stdout after each commit, which wakes
-the daemon's sender.
+spooled. A worker tells its daemon, one JSON object a line on its stdout, what
+only the daemon can serve or act on: after each commit the mails it committed
+(``{"committed": [[source, verdict, new_ticket, spool_id, ok], …]}``: the
+daemon's sender wakes for their outbox rows and its ``/metrics`` counts them),
+and a database outage as it begins and ends (``{"database": "down", "reason":
+…}``, ``{"database": "up"}``: the daemon's ``/healthz`` says so while any
+worker holds the spool). A rule file that changes is reloaded by the daemon's
+watcher, which then sends every worker a SIGHUP.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -50,8 +58,8 @@ from mailgate.spool.disk import SpoolEntry
 if TYPE_CHECKING:
     from mailgate.app import Runtime
     from mailgate.config import Config
+    from mailgate.pipeline.outcome import Outcome
     from mailgate.pipeline.worker import Worker
-    from mailgate.spool.disk import Spool
 
 log = logging.getLogger("mailgate.workers")
 
@@ -165,10 +173,10 @@ def _reload(runtime: Runtime) -> None:
             log.exception("reload failed; the previous version stays in force")
 
 
-def _tell_daemon(_outcomes: object) -> None:
-    """After a commit: the daemon's sender has new outbox rows."""
+def _tell_daemon(message: dict[str, Any]) -> None:
+    """One line to the daemon (see the module's docstring); a daemon that is gone is no error here."""
     try:
-        sys.stdout.write("committed\n")
+        sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
         sys.stdout.flush()
     except (OSError, ValueError):
         pass
@@ -191,11 +199,14 @@ def run_loop(worker: Worker, runtime: Runtime, signals: _Signals) -> None:
         except DatabaseUnavailable as exc:
             if worker.status.down(str(exc)):
                 log.error("database unavailable: holding the spool, no mail is charged", extra={"error": str(exc)})
+                _tell_daemon({"database": "down", "reason": str(exc)})
             while not signals.stop.wait(backoff) and worker.probe():
                 backoff = min(backoff * 2, 30.0)
             if signals.stop.is_set():
                 return
-            worker.status.back()
+            lasted = worker.status.back()
+            log.warning("database back: taking mail again", extra={"outage_seconds": round(lasted or 0.0, 1)})
+            _tell_daemon({"database": "up"})
             continue
         except Exception:
             log.exception("worker batch failed; retrying", extra={"backoff": backoff})
@@ -215,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--log-level")
+    parser.add_argument("--plugin", action="append", default=[], help="a [daemon] plugin to install (repeatable)")
     args = parser.parse_args(argv)
     _die_with_the_daemon()
     signals = _Signals()
     signals.install()  # before the slow imports: a SIGTERM during start-up stops it cleanly
 
-    from mailgate.app import build
     from mailgate.config import load_config
     from mailgate.ops import logs
     from mailgate.pipeline.worker import Worker
@@ -228,12 +239,13 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_config(args.config)
     logs.setup(args.log_level or config.log_level, config.log_format)
-    # the daemon checked the schema and the templates before starting us (each reload checks them again)
-    runtime = build(config, create_schema=False, check_templates=False)
+    runtime = _build_when_the_database_answers(config, tuple(args.plugin), signals)
+    if runtime is None:
+        return 0  # stopped while the database was away
     spool = Spool(config.spool_dir, worker=worker_name(args.index))
     spool.ensure()
     worker = Worker(spool, runtime.sessions, runtime.services, on_committed=_chain(runtime))
-    worker.accepts = Router(args.index, args.count)
+    worker.accepts = Router(args.index, args.count) if args.count > 1 else None
     log.info("worker started", extra={"worker": worker_name(args.index), "of": args.count})
     try:
         run_loop(worker, runtime, signals)
@@ -243,109 +255,49 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _chain(runtime: Runtime) -> Callable[[list[Any]], None]:
+def _build_when_the_database_answers(config: Config, plugins: tuple[str, ...], signals: _Signals) -> Runtime | None:
+    """The worker's runtime, with the ``[daemon] plugins`` (their pipeline steps run here).
+
+    Building reads the installation's key from the database: a worker (re)started while the
+    database is away waits for it, as a running one does, instead of dying again and again.
+    The daemon checked the schema and the templates before starting us (each reload checks them again).
+    """
+    from mailgate.app import build, install_plugins
+    from mailgate.ops.health import is_outage
+    from mailgate.pipeline.worker import describe_error
+
+    backoff, away = 0.5, False
+    while True:
+        try:
+            runtime = build(config, create_schema=False, check_templates=False)
+            install_plugins(runtime, plugins)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            if not away:
+                away = True
+                reason = describe_error(exc)
+                log.error("database unavailable: holding the spool, no mail is charged", extra={"error": reason})
+                _tell_daemon({"database": "down", "reason": reason})
+            if signals.stop.wait(backoff):
+                return None
+            backoff = min(backoff * 2, 30.0)
+            continue
+        if away:
+            log.warning("database back: taking mail again")
+            _tell_daemon({"database": "up"})
+        return runtime
+
+
+def _chain(runtime: Runtime) -> Callable[[list[Outcome]], None]:
     hook = runtime.services.on_committed
 
-    def committed(outcomes: list[Any]) -> None:
+    def committed(outcomes: list[Outcome]) -> None:
         if hook is not None:
             hook(outcomes)
-        _tell_daemon(outcomes)
+        _tell_daemon({"committed": [list(outcome.summary()) for outcome in outcomes]})
 
     return committed
-
-
-# -- the daemon's side -----------------------------------------------------------------------------
-
-RESTART_FIRST = 0.5  # seconds before a dead worker is started again (doubling while it keeps dying young)
-RESTART_MAX = 30.0
-LIVED_LONG = 60.0  # a worker that ran this long before it died is restarted at once again
-
-
-class Supervisor:
-    """The worker processes of one daemon: started, woken, signalled, restarted, stopped within the grace."""
-
-    def __init__(self, config: Config, spool: Spool, count: int, on_committed: Callable[[], None]) -> None:
-        self.config, self.spool, self.count = config, spool, count
-        self.on_committed = on_committed
-        self.procs: dict[int, asyncio.subprocess.Process] = {}
-        self.started = 0  # processes started, restarts included
-        self.deadline: float | None = None  # loop time by which every worker must be gone (set at shutdown)
-        self._stopping = False
-
-    async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
-        keepers = [asyncio.create_task(self._keep(i), name=f"worker-{i}") for i in range(self.count)]
-        waker = asyncio.create_task(self._wake_all(wake), name="wake-workers")
-        await stop.wait()
-        self._stopping = True
-        self.signal_all(signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        timeout = None if self.deadline is None else max(0.1, self.deadline - loop.time() - 0.5)
-        _done, pending = await asyncio.wait(keepers, timeout=timeout)
-        if pending:
-            log.error(
-                "stop grace spent: killing the workers still busy; their mail goes back to the spool",
-                extra={"workers": ",".join(sorted(t.get_name() for t in pending))},
-            )
-            self.signal_all(signal.SIGKILL)
-            await asyncio.wait(keepers, timeout=10)
-        waker.cancel()
-
-    def signal_all(self, signum: int) -> None:
-        for proc in list(self.procs.values()):
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signum)
-
-    async def _keep(self, index: int) -> None:
-        loop = asyncio.get_running_loop()
-        delay = RESTART_FIRST
-        while not self._stopping:
-            argv = [
-                sys.executable,
-                "-m",
-                "mailgate.workers",
-                "--config",
-                str(self.config.path),
-                "--index",
-                str(index),
-                "--count",
-                str(self.count),
-            ]
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-            )
-            self.procs[index], self.started = proc, self.started + 1
-            born = loop.time()
-            reader = asyncio.create_task(self._read(proc))
-            code = await proc.wait()
-            await reader
-            self.procs.pop(index, None)
-            returned = self.spool.recover_worker(worker_name(index))
-            if self._stopping and code == 0:
-                return
-            log.error(
-                "worker process ended; its claimed mail is back in the spool",
-                extra={"worker": worker_name(index), "exit": code, "returned": returned},
-            )
-            if self._stopping:
-                return
-            delay = RESTART_FIRST if loop.time() - born > LIVED_LONG else delay
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RESTART_MAX)
-
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        async for _line in proc.stdout:
-            self.on_committed()
-
-    async def _wake_all(self, wake: asyncio.Event) -> None:
-        while True:
-            await wake.wait()
-            wake.clear()
-            for proc in list(self.procs.values()):
-                if proc.stdin is not None and not proc.stdin.is_closing():
-                    with contextlib.suppress(OSError, RuntimeError):
-                        proc.stdin.write(b".")
 
 
 def _die_with_the_daemon() -> None:

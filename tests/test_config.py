@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from mailgate.config import load_config
+from mailgate.config import auto_workers, load_config
 from mailgate.errors import ConfigError
 from mailgate.units import parse_duration, parse_size
 
@@ -52,6 +53,8 @@ def test_bad_durations_raise(bad):
         ('[support]\naddress = "not-an-address"', "support.address", "mail address"),
         ('[support]\naccept = ["nodomain"]', "support.accept", "@domain"),
         ("[spool]\nmax_attempts = 0", "spool.max_attempts", ">= 1"),
+        ("[spool]\nworkers = -1", "spool.workers", '"auto" or an integer >= 0'),
+        ('[spool]\nworkers = "many"', "spool.workers", '"auto" or an integer >= 0'),
         ('[mailgate]\nlog_level = "loud"', "mailgate.log_level", "one of"),
         ('[mailgate]\nhostnme = "x"', "mailgate.hostnme", "unknown key"),
         ('[outbound]\nsmarthost = "mail.example.com"', "outbound.smarthost", "host:port"),
@@ -95,3 +98,19 @@ def test_init_copies_the_example_config_and_refuses_to_overwrite(tmp_path):
     assert target.read_text() == (ROOT / "config.example.toml").read_text()
     assert mailgate(target, "init").returncode == 1
     assert mailgate(target, "init", "--force").returncode == 0
+
+
+def test_the_pipeline_runs_beside_the_door_in_one_process_per_core_but_the_doors_by_default(tmp_path):
+    path = tmp_path / "config.toml"
+    cores = len(os.sched_getaffinity(0))
+    for text, workers in (("", max(1, cores - 1)), ('[spool]\nworkers = "auto"', max(1, cores - 1))):
+        path.write_text(text + "\n")
+        assert load_config(path).spool.workers == workers
+    for count in (0, 1, 3):
+        path.write_text(f"[spool]\nworkers = {count}\n")
+        assert load_config(path).spool.workers == count  # 0: the pipeline in the daemon's own process
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 1), (4, 3), (16, 15)])
+def test_auto_leaves_the_door_a_core_and_keeps_at_least_one_worker(cores, workers):
+    assert auto_workers(cores) == workers

@@ -65,6 +65,17 @@ class Table:
             raise self.error(key, f"expected an integer >= {minimum}, got {value}")
         return value
 
+    def int_or(
+        self, key: builtins.str, word: builtins.str, default: builtins.int | builtins.str, *, minimum: builtins.int
+    ) -> builtins.int | None:
+        """An integer of at least ``minimum``, or ``word`` (given as None): ``workers = "auto"``."""
+        value = self._get(key, default)
+        if value == word:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.error(key, f'expected "{word}" or an integer >= {minimum}, got {value!r}')
+        return value
+
     def float(self, key: builtins.str, default: builtins.float) -> builtins.float:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -37,6 +37,7 @@ from mailgate.storage.models import Outbox
 
 if TYPE_CHECKING:
     from mailgate.app import Runtime
+    from mailgate.pipeline.outcome import Committed
 
 log = logging.getLogger("mailgate.metrics")
 
@@ -82,15 +83,17 @@ class Metrics:
         self.smtp.labels(verdict).inc()
 
     def committed(self, outcomes: list[Any]) -> None:
+        self.count_committed([outcome.summary() for outcome in outcomes])
+
+    def count_committed(self, mails: Iterable[Committed]) -> None:
+        """The mails of a committed batch: this process's, or a worker process's (sent to its daemon)."""
         now = time.time()
-        for outcome in outcomes:
-            ctx = outcome.ctx
-            verdict = ctx.verdict if ctx is not None and outcome.error is None else "failed"
-            self.received.labels(outcome.envelope.source or "unknown", verdict or "unknown").inc()
-            if ctx is not None and ctx.new_ticket and verdict == "new":
+        for mail in mails:
+            self.received.labels(mail.source, mail.verdict).inc()
+            if mail.new_ticket:
                 self.tickets.inc()
-            spooled = spooled_at(outcome.envelope.spool_id)
-            if spooled is not None and outcome.error is None:
+            spooled = spooled_at(mail.spool_id)
+            if spooled is not None and mail.ok:
                 self.latency.observe(max(0.0, now - spooled))
 
     def sla_breach(self, queue: str, target: str) -> None:

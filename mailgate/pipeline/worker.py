@@ -44,15 +44,15 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailgate.context import Envelope, MessageContext, Services
+from mailgate.context import Envelope, Services
 from mailgate.mail import language
 from mailgate.ops.health import database_status, is_outage, outage_cause
 from mailgate.pipeline import run as pipeline
+from mailgate.pipeline.outcome import Outcome, describe
 from mailgate.spool.disk import Spool, SpoolEntry, SpoolMeta
 
 log = logging.getLogger("mailgate.worker")
@@ -81,16 +81,6 @@ def keep_big_buffers_out_of_the_heap() -> bool:
 
 class DatabaseUnavailable(Exception):
     """The database is away or locked; the batch is back in the spool, no mail was charged."""
-
-
-@dataclass
-class Outcome:
-    """What became of one message of a batch."""
-
-    envelope: Envelope
-    ctx: MessageContext | None = None
-    error: BaseException | None = None
-    traceback: str = ""
 
 
 def process_batch(
@@ -153,24 +143,6 @@ def _run_batch(
                     raise _OneFailed(index, outcome) from exc
             outcomes.append(outcome)
     return outcomes
-
-
-def describe(outcome: Outcome) -> dict[str, object]:
-    """The fields of the one log line per message decision."""
-    ctx = outcome.ctx
-    fields: dict[str, object] = {"spool": outcome.envelope.spool_id, "source": outcome.envelope.source}
-    if ctx is not None:
-        fields.update(
-            msgid=ctx.mail.message_id,
-            verdict=ctx.verdict,
-            ticket=ctx.ticket.number if ctx.ticket is not None else "",
-            via=ctx.thread_reason,
-            queue=ctx.ticket.queue if ctx.ticket is not None else "",
-            rules=",".join(ctx.route.rules),
-        )
-    else:
-        fields.update(verdict="failed", error=f"{type(outcome.error).__name__}: {outcome.error}")
-    return fields
 
 
 class Worker:

@@ -7,7 +7,8 @@ polls the files' names, inodes, mtimes and sizes every ``poll_interval``; a
 change is reloaded once it has settled. A reload builds a whole new RuleSet
 and swaps it in with one assignment: a good edit applies to the next message;
 a bad edit is logged (file, line, what is wrong) and the previous rules stay
-in force. SIGHUP reloads at once.
+in force. SIGHUP reloads at once. The daemon's worker processes do not watch:
+a change the daemon's watcher found reaches them as a SIGHUP.
 """
 
 from __future__ import annotations
@@ -137,9 +138,12 @@ async def start(runtime: Runtime, stop: asyncio.Event) -> None:
         if stop.is_set():
             return
         try:
-            await asyncio.to_thread(holder.poll, settle)
+            changed = await asyncio.to_thread(holder.poll, settle)
         except Exception:
             log.exception("watching the rule files failed; trying again")
+            continue
+        if changed and runtime.services.reload_workers is not None:
+            runtime.services.reload_workers()  # the pipeline runs there: the workers read the files again
 
 
 def reload(runtime: Runtime) -> None:

@@ -65,7 +65,7 @@ def test_over_smtp_each_is_stored_or_refused_and_the_daemon_stays_up(make_config
     spool = load_config(config).spool_dir
 
     def settled() -> bool:
-        return not any(spool.glob("incoming/*.eml")) and not any(spool.glob("work/*.eml"))
+        return not any(spool.glob("incoming/*.eml")) and not any(spool.glob("work/**/*.eml"))
 
     wait_for(settled, timeout=120, message="spool drained")
     assert not any(spool.glob("quarantine/*.eml")), "the pipeline failed on a hostile mail"

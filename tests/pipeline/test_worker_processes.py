@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
 
-from mailgate.config import load_config
+from mailgate.config import auto_workers, load_config
 from mailgate.spool.disk import Spool, SpoolMeta
 from mailgate.storage.models import Message, Ticket
 from mailgate.workers import Router, share_of, thread_key
@@ -248,3 +248,30 @@ def test_an_mbox_import_in_two_processes_stores_each_mail_once_and_threads_the_r
         assert by_id[f"<r{n}@x>"][0] == by_id[f"<q{n}@x>"][0] and by_id[f"<r{n}@x>"][1] > by_id[f"<q{n}@x>"][1]
     again = mailgate(config, "ingest", "--mbox", str(tmp_path / "history.mbox"), "--workers", "2")
     assert "80 duplicate" in again.stdout.decode()
+
+
+def test_by_default_the_pipeline_runs_in_worker_processes_beside_the_door(make_config, daemon_factory):
+    config = make_config()  # no [spool] workers: "auto", one per core but the door's
+    daemon = daemon_factory(config)
+    wait_for(lambda: len(_worker_pids(daemon.proc.pid)) == auto_workers(), message="the default worker processes")
+    wait_for(lambda: daemon.log().count("worker started") == auto_workers(), message="the workers ready")
+    workers = _worker_pids(daemon.proc.pid)
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        _send_all(daemon.port, [make_mail(subject="held", msgid="<held@x>")], connections=1)
+        incoming = load_config(config).spool_dir / "incoming"
+        wait_for(lambda: list(incoming.glob("*.eml")), message="the mail spooled")
+        assert _rows(config)[0] == []  # the daemon itself does not run the pipeline: it waits for a worker
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: len(_rows(config)[0]) == 1, message="stored by a worker process")
+
+
+def test_workers_0_keeps_the_pipeline_in_the_daemons_own_process(make_config, daemon_factory):
+    config = make_config(spool={"workers": 0})
+    daemon = daemon_factory(config)
+    _send_all(daemon.port, [make_mail(subject="in process", msgid="<inproc@x>")], connections=1)
+    wait_for(lambda: len(_rows(config)[0]) == 1, message="stored")
+    assert _worker_pids(daemon.proc.pid) == [] and "worker started" not in daemon.log()

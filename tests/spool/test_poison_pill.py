@@ -115,7 +115,8 @@ def test_an_entry_with_an_unsettled_claim_is_processed_in_a_batch_of_its_own(har
 def test_a_mail_that_kills_the_daemon_is_quarantined_after_max_claims_and_the_mail_behind_is_stored(
     tmp_path: Path, db_url: str, daemon_factory
 ):
-    config = write_config(tmp_path, db_url, daemon=FAULTS, spool={"max_claims": 3, "max_attempts": 5})
+    # the pipeline in the daemon's own process, so the pill kills the daemon (a worker process: below)
+    config = write_config(tmp_path, db_url, daemon=FAULTS, spool={"max_claims": 3, "max_attempts": 5, "workers": 0})
     spool = _spool(config)
     _arrived(spool, make_mail(subject="[crash] the pill", msgid="<pill@customer.example>"))
     _arrived(spool, make_mail(subject="an innocent mail", msgid="<innocent@customer.example>"))
@@ -147,13 +148,35 @@ def test_a_mail_that_kills_the_daemon_is_quarantined_after_max_claims_and_the_ma
     assert "claims" not in spool.replay(pill).read_meta().extra  # a replay is a fresh start
 
 
+def test_a_mail_that_kills_its_worker_process_is_quarantined_after_max_claims_and_the_daemon_stays_up(
+    tmp_path: Path, db_url: str, daemon_factory
+):
+    config = write_config(tmp_path, db_url, daemon=FAULTS, spool={"max_claims": 3, "max_attempts": 5, "workers": 1})
+    spool = _spool(config)
+    _arrived(spool, make_mail(subject="[crash] the pill", msgid="<pill@customer.example>"))
+    _arrived(spool, make_mail(subject="an innocent mail", msgid="<innocent@customer.example>"))
+
+    daemon = daemon_factory(config)  # its worker dies of the pill, is started again, dies again …
+    wait_for(
+        lambda: stored_message_ids(config) == ["<innocent@customer.example>"],
+        timeout=120,
+        message="the innocent mail stored",
+    )
+    wait_for(lambda: len(spool.entries("quarantine")) == 1, message="the pill quarantined")
+    [pill] = spool.entries("quarantine")
+    assert "poison pill: claimed 3 times without a verdict" in pill.read_meta().last_error
+    assert daemon.log().count("worker process ended") == 3 and daemon.alive
+    daemon.send(make_mail(subject="after the pill", msgid="<after@customer.example>"))
+    wait_for(lambda: "<after@customer.example>" in stored_message_ids(config), message="the door and worker go on")
+
+
 # -- SIGTERM with a mail mid-pipeline ---------------------------------------------------------------------
 
 
 def test_sigterm_exits_within_the_grace_with_a_mail_mid_pipeline_and_the_restart_stores_it(
     tmp_path: Path, db_url: str, daemon_factory
 ):
-    config = write_config(tmp_path, db_url, daemon={**FAULTS, "stop_grace": "2s"})
+    config = write_config(tmp_path, db_url, daemon={**FAULTS, "stop_grace": "2s"}, spool={"workers": 0})
     daemon = daemon_factory(config)
     daemon.send(make_mail(subject="[wedge] a slow one", msgid="<wedge@customer.example>"))
     wait_for(lambda: (load_config(config).data_dir / "wedged-once").exists(), message="the worker stuck on the mail")
