@@ -35,6 +35,8 @@ class Language:
     code: str
     # Quote intros that open with a fixed word: "On … wrote:". Accepted as an
     # intro when a ">" block follows, or when they hold a digit or an "@".
+    # Every intro (and tail intro) ends with a colon: the scan skips any join of
+    # lines that does not.
     intros: tuple[str, ...] = ()
     # Quote intros known only by their ending: "… написал(а):". Too easy to
     # meet in plain prose ("As Anna wrote:"), so accepted only when the line

@@ -298,6 +298,8 @@ class _Scan:
             if not nxt or len(joined) + len(nxt) >= MAX_MARKER_LEN:
                 return 0
             joined = f"{joined} {nxt}"
+            if not nxt.endswith(":"):
+                continue  # every intro ends with a colon (quote_patterns): no match, however long the line
             if _FULL_INTRO.fullmatch(joined) and not _FULL_INTRO.fullmatch(nxt):
                 return span
             if _is_intro(joined) and not _is_intro(nxt):

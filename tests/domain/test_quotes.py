@@ -515,3 +515,15 @@ def test_a_megabyte_of_pathological_lines_is_processed_in_linear_time(name: str)
     # here, a loaded machine must not fail it: the result must account for every character.
     reply = split_reply(text)
     assert len(reply.new_text) + len(reply.quoted) + len(reply.signature) <= len(text)
+
+
+def test_every_quote_intro_ends_with_a_colon_so_a_join_that_does_not_is_never_tried() -> None:
+    from mailgate.domain import quotes
+    from mailgate.domain.quote_patterns import LANGUAGES
+
+    for lang in LANGUAGES:
+        for pattern in (*lang.intros, *lang.tail_intros):
+            assert pattern.endswith(":"), (lang.code, pattern)
+    # an intro wrapped over three lines whose middle line ends with no colon is still found
+    reply = quotes.split_reply("Thanks!\n\nOn Mon, 5 Jan 2026 at 09:00, Bob Example\n<bob@example.com>\nwrote:\n> hi\n")
+    assert reply.new_text == "Thanks!" and "wrote:" in reply.quoted
