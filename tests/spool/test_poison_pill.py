@@ -109,6 +109,16 @@ def test_an_entry_with_an_unsettled_claim_is_processed_in_a_batch_of_its_own(har
     assert len(stored_message_ids(harness.runtime.config.path)) == 3
 
 
+def _a_pill_before_an_innocent_mail(tmp_path: Path, db_url: str, workers: int) -> tuple[Path, Spool]:
+    """A mail that kills the process running the pipeline, every time, and a good one behind it."""
+    spool_settings = {"max_claims": 3, "max_attempts": 5, "workers": workers}
+    config = write_config(tmp_path, db_url, daemon=FAULTS, spool=spool_settings)
+    spool = _spool(config)
+    _arrived(spool, make_mail(subject="[crash] the pill", msgid="<pill@customer.example>"))
+    _arrived(spool, make_mail(subject="an innocent mail", msgid="<innocent@customer.example>"))
+    return config, spool
+
+
 # -- a real daemon killed by a mail, again and again ------------------------------------------------------
 
 
@@ -116,10 +126,7 @@ def test_a_mail_that_kills_the_daemon_is_quarantined_after_max_claims_and_the_ma
     tmp_path: Path, db_url: str, daemon_factory
 ):
     # the pipeline in the daemon's own process, so the pill kills the daemon (a worker process: below)
-    config = write_config(tmp_path, db_url, daemon=FAULTS, spool={"max_claims": 3, "max_attempts": 5, "workers": 0})
-    spool = _spool(config)
-    _arrived(spool, make_mail(subject="[crash] the pill", msgid="<pill@customer.example>"))
-    _arrived(spool, make_mail(subject="an innocent mail", msgid="<innocent@customer.example>"))
+    config, spool = _a_pill_before_an_innocent_mail(tmp_path, db_url, workers=0)
 
     for _ in range(3):  # each start claims the pill and dies of it (SIGKILL, as a segfault would)
         result = mailgate(config, "serve", timeout=120)
@@ -151,10 +158,7 @@ def test_a_mail_that_kills_the_daemon_is_quarantined_after_max_claims_and_the_ma
 def test_a_mail_that_kills_its_worker_process_is_quarantined_after_max_claims_and_the_daemon_stays_up(
     tmp_path: Path, db_url: str, daemon_factory
 ):
-    config = write_config(tmp_path, db_url, daemon=FAULTS, spool={"max_claims": 3, "max_attempts": 5, "workers": 1})
-    spool = _spool(config)
-    _arrived(spool, make_mail(subject="[crash] the pill", msgid="<pill@customer.example>"))
-    _arrived(spool, make_mail(subject="an innocent mail", msgid="<innocent@customer.example>"))
+    config, spool = _a_pill_before_an_innocent_mail(tmp_path, db_url, workers=1)
 
     daemon = daemon_factory(config)  # its worker dies of the pill, is started again, dies again …
     wait_for(
