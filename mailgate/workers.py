@@ -234,11 +234,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from mailgate.config import load_config
     from mailgate.ops import logs
+    from mailgate.ops.node import node_name
     from mailgate.pipeline.worker import Worker
     from mailgate.spool.disk import Spool
 
     config = load_config(args.config)
-    logs.setup(args.log_level or config.log_level, config.log_format)
+    logs.setup(args.log_level or config.log_level, config.log_format, node_name(config))  # as the daemon's lines
     runtime = _build_when_the_database_answers(config, tuple(args.plugin), signals)
     if runtime is None:
         return 0  # stopped while the database was away

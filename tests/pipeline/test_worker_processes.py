@@ -255,6 +255,7 @@ def test_by_default_the_pipeline_runs_in_worker_processes_beside_the_door(make_c
     daemon = daemon_factory(config)
     wait_for(lambda: len(_worker_pids(daemon.proc.pid)) == auto_workers(), message="the default worker processes")
     wait_for(lambda: daemon.log().count("worker started") == auto_workers(), message="the workers ready")
+    assert re.search(r'msg="worker started".* node=\S+', daemon.log())  # its lines say which machine, as the daemon's
     workers = _worker_pids(daemon.proc.pid)
     for pid in workers:
         os.kill(pid, signal.SIGSTOP)
