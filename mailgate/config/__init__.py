@@ -76,9 +76,10 @@ class SpoolConfig:
 def auto_workers(cores: int | None = None) -> int:
     """``[spool] workers = "auto"`` (the default): one worker process per core but the door's, at least one.
 
-    The door needs a core of its own under load (the pipeline beside it in one interpreter halves
-    both); on two cores one worker beside the door took 38 % more small mails than the pipeline in
-    the door's process, and a second one little more for another 80 MB (bench/README.md).
+    The door needs a core of its own under load (in one interpreter the door and the pipeline share one
+    core's worth of it): on two cores one worker beside the door stored 20 % more small mails on SQLite
+    than the pipeline in the door's process, with a p99 a third lower, and a second worker little more
+    for another ~140 MB (bench/README.md, 2026-12-08).
     """
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
