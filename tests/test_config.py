@@ -106,9 +106,11 @@ def test_the_pipeline_runs_beside_the_door_in_one_process_per_core_but_the_doors
     for text, workers in (("", max(1, cores - 1)), ('[spool]\nworkers = "auto"', max(1, cores - 1))):
         path.write_text(text + "\n")
         assert load_config(path).spool.workers == workers
+        assert load_config(path).spool.workers_auto
     for count in (0, 1, 3):
         path.write_text(f"[spool]\nworkers = {count}\n")
         assert load_config(path).spool.workers == count  # 0: the pipeline in the daemon's own process
+        assert not load_config(path).spool.workers_auto
 
 
 @pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 1), (4, 3), (16, 15)])

@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="with --mbox/--maildir: import in N processes (default: [spool] workers)",
+        help='with --mbox/--maildir: import in N processes (default: [spool] workers; "auto": one per core)',
     )
     p.add_argument(
         "--auto-reply",
@@ -197,7 +197,7 @@ def _iter_mailbox(args: argparse.Namespace) -> Iterator[bytes]:
 
 def _import_many(args: argparse.Namespace, config: Config) -> int:
     origin = args.mbox or args.maildir
-    count = max(1, args.workers or config.spool.workers)
+    count = _processes(args, config)
     started = time.monotonic()
     try:
         counts = _import_share(args, config, 0, 1) if count == 1 else _import_in_processes(args, config, count)
@@ -211,8 +211,21 @@ def _import_many(args: argparse.Namespace, config: Config) -> int:
     elapsed = time.monotonic() - started
     rate = total / elapsed if elapsed > 0 else 0.0
     detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
-    print(f"imported {total} mails from {origin} in {elapsed:.1f}s ({rate:.0f}/s): {detail}")
+    processes = f"{count} process" + ("es" if count > 1 else "")
+    print(f"imported {total} mails from {origin} in {elapsed:.1f}s ({rate:.0f}/s, {processes}): {detail}")
     return EX_OK if not counts["failed"] else EX_TEMPFAIL
+
+
+def _processes(args: argparse.Namespace, config: Config) -> int:
+    """``--workers N``, else ``[spool] workers``; ``"auto"`` is one per core here: an import has no door to leave
+    a core for. ``workers = 0`` (the pipeline in the daemon's process) imports in this one."""
+    if args.workers:
+        return max(1, args.workers)
+    if config.spool.workers_auto:
+        from mailgate.config import usable_cores
+
+        return usable_cores()
+    return max(1, config.spool.workers)
 
 
 class _ImportBroke(Exception):

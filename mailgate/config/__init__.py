@@ -71,6 +71,7 @@ class SpoolConfig:
     max_claims: int = 3  # claimed this often without a verdict (it kills or wedges the worker): quarantined
     mail_budget: float = 60.0  # seconds of pipeline work one mail may take; 0: no budget
     workers: int = field(default_factory=lambda: auto_workers())  # worker processes beside the door; 0: in its process
+    workers_auto: bool = True  # workers = "auto" (or unset): an import, with no door, takes every core
 
 
 def auto_workers(cores: int | None = None) -> int:
@@ -81,9 +82,12 @@ def auto_workers(cores: int | None = None) -> int:
     than the pipeline in the door's process, with a p99 a third lower, and a second worker little more
     for another ~140 MB (bench/README.md, 2026-12-08).
     """
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+    return max(1, (cores if cores is not None else usable_cores()) - 1)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -271,6 +275,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         max_claims=sp.int("max_claims", 3, minimum=1),
         mail_budget=sp.duration("mail_budget", "60s"),
         workers=auto_workers() if workers is None else workers,
+        workers_auto=workers is None,
     )
     sp.finish()
 

@@ -226,18 +226,24 @@ def test_sighup_reaches_every_worker_and_sigterm_stops_them_all(make_config, dae
     assert "worker process ended" not in daemon.log() and "Fatal Python error" not in daemon.log()  # both exited 0
 
 
-def test_an_mbox_import_in_two_processes_stores_each_mail_once_and_threads_the_replies(make_config, tmp_path):
+def _history(path: Path, conversations: int) -> Path:
+    """An mbox of first mails, each followed by its reply."""
     import mailbox
 
-    from tests.helpers import mailgate
-
-    config = make_config(spool=WORKERS)
-    box = mailbox.mbox(tmp_path / "history.mbox")
-    for n in range(40):
+    box = mailbox.mbox(path)
+    for n in range(conversations):
         for raw in _first_and_reply(n):
             box.add(raw)
     box.flush()
     box.close()
+    return path
+
+
+def test_an_mbox_import_in_two_processes_stores_each_mail_once_and_threads_the_replies(make_config, tmp_path):
+    from tests.helpers import mailgate
+
+    config = make_config(spool=WORKERS)
+    _history(tmp_path / "history.mbox", 40)
     result = mailgate(config, "ingest", "--mbox", str(tmp_path / "history.mbox"), "--workers", "2")
     assert result.returncode == 0, result.stderr
     assert "imported 80 mails" in result.stdout.decode() and "40 new" in result.stdout.decode()
@@ -276,3 +282,16 @@ def test_workers_0_keeps_the_pipeline_in_the_daemons_own_process(make_config, da
     _send_all(daemon.port, [make_mail(subject="in process", msgid="<inproc@x>")], connections=1)
     wait_for(lambda: len(_rows(config)[0]) == 1, message="stored")
     assert _worker_pids(daemon.proc.pid) == [] and "worker started" not in daemon.log()
+
+
+def test_an_import_takes_every_core_by_default_and_one_process_with_workers_0(make_config, tmp_path):
+    from mailgate.config import usable_cores
+    from tests.helpers import mailgate
+
+    history = _history(tmp_path / "history.mbox", 10)
+    for spool, processes in (({}, usable_cores()), ({"workers": 0}, 1), ({"workers": 3}, 3)):
+        config = make_config(spool=spool)
+        result = mailgate(config, "ingest", "--mbox", str(history))
+        summary = result.stdout.decode()
+        assert result.returncode == 0, result.stderr
+        assert f", {processes} process" in summary and "imported 20 mails" in summary, summary
