@@ -222,6 +222,16 @@ def big_mail_memory(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _import_processes(summary: str, workers: int | None) -> int:
+    """How many processes the import ran in, as its summary says ("…/s, 2 processes): …")."""
+    import re
+
+    from servers import worker_processes
+
+    found = re.search(r", (\d+) process", summary)
+    return int(found.group(1)) if found else max(1, worker_processes(workers))
+
+
 def ingest_mbox(count: int, seed: int, db_url: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """``mailgate ingest --mbox`` of ``count`` mails into a fresh database, in ``workers`` processes:
     wall clock of the command."""
@@ -229,7 +239,7 @@ def ingest_mbox(count: int, seed: int, db_url: str | None = None, workers: int |
     import sys
 
     import corpus
-    from servers import ROOT, sqlite_url, worker_processes
+    from servers import ROOT, sqlite_url
 
     workdir = Path(tempfile.mkdtemp(prefix="mailgate-bench-ingest-"))
     try:
@@ -258,7 +268,7 @@ def ingest_mbox(count: int, seed: int, db_url: str | None = None, workers: int |
         summary = done.stdout.decode(errors="replace").strip().splitlines()
         return {
             "messages": count,
-            "workers": max(1, worker_processes(workers)),
+            "workers": _import_processes(summary[-1] if summary else "", workers),
             "seconds": round(seconds, 2),
             "msgs_per_s": round(count / seconds, 1),
             "exit": done.returncode,

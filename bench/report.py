@@ -16,6 +16,14 @@ def _default_workers(figures: dict[str, Any]) -> str:
     return "" if count is None else f' (`[spool] workers = "auto"`: {count})'
 
 
+def _processes(figures: dict[str, Any], default: bool = False) -> str:
+    count = figures.get("workers")
+    if count is None:
+        return ""
+    plural = "es" if count != 1 else ""
+    return f' (`[spool] workers = "auto"`: {count} process{plural})' if default else f" in {count} process{plural}"
+
+
 def _num(value: Any, digits: int = 0, unit: str = "") -> str:
     if value is None or value != value:
         return NA
@@ -155,7 +163,7 @@ def markdown(doc: dict[str, Any]) -> str:
     ingest = res.get("ingest_mbox", {})
     rows.append(
         [
-            f"`ingest --mbox` {sizes['ingest_count']:,} mails: msgs/s",
+            f"`ingest --mbox` {sizes['ingest_count']:,} mails{_processes(ingest, default=True)}: msgs/s",
             "",
             _num(ingest.get("msgs_per_s"), 1),
             "",
@@ -167,7 +175,7 @@ def markdown(doc: dict[str, Any]) -> str:
     if ingest_w:
         rows.append(
             [
-                f"`ingest --mbox` {sizes['ingest_count']:,} mails in {ingest_w.get('workers')} processes: msgs/s",
+                f"`ingest --mbox` {sizes['ingest_count']:,} mails{_processes(ingest_w)}: msgs/s",
                 "",
                 _num(ingest_w.get("msgs_per_s"), 1),
                 "",

@@ -74,10 +74,9 @@ QUICK = {
 }
 
 
-# The "…_workers" variants: the pipeline in the daemon's own process (``[spool] workers = 0``) against the
-# default ("auto": one worker process per core but the door's); an import in one process per core.
+# The "…_workers" variants: the pipeline in the daemon's own process, an import in one (``[spool] workers = 0``),
+# against the default ("auto": one worker process per core but the door's; an import, one process per core).
 WORKERS = 0
-INGEST_PROCESSES = os.cpu_count() or 1
 
 
 def machine() -> dict[str, Any]:
@@ -192,7 +191,7 @@ def collect(size: dict[str, Any], pg_url: str | None, only: set[str]) -> tuple[d
         "intake_small": lambda: intake("small", size, pg_url),
         "intake_mixed": lambda: intake("mixed", size, pg_url),
         "ingest_mbox": lambda: intake_mod.ingest_mbox(size["ingest_count"], seed=2),
-        "ingest_mbox_workers": lambda: intake_mod.ingest_mbox(size["ingest_count"], seed=2, workers=INGEST_PROCESSES),
+        "ingest_mbox_workers": lambda: intake_mod.ingest_mbox(size["ingest_count"], seed=2, workers=WORKERS),
         "pipe_door": lambda: intake_mod.pipe_door(size["pipe_runs"]),
         "routing": lambda: routing(size["rules"]),
         "lookups": lambda: lookups.measure(
