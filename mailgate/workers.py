@@ -182,6 +182,18 @@ def _tell_daemon(message: dict[str, Any]) -> None:
         pass
 
 
+def _database_down(reason: str) -> None:
+    """Logged once an outage, and told to the daemon, whose /healthz says so."""
+    log.error("database unavailable: holding the spool, no mail is charged", extra={"error": reason})
+    _tell_daemon({"database": "down", "reason": reason})
+
+
+def _database_back(lasted: float | None) -> None:
+    extra = {"outage_seconds": round(lasted, 1)} if lasted is not None else {}
+    log.warning("database back: taking mail again", extra=extra)
+    _tell_daemon({"database": "up"})
+
+
 def run_loop(worker: Worker, runtime: Runtime, signals: _Signals) -> None:
     """Batches until stopped and nothing is ready; an outage waits for the database, charging nobody."""
     from mailgate.pipeline.worker import DatabaseUnavailable
@@ -198,15 +210,12 @@ def run_loop(worker: Worker, runtime: Runtime, signals: _Signals) -> None:
             backoff = 0.5
         except DatabaseUnavailable as exc:
             if worker.status.down(str(exc)):
-                log.error("database unavailable: holding the spool, no mail is charged", extra={"error": str(exc)})
-                _tell_daemon({"database": "down", "reason": str(exc)})
+                _database_down(str(exc))
             while not signals.stop.wait(backoff) and worker.probe():
                 backoff = min(backoff * 2, 30.0)
             if signals.stop.is_set():
                 return
-            lasted = worker.status.back()
-            log.warning("database back: taking mail again", extra={"outage_seconds": round(lasted or 0.0, 1)})
-            _tell_daemon({"database": "up"})
+            _database_back(worker.status.back())
             continue
         except Exception:
             log.exception("worker batch failed; retrying", extra={"backoff": backoff})
@@ -277,16 +286,13 @@ def _build_when_the_database_answers(config: Config, plugins: tuple[str, ...], s
                 raise
             if not away:
                 away = True
-                reason = describe_error(exc)
-                log.error("database unavailable: holding the spool, no mail is charged", extra={"error": reason})
-                _tell_daemon({"database": "down", "reason": reason})
+                _database_down(describe_error(exc))
             if signals.stop.wait(backoff):
                 return None
             backoff = min(backoff * 2, 30.0)
             continue
         if away:
-            log.warning("database back: taking mail again")
-            _tell_daemon({"database": "up"})
+            _database_back(None)
         return runtime
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from mailgate.config import auto_workers, load_config
+from mailgate.config import auto_workers, load_config, usable_cores
 from mailgate.errors import ConfigError
 from mailgate.units import parse_duration, parse_size
 
@@ -102,7 +101,7 @@ def test_init_copies_the_example_config_and_refuses_to_overwrite(tmp_path):
 
 def test_the_pipeline_runs_beside_the_door_in_one_process_per_core_but_the_doors_by_default(tmp_path):
     path = tmp_path / "config.toml"
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     for text, workers in (("", max(1, cores - 1)), ('[spool]\nworkers = "auto"', max(1, cores - 1))):
         path.write_text(text + "\n")
         assert load_config(path).spool.workers == workers

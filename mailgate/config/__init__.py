@@ -268,7 +268,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     sup.finish()
 
     sp = root.table("spool")
-    workers = sp.int_or("workers", "auto", "auto", minimum=0)
+    workers = sp.int_or("workers", "auto", minimum=0)
     spool = SpoolConfig(
         max_attempts=sp.int("max_attempts", 5, minimum=1),
         batch_size=sp.int("batch_size", 50, minimum=1),

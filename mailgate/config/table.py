@@ -65,11 +65,10 @@ class Table:
             raise self.error(key, f"expected an integer >= {minimum}, got {value}")
         return value
 
-    def int_or(
-        self, key: builtins.str, word: builtins.str, default: builtins.int | builtins.str, *, minimum: builtins.int
-    ) -> builtins.int | None:
-        """An integer of at least ``minimum``, or ``word`` (given as None): ``workers = "auto"``."""
-        value = self._get(key, default)
+    def int_or(self, key: builtins.str, word: builtins.str, *, minimum: builtins.int) -> builtins.int | None:
+        """An integer of at least ``minimum``, or ``word``, also when the key is not set (given as None):
+        ``workers = "auto"``."""
+        value = self._get(key, word)
         if value == word:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -37,6 +37,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 from mailgate.config import Config, SupportConfig
 from mailgate.doors.checks import looks_like_mail
 from mailgate.errors import SpoolError
+from mailgate.mail.addresses import DOT_ATOM
 from mailgate.spool.disk import PendingEntry, Spool, SpoolMeta
 
 log = logging.getLogger("mailgate.smtp")
@@ -104,9 +105,8 @@ class IntakeHandler:
         return f"250 2.0.0 Ok: queued as {meta.id}"
 
 
-# A path as nearly every server sends it: <dot-atom@dot-atom>, nothing quoted, no comment, no route
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
+# A path as nearly every server sends it: <dot-atom@domain>, nothing quoted, no comment, no route
+_PLAIN_PATH = re.compile(rf"<({DOT_ATOM})@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
 
 
 class IntakeSMTP(SMTP):

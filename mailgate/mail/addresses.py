@@ -28,10 +28,11 @@ _ANGLE = re.compile(r"<\s*(?:mailto:)?([^<>\s@]{1,64}@[^<>\s@]{1,255}?)\.?\s*(?:
 _BARE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})*", re.UNICODE)
 # The plain shapes (RFC 5322 dot-atoms, ASCII only): an address alone, or after a name of atoms or a
 # quoted name without escapes or angle brackets. A name's atoms may hold dots, as the stdlib's phrases do.
-_DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-_PLAIN_ADDRESS = re.compile(rf"{_DOT_ATOM}@{_DOT_ATOM}")
+ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"  # RFC 5322's atom characters (the SMTP door reads paths with it too)
+DOT_ATOM = rf"{ATEXT}+(?:\.{ATEXT}+)*"
+_PLAIN_ADDRESS = re.compile(rf"{DOT_ATOM}@{DOT_ATOM}")
 _PLAIN_NAMED = re.compile(
-    rf"""(?:"([^"\\<>\x00-\x1f\x7f]*)" *|((?:[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.-]+ +)+))<({_DOT_ATOM}@{_DOT_ATOM})>"""
+    rf"""(?:"([^"\\<>\x00-\x1f\x7f]*)" *|((?:[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.-]+ +)+))<({DOT_ATOM}@{DOT_ATOM})>"""
 )
 
 
