@@ -57,6 +57,17 @@ EX_NOINPUT = 66
 CHUNK_BYTES = 1 << 16  # read from the MTA this much at a time
 
 
+def _process_count(text: str) -> int:
+    """``--workers N``: a count of processes, at least one (argparse's error names the option)."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 process, got {count}")
+    return count
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ingest",
@@ -74,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=200, help="mails per transaction for --mbox/--maildir")
     p.add_argument(
         "--workers",
-        type=int,
+        type=_process_count,
         default=0,
         metavar="N",
         help='with --mbox/--maildir: import in N processes (default: [spool] workers; "auto": one per core)',
@@ -220,7 +231,7 @@ def _processes(args: argparse.Namespace, config: Config) -> int:
     """``--workers N``, else ``[spool] workers``; ``"auto"`` is one per core here: an import has no door to leave
     a core for. ``workers = 0`` (the pipeline in the daemon's process) imports in this one."""
     if args.workers:
-        return max(1, args.workers)
+        return int(args.workers)
     if config.spool.workers_auto:
         from mailgate.config import usable_cores
 

@@ -295,3 +295,14 @@ def test_an_import_takes_every_core_by_default_and_one_process_with_workers_0(ma
         summary = result.stdout.decode()
         assert result.returncode == 0, result.stderr
         assert f", {processes} process" in summary and "imported 20 mails" in summary, summary
+
+
+def test_an_import_refuses_a_process_count_below_one_and_stores_nothing(make_config, tmp_path):
+    from tests.helpers import mailgate
+
+    config = make_config()
+    history = _history(tmp_path / "history.mbox", 2)
+    for bad in ("0", "-2", "two"):
+        result = mailgate(config, "ingest", "--mbox", str(history), "--workers", bad)
+        assert result.returncode == 2 and b"--workers" in result.stderr, result.stderr
+    assert not (load_config(config).data_dir / "mailgate.sqlite3").exists() or _rows(config)[0] == []
