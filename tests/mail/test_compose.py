@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import email
+import email.header
 import email.policy
+import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -149,15 +152,15 @@ def test_an_address_outside_ascii_takes_the_smtputf8_path():
 def test_a_multipart_boundary_never_occurs_in_a_part_that_is_sent_as_it_is(monkeypatch):
     import uuid
 
-    taken = uuid.UUID(int=1)
-    values = iter([taken, taken, uuid.UUID(int=2), uuid.UUID(int=3)])
+    taken, other = uuid.UUID(int=1 << 120), uuid.UUID(int=2 << 120)  # they differ within the boundary's digits
+    values = iter([taken, taken, other, uuid.UUID(int=3 << 120)])
     monkeypatch.setattr(compose.uuid, "uuid4", lambda: next(values))
-    text = f"a line that looks like one: --=_{taken.hex}\n"
+    text = f"a line that looks like one: --=_{taken.hex[:24]}\n"
 
     raw = compose.compose(outgoing(text=text, html="<p>hello</p>"))
 
     mail = email.message_from_bytes(raw, policy=email.policy.default)
-    assert mail.get_boundary() == f"=_{uuid.UUID(int=2).hex}", "the boundary found in the text was not used"
+    assert mail.get_boundary() == f"=_{other.hex[:24]}", "the boundary found in the text was not used"
     assert [p.get_content_type() for p in mail.walk()] == ["multipart/alternative", "text/plain", "text/html"]
     assert mail.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
 
@@ -258,3 +261,41 @@ def test_a_quoted_printable_body_reads_back_as_its_text_in_short_7bit_lines(text
     expected = text.replace("\r\n", "\n").replace("\r", "\n")
     assert mail.get_body(("plain",)).get_content().replace("\r\n", "\n") == expected
     assert mail.get_body(("html",)).get_content().replace("\r\n", "\n") == f"<p>{expected}</p>"
+
+
+SUBJECTS = [
+    "Принтер горит",
+    "Problème d'impression: l'imprimante du 3ᵉ étage ne répond plus depuis ce matin",
+    "日本語の件名がとても長い場合にはいくつかの単語に分けて折り返されます。" * 3,
+    "emoji 🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥🔥 in a row",
+    "[#1234] Re: " + "é" * 500,
+    "x" * 41 + "é",  # the first word's room ends inside the character
+]
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_a_subject_outside_ascii_folds_into_short_encoded_words_that_read_back_as_it(subject):
+    raw = compose.compose(outgoing(subject=subject))
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    lines = head.split("\r\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("Subject: "))
+    folded = [lines[start], *itertools.takewhile(lambda line: line.startswith(" "), lines[start + 1 :])]
+    assert all(len(line) <= 78 for line in folded)
+    words = " ".join(folded).removeprefix("Subject: ").split()
+    assert all(len(word) <= 75 and word.startswith("=?utf-8?b?") for word in words)
+    for word in words:  # each word holds whole characters (RFC 2047 5)
+        base64.b64decode(word[len("=?utf-8?b?") : -2]).decode("utf-8")
+    assert email.message_from_bytes(raw, policy=email.policy.default)["Subject"] == subject
+
+
+def test_a_subject_outside_ascii_is_written_as_the_classic_header_writes_its_base64():
+    subject = "[#1234] Re: Проблема с оплатой заказа номер 5"
+    classic = email.header.Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n")
+    assert compose.EncodedWords(subject, "Subject").folded("Subject", "\r\n") == f"Subject: {classic}\r\n"
+
+
+def test_a_multipart_content_type_fits_on_one_line():
+    raw = compose.compose(outgoing(html="<p>hello</p>", attachments=[PNG]))
+    assert [line for line in raw.split(b"\r\n") if line.startswith(b"Content-Type: multipart/")] and not [
+        line for line in raw.split(b"\r\n") if line.startswith(b" boundary=")
+    ]

@@ -261,7 +261,12 @@ def _add_first_watchers(ctx: MessageContext, ticket: Ticket) -> None:
     if not wanted:
         return
     added, left = watchers.add(
-        ctx.session, ticket, wanted, max_total=support.max_watchers, max_new=support.max_new_watchers
+        ctx.session,
+        ticket,
+        wanted,
+        max_total=support.max_watchers,
+        max_new=support.max_new_watchers,
+        new_ticket=True,
     )
     if left:
         audit.record(

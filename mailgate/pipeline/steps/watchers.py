@@ -13,22 +13,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailgate.storage.models import Ticket, Watcher
 
+# Built once: building a statement costs more than running it.
+_WATCHING = select(Watcher.address).where(Watcher.ticket_id == bindparam("ticket_id"))
+
 
 def add(
-    session: Session, ticket: Ticket, addresses: Iterable[str], *, max_total: int, max_new: int | None = None
+    session: Session,
+    ticket: Ticket,
+    addresses: Iterable[str],
+    *,
+    max_total: int,
+    max_new: int | None = None,
+    new_ticket: bool = False,
 ) -> tuple[list[str], int]:
     """Add new ``addresses`` as watchers of ``ticket``, in order, within the limits.
 
     Returns the addresses added and how many new ones were left out. The
     customer and addresses already watching are not new and count for nothing.
+    ``new_ticket``: the ticket's row was written a moment ago in this transaction, so no one watches
+    it yet and nothing is read (a customer's first mail with a Cc: a fifth of the mails).
     """
-    known = set(session.scalars(select(Watcher.address).where(Watcher.ticket_id == ticket.id)).all())
-    present = session.scalar(select(func.count(Watcher.id)).where(Watcher.ticket_id == ticket.id)) or 0
+    known = set() if new_ticket else set(session.scalars(_WATCHING, {"ticket_id": ticket.id}).all())
+    present = len(known)
     room = max(0, max_total - present)
     if max_new is not None:
         room = min(room, max_new)
