@@ -196,23 +196,58 @@ def _normalize(line: str) -> str:
     return norm if len(norm) <= MAX_MARKER_LEN else ""
 
 
+class _Norms:
+    """Each line's :func:`_normalize` ("" if quoted or blank), made when first asked for (most never are)."""
+
+    def __init__(self, lines: list[str], quoted: list[bool], blank: list[bool]) -> None:
+        self._lines, self._quoted, self._blank = lines, quoted, blank
+        self._made: list[str | None] = [None] * len(lines)
+
+    def __getitem__(self, i: int) -> str:
+        made = self._made[i]
+        if made is None:
+            made = self._made[i] = "" if self._quoted[i] or self._blank[i] else _normalize(self._lines[i])
+        return made
+
+    def span(self, start: int, end: int) -> list[str]:
+        return [self[i] for i in range(start, end)]
+
+
+# The first character of a marker that needs no colon: a rule of dashes (forward, original message, a
+# dashed intro) or a digit (Gmail's "2013/7/20 Bob <bob@x.com>"). Every other marker holds a colon.
+_RULE_OR_DIGIT = re.compile(r"\s*(?:[-_=*]|\d)")
+
+
 class _Scan:
     """One pass over the lines, top-down, looking for where history starts."""
 
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
         self.quoted = [line.lstrip().startswith(">") for line in lines]
-        self.blank = [not line.strip() for line in lines]
-        # Normalized text of the lines that may be markers (not quoted, not blank).
-        self.norm = [
-            "" if q or b else _normalize(line) for line, q, b in zip(lines, self.quoted, self.blank, strict=True)
-        ]
+        stripped = [line.strip() for line in lines]
+        self.blank = [not line for line in stripped]
+        self.norm = _Norms(lines, self.quoted, self.blank)
         self.next_nonblank = [0] * (len(lines) + 1)
         self.next_nonblank[len(lines)] = len(lines)
+        # The first line at or below each that ends with a colon, as an intro's last line does.
+        self.next_colon_end = [len(lines)] * (len(lines) + 1)
         for i in range(len(lines) - 1, -1, -1):
             self.next_nonblank[i] = self.next_nonblank[i + 1] if self.blank[i] else i
+            self.next_colon_end[i] = i if stripped[i].endswith(":") else self.next_colon_end[i + 1]
         self.intro_lines: set[int] = set()
         self._headers: dict[int, str | None] = {}
+
+    def may_start_marker(self, i: int) -> bool:
+        """Whether any test of :meth:`find_cut` can match at line i; a cheap first look that skips prose.
+
+        Each marker pattern starts with a rule or a digit, or holds a colon (a header's name, an intro's
+        end: every intro ends with one, also one wrapped over up to MAX_INTRO_LINES lines)."""
+        line = self.lines[i]
+        return ":" in line or self.longest_intro(i) > 1 or _RULE_OR_DIGIT.match(line) is not None
+
+    def longest_intro(self, i: int) -> int:
+        """MAX_INTRO_LINES when a line below i within reach ends with a colon (an intro may end there), else 1."""
+        return MAX_INTRO_LINES if self.next_colon_end[i + 1] < min(len(self.lines), i + MAX_INTRO_LINES) else 1
 
     def find_cut(self) -> tuple[int, bool]:
         """Index of the first line of unquoted history, and whether it is a forward.
@@ -222,6 +257,9 @@ class _Scan:
         n = len(self.lines)
         i = 0
         while i < n:
+            if self.quoted[i] or self.blank[i] or not self.may_start_marker(i):
+                i += 1
+                continue
             norm = self.norm[i]
             if not norm:
                 i += 1
@@ -245,7 +283,7 @@ class _Scan:
                     self.intro_lines.update(range(i, following))
                     i = following
                     continue
-                intro = " ".join(self.norm[i:end])
+                intro = " ".join(self.norm.span(i, end))
                 if _TIME_OR_ADDRESS.search(intro):
                     return i, False
             i += 1
@@ -293,7 +331,7 @@ class _Scan:
         if _is_intro(line):
             return 1
         joined = line
-        for span in range(2, MAX_INTRO_LINES + 1):
+        for span in range(2, self.longest_intro(i) + 1):
             nxt = self.norm[i + span - 1] if i + span - 1 < len(self.lines) else ""
             if not nxt or len(joined) + len(nxt) >= MAX_MARKER_LEN:
                 return 0

@@ -38,6 +38,7 @@ from email._encoded_words import decode_b
 from email.feedparser import BytesFeedParser
 from email.message import Message
 from functools import cached_property
+from typing import Any
 
 FEED_CHUNK = 8192  # what email.parser.Parser reads at a time: the parser sees the pieces message_from_bytes gives it
 ELIDE_FROM = 65536  # a smaller mail is fed whole: the search would cost more than it saves
@@ -133,6 +134,58 @@ class Elided:
             return None
 
 
+class IndexedMessage(Message):
+    """compat32's Message, whose :meth:`get` finds a header in a dict instead of walking them all.
+
+    Reading a mail asks each part for its type, its parameters and its encoding a dozen times (the feed
+    parser, then our walk), and each ask lowered and compared every header name: a tenth of the parse.
+    The dict is made at the first ask and dropped by every change of the headers.
+    """
+
+    _index: dict[str, tuple[str, Any]] | None = None
+
+    @property
+    def _headers(self) -> list[tuple[str, Any]]:
+        return self._header_list
+
+    @_headers.setter
+    def _headers(self, value: list[tuple[str, Any]]) -> None:
+        self._header_list = value
+        self._index = None
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        found = self._first(name)
+        return failobj if found is None else self.policy.header_fetch_parse(*found)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._first(name) is not None
+
+    def _first(self, name: str) -> tuple[str, Any] | None:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, value in self._header_list:
+                index.setdefault(key.lower(), (key, value))
+            self._index = index
+        return index.get(name.lower())
+
+    def __setitem__(self, name: str, val: Any) -> None:
+        self._index = None
+        super().__setitem__(name, val)
+
+    def set_raw(self, name: str, value: Any) -> None:
+        self._index = None
+        super().set_raw(name, value)
+
+    def add_header(self, _name: str, _value: str, **_params: Any) -> None:
+        self._index = None
+        super().add_header(_name, _value, **_params)
+
+    def replace_header(self, _name: str, _value: Any) -> None:
+        self._index = None
+        super().replace_header(_name, _value)
+
+
 def read(raw: bytes, headers_only: bool = False, elide: bool = False) -> Message:
     """What ``email.message_from_bytes(raw, policy=compat32)`` returns (the header block alone, with
     ``headers_only``: ``BytesHeaderParser``), fed a slice at a time; with ``elide``, long runs of
@@ -148,7 +201,7 @@ def read(raw: bytes, headers_only: bool = False, elide: bool = False) -> Message
 
 
 def _feed(raw: bytes, headers_only: bool) -> Message:
-    feeder = BytesFeedParser(policy=email_policy.compat32)
+    feeder = BytesFeedParser(IndexedMessage, policy=email_policy.compat32)
     if headers_only:
         feeder._set_headersonly()  # type: ignore[attr-defined]  # what email.parser.HeaderParser does
     view = memoryview(raw)
