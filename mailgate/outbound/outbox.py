@@ -46,7 +46,7 @@ from mailgate.outbound.bounces import verp_address
 from mailgate.outbound.making import Recipient
 from mailgate.outbound.settings import Settings
 from mailgate.outbound.templating import DEFAULT_LOCALE, Templates
-from mailgate.storage import audit, direct
+from mailgate.storage import audit, direct, rows
 from mailgate.storage.models import Event, Message, Outbox, Ticket
 from mailgate.storage.rows import insert_now, table
 from mailgate.storage.threads import remember_message_id
@@ -209,7 +209,8 @@ def write(session: Session, services: Services, mail: Prepared) -> Outbox | None
         session,
         st.key,
         config.support.address,
-        Outbox(
+        rows.new(
+            Outbox,
             ticket_id=ticket.id if ticket else None,
             message_pk=message_pk,
             kind=mail.kind,
@@ -294,7 +295,8 @@ def _store(session: Session, services: Services, ticket: Ticket, made: making.Ma
     with services.blobs.batch(session):  # the blob commits with this mail's rows (the worker's batch, or ours)
         sha = services.blobs.put(raw)
     digest = content_digest(raw)
-    message = Message(
+    message = rows.new(
+        Message,
         ticket_id=ticket.id,
         direction="out",
         content_sha256=digest,

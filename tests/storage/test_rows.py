@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import event, select
 
-from mailgate.storage import audit, direct
+from mailgate.storage import audit, direct, rows
 from mailgate.storage.models import Customer, Event, Message, MessageRef, Ticket
 from mailgate.storage.rows import insert_now, write_changes
 from mailgate.storage.threads import indexed, remember_message_id
@@ -361,3 +362,25 @@ def test_a_row_with_an_id_taken_before_is_written_with_it_and_is_the_sessions_ob
         assert customer.id == new_id and session.get(Customer, new_id) is customer
     with harness.session() as session:
         assert session.scalar(select(Customer.id).where(Customer.address == "eve@customer.example")) == new_id
+
+
+def test_an_object_made_without_its_constructor_is_written_and_loaded_as_one_made_with_it(harness):
+    with harness.runtime.sessions() as session, session.begin():
+        made = rows.new(Customer, address="new@customer.example", created_at=NOW)
+        built = Customer(address="ctor@customer.example", created_at=NOW)
+        for customer in (made, built):
+            insert_now(session, customer)
+        assert made in session and not session.new and not session.dirty
+        assert (made.name, made.address) == ("", "new@customer.example"), "the column's default is set, as by the ctor"
+        assert session.get(Customer, made.id) is made
+        made.name = "Nell"  # its changes are tracked like any loaded object's
+        session.flush()
+        names = dict(session.connection().execute(select(Customer.address, Customer.name)).all())
+    assert names == {"new@customer.example": "Nell", "ctor@customer.example": ""}
+
+
+def test_an_object_is_made_of_columns_only():
+    with pytest.raises(TypeError, match="not columns of Ticket"):
+        rows.new(Ticket, number=1, customer=None)  # a relationship is linked after, with set_committed_value
+    with pytest.raises(TypeError, match="not columns of Customer"):
+        rows.new(Customer, adress="typo@customer.example")

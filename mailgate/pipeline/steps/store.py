@@ -19,7 +19,7 @@ from mailgate.context import MessageContext, Services, sender_address
 from mailgate.mail import language as locale_detect
 from mailgate.outbound import templating
 from mailgate.pipeline.steps import watchers
-from mailgate.storage import audit, direct
+from mailgate.storage import audit, direct, rows
 from mailgate.storage.models import Attachment, Counter, Customer, Message, Ticket
 from mailgate.storage.rows import insert_now, loaded, next_ids, table
 from mailgate.storage.threads import remember_message_id
@@ -142,7 +142,8 @@ def store(ctx: MessageContext) -> None:
         customer = get_or_create_customer(session, address, mail.from_name, now, read=(new.customer,))
         route = ctx.route
         queue = route.queue or ctx.services.config.support.default_queue
-        ticket = Ticket(
+        ticket = rows.new(
+            Ticket,
             number=number,
             subject=mail.subject,
             status="new",
@@ -178,7 +179,8 @@ def _message(ctx: MessageContext, ticket: Ticket, address: str, now: datetime, n
     Linked to the ticket as loaded values, so later steps read the list of files without a query.
     """
     session, mail, blobs = ctx.session, ctx.mail, ctx.services.blobs
-    message = Message(
+    message = rows.new(
+        Message,
         ticket_id=ticket.id,
         direction=ctx.notes.direction,
         dedupe_key=ctx.dedupe_key,
@@ -205,7 +207,8 @@ def _message(ctx: MessageContext, ticket: Ticket, address: str, now: datetime, n
     insert_now(session, message, new_id=new_id)
     files = []
     for item in mail.attachments:
-        attachment = Attachment(
+        attachment = rows.new(
+            Attachment,
             message_pk=message.id,
             filename=item.filename,
             content_type=item.content_type,
