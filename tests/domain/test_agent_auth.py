@@ -103,3 +103,36 @@ class TestAuthenticationResults:
         assert agent_auth.parse_settings(config).trusted_authserv_ids == {"mx.example.com"}
         with pytest.raises(ConfigError, match="methods"):
             agent_auth.parse_settings(parse_config({"agent_auth": {"methods": ["arc"]}}, tmp_path / "c.toml"))
+
+
+AUTH = b"Authentication-Results: mx.example.com; dkim=pass header.d=example.com\r\n"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        AUTH + b"Received: from a\r\nFrom: a@example.com\r\n\r\nbody\r\n",
+        AUTH + b"From: a@example.com\r\n\r\n" + AUTH,  # one in the body is no header
+        AUTH.replace(b"\r\n", b"\n") + b"From: a@example.com\n\nbody\n" + AUTH,
+        AUTH.replace(b"\r\n", b"\r") + b"From: a@example.com\r\rbody\r" + AUTH,
+        AUTH + b"From: a@example.com\r\n\nbody\r\n" + AUTH,  # a mixed blank line
+        AUTH + b"Authentication-Results: second; spf=pass\r\n folded=yes\r\n",  # no body at all
+        AUTH + b"not a header line\r\n" + AUTH,
+    ],
+)
+def test_the_top_results_are_read_from_the_header_block_as_a_whole_parse_reads_them(raw):
+    from email import message_from_bytes, policy
+
+    whole = []
+    for name, value in message_from_bytes(raw, policy=policy.compat32).items():
+        if name.lower() == "received":
+            break
+        if name.lower() == "authentication-results":
+            whole.append(agent_auth.clean_header(str(value)))
+    assert agent_auth.top_authentication_results(raw) == whole
+    assert agent_auth._header_end(raw) <= len(raw)
+
+
+def test_a_long_body_is_not_read_for_the_top_results():
+    raw = AUTH + b"From: a@example.com\r\n\r\n" + b"line\r\n" * 100_000
+    assert agent_auth._header_end(raw) == raw.index(b"\r\n\r\n") + 4  # just past the blank line
