@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -18,9 +19,12 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
 
 
+_NEEDS_QUOTES = re.compile(r'[ ="\n\\]')
+
+
 def _logfmt_value(value: object) -> str:
     text = str(value)
-    if text == "" or any(c in text for c in ' ="\n\\'):
+    if text == "" or _NEEDS_QUOTES.search(text):
         return json.dumps(text, ensure_ascii=False)
     return text
 

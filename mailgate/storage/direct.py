@@ -73,6 +73,7 @@ def _compile(statement: Statement | Query, dialect: Dialect, keys: tuple[str, ..
 
 
 def _plan(statement: Statement | Query, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled | None:
+    """``keys`` in the caller's order, not sorted: a call site always gives the same (its own entry)."""
     cache_key = (id(statement), dialect.name, keys)
     plan = _CACHE.get(cache_key)
     if plan is None or plan.statement is not statement:
@@ -107,7 +108,7 @@ def write(
     savepoint, and FTS5 writes its pending terms out at every savepoint (migration 0009).
     """
     conn = session.connection() if isinstance(session, Session) else session
-    plan = _plan(statement, conn.dialect, tuple(sorted(values)))
+    plan = _plan(statement, conn.dialect, tuple(values))
     if plan is None:
         result = conn.execute(statement, dict(values))
         if new_rowid:
@@ -129,7 +130,7 @@ def read(session: Session | Connection, statement: Query, values: Mapping[str, A
     the caller reads rows that are written at once (Core or ``insert_now``), not pending ORM objects.
     """
     conn = session.connection() if isinstance(session, Session) else session
-    plan = _plan(statement, conn.dialect, tuple(sorted(values)))
+    plan = _plan(statement, conn.dialect, tuple(values))
     if plan is None:
         return [tuple(row) for row in conn.execute(statement, dict(values))]
     rows: list[tuple[Any, ...]] = _run(conn, [*_taken(conn), (plan, _bound(plan, values), False)], fetch_all=True)
@@ -142,7 +143,7 @@ def read_many(
     """Execute several SELECTs, on PostgreSQL in one round trip (with the queued writes before them): the
     rows of each, as :func:`read` gives them. For reads that do not depend on each other's answers."""
     conn = session.connection() if isinstance(session, Session) else session
-    plans = [_plan(statement, conn.dialect, tuple(sorted(values))) for statement, values in queries]
+    plans = [_plan(statement, conn.dialect, tuple(values)) for statement, values in queries]
     usable = [plan for plan in plans if plan is not None]
     if len(usable) < len(plans):
         return [read(conn, statement, values) for statement, values in queries]
@@ -163,7 +164,7 @@ def write_many(session: Session | Connection, statement: Statement, rows: Sequen
     if not rows:
         return
     conn = session.connection() if isinstance(session, Session) else session
-    plan = _plan(statement, conn.dialect, tuple(sorted(rows[0])))
+    plan = _plan(statement, conn.dialect, tuple(rows[0]))
     if plan is None:
         conn.execute(statement, [dict(row) for row in rows])
         return

@@ -89,7 +89,7 @@ def get_or_create_customer(
     """``read``: the address was looked up already, with this answer (see :func:`_new_ticket_reads`)."""
     [customer] = read if read is not None else (_customer(session, address),)
     if customer is None:
-        customer = Customer(address=address, name=name, created_at=now)
+        customer = rows.new(Customer, address=address, name=name, created_at=now)
         if not insert_now(session, customer, unique="address"):
             # another worker's batch added this address meanwhile, and has committed it
             customer = _customer(session, address)
