@@ -17,14 +17,16 @@ from collections.abc import Iterable
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from mailgate.domain.tokens import find_ticket_number
 from mailgate.storage import direct
 from mailgate.storage.models import Message, MessageRef, Ticket
-from mailgate.storage.rows import flushed_id, nothing_pending, table
+from mailgate.storage.rows import flushed_id, loaded, nothing_pending, table
 
 # Built once: a statement built per call costs several times its execution (these run for every mail).
-_TICKET_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
+_TICKET_BY_NUMBER = select(*table(Ticket).columns).where(table(Ticket).c.number == bindparam("number"))
+_TICKET_BY_ID = select(*table(Ticket).columns).where(table(Ticket).c.id == bindparam("id"))
 _REFS_BY_KEYS = select(MessageRef.msgid_sha256, MessageRef.ticket_id).where(
     MessageRef.msgid_sha256.in_(bindparam("keys", expanding=True))
 )
@@ -41,7 +43,9 @@ def by_token(session: Session, subject: str, prefix: str) -> Ticket | None:
     number = find_ticket_number(subject, prefix)
     if number is None:
         return None
-    return session.scalar(_TICKET_BY_NUMBER, {"number": number})
+    session.flush()  # as the ORM's query would: a ticket added but not written yet is found too
+    found = direct.read(session, _TICKET_BY_NUMBER, {"number": number})
+    return loaded(session, Ticket, found[0]) if found else None
 
 
 def by_references(session: Session, in_reply_to: Iterable[str], references: Iterable[str]) -> Ticket | None:
@@ -53,8 +57,18 @@ def by_references(session: Session, in_reply_to: Iterable[str], references: Iter
     found = {key: ticket_id for key, ticket_id in session.execute(_REFS_BY_KEYS, {"keys": keys})}
     for key in keys:
         if key in found:
-            return session.get(Ticket, found[key])
+            return ticket_by_id(session, found[key])
     return None
+
+
+def ticket_by_id(session: Session, ticket_id: int) -> Ticket | None:
+    """``session.get(Ticket, ticket_id)``: the one the session holds, else the row read with one SELECT and
+    made a loaded object without the ORM's query (a third of its cost)."""
+    held = session.identity_map.get(identity_key(Ticket, ticket_id))
+    if held is not None:
+        return held
+    found = direct.read(session, _TICKET_BY_ID, {"id": ticket_id})
+    return loaded(session, Ticket, found[0]) if found else None
 
 
 def remember_message_id(

@@ -384,3 +384,25 @@ def test_an_object_is_made_of_columns_only():
         rows.new(Ticket, number=1, customer=None)  # a relationship is linked after, with set_committed_value
     with pytest.raises(TypeError, match="not columns of Customer"):
         rows.new(Customer, adress="typo@customer.example")
+
+
+def test_a_ticket_is_found_by_its_number_or_id_as_the_orm_finds_it_with_one_select(harness):
+    from mailgate.storage import threads
+
+    with harness.runtime.sessions() as session, session.begin():
+        written = _ticket(session, 7)
+        session.add(written)
+        session.flush()
+        ticket_id = written.id
+    with harness.runtime.sessions() as session, session.begin():
+        statements: list[str] = []
+        event.listen(session.connection(), "before_cursor_execute", lambda c, cur, sql, *a: statements.append(sql))
+        found = threads.by_token(session, "Re: Printer [#7]", "")
+        assert found is session.get(Ticket, ticket_id), "the session's own object, as a query gives it"
+        assert (found.number, found.subject, found.customer.address) == (7, "s", "c7@customer.example")
+        assert threads.ticket_by_id(session, ticket_id) is found and len(statements) == 2, "held: no SELECT"
+        assert threads.ticket_by_id(session, ticket_id + 1) is None
+        assert threads.by_token(session, "Re: Printer [#8]", "") is None
+        pending = _ticket(session, 9)
+        session.add(pending)
+        assert threads.by_token(session, "[#9]", "") is pending, "a ticket added but not written is found too"
