@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event, select
 
 from mailgate.storage import audit, direct, rows
-from mailgate.storage.models import Customer, Event, Message, MessageRef, Ticket
+from mailgate.storage.models import Customer, Event, Message, MessageRef, Ticket, Watcher
 from mailgate.storage.rows import insert_now, write_changes
 from mailgate.storage.threads import indexed, remember_message_id
 from tests.helpers import make_mail
@@ -156,7 +156,8 @@ def test_a_rolled_back_mail_takes_its_events_and_index_entries_along(harness):
         assert indexed(session, "<gone@customer.example>") is None
 
 
-def test_a_new_tickets_mail_is_stored_and_acknowledged_without_a_flush(harness):
+@pytest.mark.parametrize("cc", [None, "Bob <bob@customer.example>, carol@customer.example"], ids=["alone", "with cc"])
+def test_a_new_tickets_mail_is_stored_and_acknowledged_without_a_flush(harness, cc):
     flushes: list[int] = []
     sessions = harness.runtime.sessions
     real = sessions.__call__
@@ -169,14 +170,16 @@ def test_a_new_tickets_mail_is_stored_and_acknowledged_without_a_flush(harness):
         return session
 
     harness.worker.sessions = tracked  # type: ignore[method-assign]
-    harness.deliver(make_mail(subject="Printer on fire", msgid="<fire@customer.example>"))
+    harness.deliver(make_mail(subject="Printer on fire", msgid="<fire@customer.example>", cc=cc))
 
     with sessions() as session:
         kinds = session.scalars(select(Event.kind).order_by(Event.id)).all()
         assert kinds[:2] == ["ticket.created", "message.received"]
         assert indexed(session, "<fire@customer.example>") is not None
-    # customer, ticket, message, the events, the index and the outbox row (acknowledgment) are each
-    # inserted at once: the unit of work has nothing to do for a new ticket's mail.
+        watching = session.scalars(select(Watcher.address).order_by(Watcher.id)).all()
+        assert watching == (["bob@customer.example", "carol@customer.example"] if cc else [])
+    # customer, ticket, message, the events, the index, the watchers and the outbox row (acknowledgment)
+    # are each inserted at once: the unit of work has nothing to do for a new ticket's mail.
     assert flushes == []
 
 

@@ -16,7 +16,9 @@ from collections.abc import Iterable
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from mailgate.storage import rows
 from mailgate.storage.models import Ticket, Watcher
+from mailgate.storage.rows import insert_now
 
 # Built once: building a statement costs more than running it.
 _WATCHING = select(Watcher.address).where(Watcher.ticket_id == bindparam("ticket_id"))
@@ -40,6 +42,8 @@ def add(
     """
     known = set() if new_ticket else set(session.scalars(_WATCHING, {"ticket_id": ticket.id}).all())
     present = len(known)
+    # a written ticket, nothing waiting for a flush: each row at once, in order, not by the unit of work
+    at_once = rows.flushed_id(ticket) is not False and rows.nothing_pending(session)
     room = max(0, max_total - present)
     if max_new is not None:
         room = min(room, max_new)
@@ -49,7 +53,10 @@ def add(
         if address in known or address == ticket.customer.address:
             continue
         if len(added) < room:
-            session.add(Watcher(ticket_id=ticket.id, address=address))
+            if at_once:
+                insert_now(session, rows.new(Watcher, ticket_id=ticket.id, address=address))
+            else:
+                session.add(Watcher(ticket_id=ticket.id, address=address))
             added.append(address)
         else:
             left += 1
