@@ -1,4 +1,5 @@
-"""A part's headers are looked up in an index: the answers are the stdlib Message's, before and after any change."""
+"""A part's headers and their parameters are looked up in an index: the answers are the stdlib Message's,
+before and after any change."""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ def same_answers(indexed: Message, plain: Message) -> None:
         assert (name in indexed) == (name in plain), name
     assert indexed.get_content_type() == plain.get_content_type()
     assert indexed.get_params() == plain.get_params()
+    assert indexed.get_params(header="content-disposition") == plain.get_params(header="content-disposition")
+    assert indexed.get_param("charset") == plain.get_param("charset")
+    assert indexed.get_boundary() == plain.get_boundary()
+    assert indexed.get_content_charset() == plain.get_content_charset()
     assert indexed.get_filename() == plain.get_filename()
 
 
@@ -73,3 +78,9 @@ def test_a_change_of_the_headers_is_seen_by_the_next_lookup(change):
     change(indexed)
     change(plain)
     same_answers(indexed, plain)
+
+
+def test_a_changed_list_of_parameters_changes_nothing_for_the_next_ask():
+    indexed = tree.read(MAIL)
+    indexed.get_params(unquote=False).append(("x", "y"))
+    assert indexed.get_params() == email.message_from_bytes(MAIL, policy=policy.compat32).get_params()
