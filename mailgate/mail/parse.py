@@ -82,6 +82,8 @@ def proper_text(value: str) -> str:
 
 def clean_header(value: Any) -> str:
     """One line of printable text: header values never carry CR, LF or NUL onward."""
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        return value.strip()  # nothing to replace or drop: most header values, and every header name
     text = proper_text(value if isinstance(value, str) else str(value or ""))
     return _CONTROL.sub("", text.replace("\r", " ").replace("\n", " ")).strip()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from mailgate.doors.checks import looks_like_mail
 from mailgate.mail.parse import parse
 from tests.reading import fixture, names, read
@@ -118,3 +120,24 @@ def test_messages_attached_inside_an_attached_message_are_not_copied_again():
     )
     assert [(a.filename, a.part_of) for a in mail.attachments] == [("level.eml", "")]
     assert mail.text.strip() == "top text"
+
+
+CLEANED = [
+    "plain ascii",
+    "  padded  ",
+    "tab\there",
+    "line\r\nbreak",
+    "nul\x00and\x7fdel",
+    "Привет",
+    "caf\udce9",  # an 8-bit byte kept by the stdlib as a lone surrogate
+    "",
+    "~!@#$%^&*()_+{}|:<>?",
+]
+
+
+@pytest.mark.parametrize("value", CLEANED)
+def test_a_header_value_is_cleaned_the_same_whether_it_is_plain_ascii_or_not(value):
+    from mailgate.mail.parse import _CONTROL, clean_header, proper_text
+
+    slow = _CONTROL.sub("", proper_text(value).replace("\r", " ").replace("\n", " ")).strip()
+    assert clean_header(value) == slow
