@@ -31,6 +31,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from mailgate.config import Config, Table
+from mailgate.mail.headers import header_block_end
 from mailgate.mail.parse import clean_header
 from mailgate.mail.signing import sign, verify
 
@@ -161,7 +162,7 @@ def parse_authentication_results(value: str) -> AuthResults | None:
 def top_authentication_results(raw: bytes) -> list[str]:
     """The Authentication-Results values above the first Received header, top first."""
     values = []
-    head = raw[: _header_end(raw)]  # the parser reads a body it is told to skip line by line all the same
+    head = raw[: header_block_end(raw)]  # the parser reads a body it is told to skip line by line all the same
     for name, value in BytesHeaderParser(policy=compat32).parsebytes(head, headersonly=True).items():
         lowered = name.lower()
         if lowered == "received":
@@ -169,12 +170,6 @@ def top_authentication_results(raw: bytes) -> list[str]:
         if lowered == "authentication-results":
             values.append(clean_header(str(value)))
     return values
-
-
-def _header_end(raw: bytes) -> int:
-    """Where the header block surely ended: after the first blank line, whatever its line ends."""
-    ends = [found + 3 for found in (raw.find(b"\n\n"), raw.find(b"\n\r\n"), raw.find(b"\r\r")) if found >= 0]
-    return min(ends, default=len(raw))
 
 
 def _domain(value: str) -> str:

@@ -27,6 +27,15 @@ MAX_HEADER_LINES = 2000
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # where the header block ends
 
 
+def header_block_end(raw: bytes) -> int:
+    """An offset the header block surely ends before: just past the first blank line, whatever its line
+    ends (CRLF, LF or a bare CR, as the stdlib's parser reads them); the whole mail when there is none.
+    For a reader that needs the headers alone: the stdlib's header parser walks a body line by line to skip it.
+    """
+    ends = [found + 3 for found in (raw.find(b"\n\n"), raw.find(b"\n\r\n"), raw.find(b"\r\r")) if found >= 0]
+    return min(ends, default=len(raw))
+
+
 def decode_words(value: str, hint: str | None = None) -> str:
     """``value`` with every RFC 2047 encoded word decoded, wherever it stands; never raises."""
     if "=?" not in value:

@@ -141,7 +141,9 @@ class IndexedMessage(Message):
     Reading a mail asks each part for its type, its parameters and its encoding a dozen times (the feed
     parser, then our walk), and each ask lowered and compared every header name, and split and unquoted
     the parameters again: a sixth of the parse. Both are made at the first ask and dropped by every
-    change of the headers.
+    change of the headers (the methods that append or replace one, and any new list: ``__delitem__`` and
+    ``set_boundary`` assign ``_headers``). A shallow copy shares the list but not this: change a copy's
+    headers and the original may answer from before (nothing copies a parsed tree; ``deepcopy`` is safe).
     """
 
     _index: dict[str, tuple[str, Any]] | None = None

@@ -183,13 +183,18 @@ def loaded(session: Session, model: type[B], row: Sequence[Any]) -> B:
         keys = tuple(mapper.get_property_by_column(column).key for column in target.columns)
         keys_and_pk = _KEYS[model] = (keys, list(target.columns).index(primary_key))
     keys, pk_index = keys_and_pk
-    held = session.identity_map.get(inspect(model).identity_key_from_primary_key((row[pk_index],)))
-    if held is not None:
-        return cast(B, held)
+    found = held(session, model, row[pk_index])
+    if found is not None:
+        return found
     obj = new(model, **dict(zip(keys, row, strict=True)))
     make_transient_to_detached(obj)  # every column loaded, no history: as if read by a query
     session.add(obj)
     return obj
+
+
+def held(session: Session, model: type[B], primary_key: Any) -> B | None:
+    """The object of this row the session holds already, if any (no statement, no refresh)."""
+    return cast(B | None, session.identity_map.get(inspect(model).identity_key_from_primary_key((primary_key,))))
 
 
 _UPDATES: dict[tuple[type[Base], tuple[str, ...]], Update] = {}

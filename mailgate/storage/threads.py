@@ -17,12 +17,11 @@ from collections.abc import Iterable
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from mailgate.domain.tokens import find_ticket_number
 from mailgate.storage import direct
 from mailgate.storage.models import Message, MessageRef, Ticket
-from mailgate.storage.rows import flushed_id, loaded, nothing_pending, table
+from mailgate.storage.rows import flushed_id, held, loaded, nothing_pending, table
 
 # Built once: a statement built per call costs several times its execution (these run for every mail).
 _TICKET_BY_NUMBER = select(*table(Ticket).columns).where(table(Ticket).c.number == bindparam("number"))
@@ -64,9 +63,9 @@ def by_references(session: Session, in_reply_to: Iterable[str], references: Iter
 def ticket_by_id(session: Session, ticket_id: int) -> Ticket | None:
     """``session.get(Ticket, ticket_id)``: the one the session holds, else the row read with one SELECT and
     made a loaded object without the ORM's query (a third of its cost)."""
-    held = session.identity_map.get(identity_key(Ticket, ticket_id))
-    if held is not None:
-        return held
+    known = held(session, Ticket, ticket_id)
+    if known is not None:
+        return known
     found = direct.read(session, _TICKET_BY_ID, {"id": ticket_id})
     return loaded(session, Ticket, found[0]) if found else None
 

@@ -8,6 +8,7 @@ from mailgate.config import parse_config
 from mailgate.domain import agent_auth
 from mailgate.domain.agent_auth import AuthSettings, parse_reply_address, proof_from_headers, reply_address, signed_for
 from mailgate.errors import ConfigError
+from mailgate.mail.headers import header_block_end
 from tests.helpers import make_mail
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -130,9 +131,9 @@ def test_the_top_results_are_read_from_the_header_block_as_a_whole_parse_reads_t
         if name.lower() == "authentication-results":
             whole.append(agent_auth.clean_header(str(value)))
     assert agent_auth.top_authentication_results(raw) == whole
-    assert agent_auth._header_end(raw) <= len(raw)
+    assert header_block_end(raw) <= len(raw)
 
 
 def test_a_long_body_is_not_read_for_the_top_results():
     raw = AUTH + b"From: a@example.com\r\n\r\n" + b"line\r\n" * 100_000
-    assert agent_auth._header_end(raw) == raw.index(b"\r\n\r\n") + 4  # just past the blank line
+    assert header_block_end(raw) == raw.index(b"\r\n\r\n") + 4  # just past the blank line

@@ -38,7 +38,7 @@ def add(
     Returns the addresses added and how many new ones were left out. The
     customer and addresses already watching are not new and count for nothing.
     ``new_ticket``: the ticket's row was written a moment ago in this transaction, so no one watches
-    it yet and nothing is read (a customer's first mail with a Cc: a fifth of the mails).
+    it yet and nothing is read (a customer's first mail with people in Cc).
     """
     known = set() if new_ticket else set(session.scalars(_WATCHING, {"ticket_id": ticket.id}).all())
     present = len(known)
